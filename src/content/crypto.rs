@@ -1,0 +1,168 @@
+//! Sealing blocks: convergent keys and XChaCha20-Poly1305.
+//!
+//! A block's key is BLAKE3 in keyed mode over the block's plaintext, keyed with the node's
+//! [`ConvergenceSecret`]: the same bytes under the same secret always give the same key and
+//! so the same sealed block, which is what lets a store keep identical chunks once. Because
+//! a key is only ever used for the one plaintext it was derived from, the nonce is fixed at
+//! zero; see DESIGN.md for what this hides and what it does not. This module must not read
+//! or write secrets to disk: the store owns the secret file.
+
+use std::fmt;
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Length of the Poly1305 tag appended to every sealed block.
+pub const TAG_LEN: usize = 16;
+/// Length of keys and secrets.
+pub const KEY_LEN: usize = 32;
+
+/// The per-node (or per-group) secret every convergent key is derived under. Nodes that
+/// share one dedupe identical files between them; nodes that don't produce unrelated blocks
+/// from the same file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConvergenceSecret([u8; KEY_LEN]);
+
+impl ConvergenceSecret {
+    pub fn generate() -> Self {
+        let mut b = [0u8; KEY_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        Self(b)
+    }
+
+    pub fn from_bytes(b: [u8; KEY_LEN]) -> Self {
+        Self(b)
+    }
+
+    /// Parses 64 hex digits (surrounding whitespace ignored).
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut b = [0u8; KEY_LEN];
+        hex::decode_to_slice(s.trim(), &mut b).ok()?;
+        Some(Self(b))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The convergent key of `plaintext`.
+    pub fn derive_key(&self, plaintext: &[u8]) -> BlockKey {
+        BlockKey(*blake3::keyed_hash(&self.0, plaintext).as_bytes())
+    }
+}
+
+impl fmt::Debug for ConvergenceSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConvergenceSecret(..)")
+    }
+}
+
+/// The key that opens one sealed block.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockKey([u8; KEY_LEN]);
+
+impl BlockKey {
+    pub fn from_bytes(b: [u8; KEY_LEN]) -> Self {
+        Self(b)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.0).into())
+    }
+
+    /// Seals `block` in place: on return it holds ciphertext followed by the tag. `aad` is
+    /// authenticated but not encrypted (manifests bind their public link list this way).
+    pub fn seal_in_place(&self, block: &mut Vec<u8>, aad: &[u8]) {
+        block.reserve_exact(TAG_LEN);
+        let nonce = XNonce::default();
+        // Encryption only fails for messages beyond the cipher's 256 GiB limit, far above any
+        // block storgo makes (checked by MAX_BLOCK_SIZE); a failure would be a bug, so the
+        // block is left unsealed-and-tagless and the caller's address check fails loudly.
+        if let Ok(tag) = self.cipher().encrypt_in_place_detached(&nonce, aad, block) {
+            block.extend_from_slice(&tag);
+        }
+    }
+
+    /// Opens a sealed block in place, leaving the plaintext. Fails, leaving `block`
+    /// unspecified, when the key is wrong or the bytes were altered.
+    pub fn open_in_place(&self, block: &mut Vec<u8>, aad: &[u8]) -> Result<(), OpenError> {
+        if block.len() < TAG_LEN {
+            return Err(OpenError);
+        }
+        let split = block.len() - TAG_LEN;
+        let tag = Tag::clone_from_slice(&block[split..]);
+        block.truncate(split);
+        self.cipher()
+            .decrypt_in_place_detached(&XNonce::default(), aad, block, &tag)
+            .map_err(|_| OpenError)
+    }
+}
+
+impl fmt::Debug for BlockKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BlockKey(..)")
+    }
+}
+
+/// A block did not authenticate under the key it was opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenError;
+
+impl Serialize for BlockKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BlockKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
+        let arr: [u8; KEY_LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("key must be 32 bytes"))?;
+        Ok(Self(arr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_is_deterministic_and_opens() {
+        let secret = ConvergenceSecret::from_bytes([7; 32]);
+        let key = secret.derive_key(b"abc");
+        let mut a = b"abc".to_vec();
+        key.seal_in_place(&mut a, b"");
+        let mut b = b"abc".to_vec();
+        key.seal_in_place(&mut b, b"");
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 3 + TAG_LEN);
+        key.open_in_place(&mut a, b"").unwrap();
+        assert_eq!(a, b"abc");
+    }
+
+    #[test]
+    fn wrong_key_and_tampering_fail() {
+        let secret = ConvergenceSecret::from_bytes([7; 32]);
+        let key = secret.derive_key(b"abc");
+        let mut sealed = b"abc".to_vec();
+        key.seal_in_place(&mut sealed, b"");
+        let other = secret.derive_key(b"abd");
+        assert_eq!(
+            other.open_in_place(&mut sealed.clone(), b""),
+            Err(OpenError)
+        );
+        let mut t = sealed.clone();
+        t[0] ^= 1;
+        assert_eq!(key.open_in_place(&mut t, b""), Err(OpenError));
+        assert_eq!(key.open_in_place(&mut vec![1, 2], b""), Err(OpenError));
+    }
+}

@@ -1,0 +1,400 @@
+//! `add`: a path or stream becomes sealed blocks, manifests and one content ID.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::content::manifest::{build_tree, MAX_CHUNKS_PER_PAGE, MAX_ENTRIES_PER_PAGE};
+use crate::content::{
+    validate_name, BlockAddress, BlockKey, ChunkRef, Chunker, ContentId, DirEntry, DirManifest,
+    EntryKind, FileManifest, Manifest,
+};
+use crate::store::{BlockWriter, PinRecord, Store};
+
+use super::{worker_count, FilesError, Result};
+
+/// How an add behaves.
+#[derive(Debug, Clone)]
+pub struct AddOptions {
+    /// Add folders and everything below them.
+    pub recursive: bool,
+    /// Pin the root (what `storgo add` does); without it the blocks are garbage at the next GC.
+    pub pin: bool,
+}
+
+impl Default for AddOptions {
+    fn default() -> Self {
+        Self {
+            recursive: false,
+            pin: true,
+        }
+    }
+}
+
+/// The result of an add.
+#[derive(Debug, Clone)]
+pub struct Added {
+    pub id: ContentId,
+    pub name: String,
+    pub kind: EntryKind,
+    pub size: u64,
+    /// Bytes written that the store did not already hold.
+    pub new_bytes: u64,
+    /// Paths left out (symlinks, sockets…), for the caller to report.
+    pub skipped: Vec<String>,
+}
+
+/// Called with the number of plaintext bytes read so far.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+struct Ctx<'s, 'p> {
+    store: &'s Store,
+    writer: BlockWriter<'s>,
+    progress: Progress<'p>,
+    read_so_far: u64,
+    skipped: Vec<String>,
+}
+
+impl Ctx<'_, '_> {
+    fn put_manifest(&mut self, m: &Manifest) -> Result<(BlockAddress, BlockKey)> {
+        let (address, key, block) = m.seal(self.store.secret())?;
+        self.writer.put(address, &block)?;
+        Ok((address, key))
+    }
+}
+
+fn unix_mtime(meta: &fs::Metadata) -> Option<i64> {
+    let t = meta.modified().ok()?;
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).ok(),
+        Err(e) => i64::try_from(e.duration().as_secs()).ok().map(|s| -s),
+    }
+}
+
+fn file_name(path: &Path) -> Result<String> {
+    let canonical;
+    let p = if path.file_name().is_none() {
+        canonical = fs::canonicalize(path).map_err(|e| FilesError::io("resolving", path, e))?;
+        canonical.as_path()
+    } else {
+        path
+    };
+    match p.file_name() {
+        None => Ok(String::new()),
+        Some(n) => n
+            .to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| FilesError::NonUtf8Name { path: p.to_owned() }),
+    }
+}
+
+/// Adds a file, or with `recursive` a folder, and pins it unless told not to.
+pub fn add_path(
+    store: &Store,
+    path: &Path,
+    opts: &AddOptions,
+    progress: Progress<'_>,
+) -> Result<Added> {
+    let meta = fs::metadata(path).map_err(|e| FilesError::io("reading", path, e))?;
+    let name = file_name(path)?;
+    validate_name(&name, true)?;
+    let mut ctx = Ctx {
+        store,
+        writer: store.writer(),
+        progress,
+        read_so_far: 0,
+        skipped: Vec::new(),
+    };
+    let (kind, size, address, key) = if meta.is_dir() {
+        if !opts.recursive {
+            return Err(FilesError::IsDirectory {
+                path: path.to_owned(),
+            });
+        }
+        let (size, address, key) = add_dir(&mut ctx, path, &name, &meta)?;
+        (EntryKind::Dir, size, address, key)
+    } else if meta.is_file() {
+        let f = fs::File::open(path).map_err(|e| FilesError::io("opening", path, e))?;
+        let (size, address, key) = add_file(
+            &mut ctx,
+            f,
+            &name,
+            Some(meta.permissions().mode() & 0o7777),
+            unix_mtime(&meta),
+            path,
+        )?;
+        (EntryKind::File, size, address, key)
+    } else {
+        return Err(FilesError::Unsupported {
+            path: path.to_owned(),
+        });
+    };
+    finish(ctx, opts, name, kind, size, address, key)
+}
+
+/// Adds a byte stream (stdin) as one file named `name`.
+pub fn add_reader(
+    store: &Store,
+    reader: impl Read + Send,
+    name: &str,
+    opts: &AddOptions,
+    progress: Progress<'_>,
+) -> Result<Added> {
+    validate_name(name, true)?;
+    let mut ctx = Ctx {
+        store,
+        writer: store.writer(),
+        progress,
+        read_so_far: 0,
+        skipped: Vec::new(),
+    };
+    let (size, address, key) = add_file(&mut ctx, reader, name, None, None, Path::new("-"))?;
+    finish(
+        ctx,
+        opts,
+        name.to_owned(),
+        EntryKind::File,
+        size,
+        address,
+        key,
+    )
+}
+
+fn finish(
+    ctx: Ctx<'_, '_>,
+    opts: &AddOptions,
+    name: String,
+    kind: EntryKind,
+    size: u64,
+    address: BlockAddress,
+    key: BlockKey,
+) -> Result<Added> {
+    let stats = ctx.writer.finish()?;
+    let id = ContentId::new(address, key);
+    if opts.pin {
+        ctx.store.pin(&PinRecord {
+            id: id.to_string(),
+            name: name.clone(),
+            kind: match kind {
+                EntryKind::File => "file",
+                EntryKind::Dir => "dir",
+            }
+            .into(),
+            size,
+            pinned_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        })?;
+    }
+    tracing::info!(cid = %address, bytes = size, new_bytes = stats.new_bytes, "added");
+    Ok(Added {
+        id,
+        name,
+        kind,
+        size,
+        new_bytes: stats.new_bytes,
+        skipped: ctx.skipped,
+    })
+}
+
+fn add_dir(
+    ctx: &mut Ctx<'_, '_>,
+    path: &Path,
+    name: &str,
+    meta: &fs::Metadata,
+) -> Result<(u64, BlockAddress, BlockKey)> {
+    let mut children = Vec::new();
+    for entry in fs::read_dir(path).map_err(|e| FilesError::io("listing", path, e))? {
+        let entry = entry.map_err(|e| FilesError::io("listing", path, e))?;
+        let child = entry.path();
+        let child_name = entry
+            .file_name()
+            .into_string()
+            .map_err(|_| FilesError::NonUtf8Name {
+                path: child.clone(),
+            })?;
+        children.push((child_name, child));
+    }
+    children.sort();
+    let mut entries = Vec::with_capacity(children.len());
+    let mut total = 0u64;
+    for (child_name, child) in children {
+        let cmeta =
+            fs::symlink_metadata(&child).map_err(|e| FilesError::io("reading", &child, e))?;
+        let (kind, size, address, key) = if cmeta.is_dir() {
+            let (s, a, k) = add_dir(ctx, &child, &child_name, &cmeta)?;
+            (EntryKind::Dir, s, a, k)
+        } else if cmeta.is_file() {
+            let f = fs::File::open(&child).map_err(|e| FilesError::io("opening", &child, e))?;
+            let (s, a, k) = add_file(
+                ctx,
+                f,
+                &child_name,
+                Some(cmeta.permissions().mode() & 0o7777),
+                unix_mtime(&cmeta),
+                &child,
+            )?;
+            (EntryKind::File, s, a, k)
+        } else {
+            tracing::warn!(path = %child.display(), "skipping: not a regular file or directory");
+            ctx.skipped.push(child.display().to_string());
+            continue;
+        };
+        total += size;
+        entries.push(DirEntry {
+            name: child_name,
+            kind,
+            size,
+            address,
+            key,
+        });
+    }
+    let tree = build_tree(
+        entries,
+        MAX_ENTRIES_PER_PAGE,
+        Manifest::EntryPage,
+        |e| e.size,
+        &mut |m| ctx.put_manifest(m).map_err(into_content_error),
+    )
+    .map_err(|e| unwrap_content_error(e, ctx))?;
+    let (address, key) = ctx.put_manifest(&Manifest::Dir(DirManifest {
+        name: name.to_owned(),
+        size: total,
+        mode: Some(meta.permissions().mode() & 0o7777),
+        mtime: unix_mtime(meta),
+        entries: tree,
+    }))?;
+    Ok((total, address, key))
+}
+
+/// Seals one stream: a chunking thread, sealing workers, and this thread writing in order.
+fn add_file(
+    ctx: &mut Ctx<'_, '_>,
+    reader: impl Read + Send,
+    name: &str,
+    mode: Option<u32>,
+    mtime: Option<i64>,
+    path: &Path,
+) -> Result<(u64, BlockAddress, BlockKey)> {
+    let secret = ctx.store.secret().clone();
+    let workers = worker_count();
+    let (job_tx, job_rx) = sync_channel::<(usize, Vec<u8>)>(workers * 2);
+    let (done_tx, done_rx) = sync_channel::<(usize, ChunkRef, Vec<u8>)>(workers * 2);
+    let job_rx = Mutex::new(job_rx);
+    let base = ctx.read_so_far;
+
+    let (refs, digest, size) = std::thread::scope(|s| -> Result<_> {
+        let chunker = s.spawn(move || -> std::io::Result<([u8; 32], u64)> {
+            let mut chunker = Chunker::new(reader);
+            let mut i = 0;
+            while let Some(chunk) = chunker.next_chunk()? {
+                if job_tx.send((i, chunk)).is_err() {
+                    break;
+                }
+                i += 1;
+            }
+            Ok(chunker.finish())
+        });
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let job_rx = &job_rx;
+            let secret = &secret;
+            s.spawn(move || seal_worker(job_rx, done_tx, secret));
+        }
+        drop(done_tx);
+        let mut refs: Vec<Option<ChunkRef>> = Vec::new();
+        let mut bytes = 0u64;
+        let write = (|| -> Result<()> {
+            for (i, r, sealed) in done_rx.iter() {
+                ctx.writer.put(r.address, &sealed)?;
+                if refs.len() <= i {
+                    refs.resize(i + 1, None);
+                }
+                refs[i] = Some(r);
+                bytes += r.len as u64;
+                (ctx.progress)(base + bytes);
+            }
+            Ok(())
+        })();
+        drop(done_rx);
+        let chunked = chunker.join();
+        write?;
+        let (digest, size) = match chunked {
+            Ok(r) => r.map_err(|e| FilesError::io("reading", path, e))?,
+            Err(_) => {
+                return Err(FilesError::io(
+                    "reading",
+                    path,
+                    std::io::Error::other("chunking thread panicked"),
+                ))
+            }
+        };
+        Ok((refs, digest, size))
+    })?;
+    ctx.read_so_far = base + size;
+    let refs: Vec<ChunkRef> = refs.into_iter().flatten().collect();
+    let tree = build_tree(
+        refs,
+        MAX_CHUNKS_PER_PAGE,
+        Manifest::ChunkPage,
+        |c| c.len as u64,
+        &mut |m| ctx.put_manifest(m).map_err(into_content_error),
+    )
+    .map_err(|e| unwrap_content_error(e, ctx))?;
+    let (address, key) = ctx.put_manifest(&Manifest::File(FileManifest {
+        name: name.to_owned(),
+        size,
+        mode,
+        mtime,
+        sha256: digest,
+        chunks: tree,
+    }))?;
+    Ok((size, address, key))
+}
+
+fn seal_worker(
+    jobs: &Mutex<Receiver<(usize, Vec<u8>)>>,
+    done: std::sync::mpsc::SyncSender<(usize, ChunkRef, Vec<u8>)>,
+    secret: &crate::content::ConvergenceSecret,
+) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((i, mut chunk)) = job else { return };
+        let len = chunk.len() as u32;
+        let key = secret.derive_key(&chunk);
+        key.seal_in_place(&mut chunk, &[]);
+        let address = BlockAddress::of(&chunk);
+        if done
+            .send((i, ChunkRef { address, len, key }, chunk))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+// `build_tree` speaks ContentError; a store failure inside its callback travels through it
+// as text and is restored here so the user still sees the store's own message.
+thread_local! {
+    static PENDING: std::cell::RefCell<Option<FilesError>> = const { std::cell::RefCell::new(None) };
+}
+
+fn into_content_error(e: FilesError) -> crate::content::ContentError {
+    let msg = e.to_string();
+    PENDING.with(|p| *p.borrow_mut() = Some(e));
+    crate::content::ContentError::Encode(msg)
+}
+
+fn unwrap_content_error(e: crate::content::ContentError, _ctx: &Ctx<'_, '_>) -> FilesError {
+    PENDING
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or(FilesError::Content(e))
+}

@@ -1,0 +1,22 @@
+//! storgo: a peer-to-peer file store.
+//!
+//! People add a file or a folder on one machine and fetch it on any other by one
+//! [`ContentId`]. Content is cut into chunks, each sealed under a key derived from its own
+//! bytes, and addressed by the SHA-256 of the sealed bytes, so a node that stores someone
+//! else's chunks can verify them but never read them.
+//!
+//! # Layout
+//! - [`content`]: what a file becomes — chunking, sealing, block addresses, manifests and
+//!   content IDs. Pure functions over bytes; no disk, no network.
+//! - [`store`]: the local data dir — block files on disk, the redb index of blocks and pins,
+//!   the data-dir lock, garbage collection and verification. Knows block links, never keys.
+//! - [`files`]: adding and reading files and folders — the pipelines that turn a path into
+//!   sealed blocks in a [`store::Store`] and a content ID back into bytes on disk.
+//! - [`cli`]: the `storgo` command line, a thin shell over the layers above.
+//!
+//! [`ContentId`]: content::ContentId
+
+pub mod cli;
+pub mod content;
+pub mod files;
+pub mod store;

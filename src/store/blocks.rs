@@ -1,0 +1,255 @@
+//! Block files: one file per sealed block under `blocks/`, named by the hex SHA-256 of its
+//! bytes and sharded by the first two hex digits, and the batched crash-safe writer.
+//!
+//! Syncing is batched: `fsync` per 1 MiB block would cost more than hashing it, so a batch of
+//! temp files is made durable with one `syncfs`, renamed into place, made durable again, and
+//! only then indexed. This module must not decide what is reachable (that is GC's job in
+//! `maintenance`) and never sees keys.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLockReadGuard;
+
+use crate::content::BlockAddress;
+
+use super::{Result, Store, StoreError};
+
+/// Bytes written before a batch is flushed on its own.
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Where block files live.
+pub struct BlockFiles {
+    blocks: PathBuf,
+    tmp: PathBuf,
+    corrupt: PathBuf,
+}
+
+impl BlockFiles {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let me = Self {
+            blocks: dir.join("blocks"),
+            tmp: dir.join("tmp"),
+            corrupt: dir.join("corrupt"),
+        };
+        for d in [&me.blocks, &me.tmp] {
+            fs::create_dir_all(d).map_err(|e| StoreError::io("creating", d, e))?;
+        }
+        // Temp files are never named by the index: whatever a killed writer left is garbage.
+        let entries = fs::read_dir(&me.tmp).map_err(|e| StoreError::io("listing", &me.tmp, e))?;
+        for entry in entries.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+        Ok(me)
+    }
+
+    pub fn path_of(&self, a: &BlockAddress) -> PathBuf {
+        let hex = a.to_hex();
+        self.blocks.join(&hex[..2]).join(hex)
+    }
+
+    pub fn read(&self, a: &BlockAddress, limit: usize) -> Result<Vec<u8>> {
+        let path = self.path_of(a);
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing { address: *a })
+            }
+            Err(e) => return Err(StoreError::io("opening block", path, e)),
+        };
+        let len = f
+            .metadata()
+            .map_err(|e| StoreError::io("reading block", &path, e))?
+            .len();
+        if len > limit as u64 {
+            return Err(StoreError::Corrupt {
+                address: *a,
+                path,
+                reason: format!("{len} bytes, over the {limit}-byte limit"),
+            });
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut buf)
+            .map_err(|e| StoreError::io("reading block", &path, e))?;
+        Ok(buf)
+    }
+
+    /// Every block file on disk, whatever the index says.
+    pub fn list(&self) -> Result<Vec<(BlockAddress, PathBuf)>> {
+        let mut out = Vec::new();
+        let shards =
+            fs::read_dir(&self.blocks).map_err(|e| StoreError::io("listing", &self.blocks, e))?;
+        for shard in shards.flatten() {
+            let Ok(files) = fs::read_dir(shard.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name();
+                if let Some(a) = name.to_str().and_then(BlockAddress::from_hex) {
+                    out.push((a, f.path()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn remove(&self, a: &BlockAddress) -> Result<()> {
+        let path = self.path_of(a);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("removing block", path, e)),
+        }
+    }
+
+    /// Moves a bad block file out of `blocks/` so that it is neither served nor trusted,
+    /// keeping it for inspection.
+    pub fn quarantine(&self, a: &BlockAddress) -> Result<PathBuf> {
+        fs::create_dir_all(&self.corrupt)
+            .map_err(|e| StoreError::io("creating", &self.corrupt, e))?;
+        let from = self.path_of(a);
+        let to = self.corrupt.join(a.to_hex());
+        fs::rename(&from, &to).map_err(|e| StoreError::io("moving aside", &from, e))?;
+        Ok(to)
+    }
+
+    fn sync_fs(&self) -> Result<()> {
+        let dir =
+            File::open(&self.blocks).map_err(|e| StoreError::io("opening", &self.blocks, e))?;
+        // SAFETY: syncfs takes a valid open file descriptor, which `dir` holds for the call.
+        let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+        if rc != 0 {
+            return Err(StoreError::io(
+                "syncing",
+                &self.blocks,
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct Pending {
+    tmp: PathBuf,
+    address: BlockAddress,
+    size: u64,
+}
+
+/// What a finished batch of writes did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriteStats {
+    /// Blocks written that the store did not already hold.
+    pub new_blocks: u64,
+    pub new_bytes: u64,
+    /// Blocks skipped because the store already held them.
+    pub known_blocks: u64,
+}
+
+/// A batch of block writes; see [`Store::writer`].
+pub struct BlockWriter<'a> {
+    store: &'a Store,
+    pending: Vec<Pending>,
+    pending_set: HashSet<BlockAddress>,
+    pending_bytes: u64,
+    stats: WriteStats,
+    _gc: RwLockReadGuard<'a, ()>,
+}
+
+impl<'a> BlockWriter<'a> {
+    pub(super) fn new(store: &'a Store, gc: RwLockReadGuard<'a, ()>) -> Self {
+        Self {
+            store,
+            pending: Vec::new(),
+            pending_set: HashSet::new(),
+            pending_bytes: 0,
+            stats: WriteStats::default(),
+            _gc: gc,
+        }
+    }
+
+    /// Queues a sealed block. The caller vouches that `address` is the hash of `sealed`.
+    /// Returns whether the block was new.
+    pub fn put(&mut self, address: BlockAddress, sealed: &[u8]) -> Result<bool> {
+        if self.pending_set.contains(&address) || self.store.index.has_block(&address)? {
+            self.stats.known_blocks += 1;
+            return Ok(false);
+        }
+        let size = sealed.len() as u64;
+        if let Some(limit) = self.store.max_storage {
+            let used = self.store.index.stats()?.bytes;
+            let needed = self.pending_bytes + size;
+            if used + needed > limit {
+                return Err(StoreError::QuotaExceeded {
+                    needed,
+                    used,
+                    limit,
+                });
+            }
+        }
+        let files = &self.store.blocks;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = files
+            .tmp
+            .join(format!("{}-{}-{n}", std::process::id(), address.to_hex()));
+        let mut f = File::create(&tmp).map_err(|e| StoreError::io("creating", &tmp, e))?;
+        if let Err(e) = f.write_all(sealed) {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::io("writing", &tmp, e));
+        }
+        self.pending.push(Pending { tmp, address, size });
+        self.pending_set.insert(address);
+        self.pending_bytes += size;
+        if self.pending_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(true)
+    }
+
+    /// Makes every queued block durable and visible.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let files = &self.store.blocks;
+        files.sync_fs()?;
+        let mut shards = HashSet::new();
+        for p in &self.pending {
+            let dest = files.path_of(&p.address);
+            if let Some(shard) = dest.parent() {
+                if shards.insert(shard.to_owned()) {
+                    fs::create_dir_all(shard).map_err(|e| StoreError::io("creating", shard, e))?;
+                }
+            }
+            fs::rename(&p.tmp, &dest).map_err(|e| StoreError::io("renaming", &dest, e))?;
+        }
+        files.sync_fs()?;
+        let added: Vec<(BlockAddress, u64)> =
+            self.pending.iter().map(|p| (p.address, p.size)).collect();
+        self.store.index.add_blocks(&added)?;
+        self.stats.new_blocks += added.len() as u64;
+        self.stats.new_bytes += self.pending_bytes;
+        self.pending.clear();
+        self.pending_set.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    /// Flushes and returns what the batch did.
+    pub fn finish(mut self) -> Result<WriteStats> {
+        self.flush()?;
+        Ok(self.stats)
+    }
+}
+
+impl Drop for BlockWriter<'_> {
+    fn drop(&mut self) {
+        for p in self.pending.drain(..) {
+            let _ = fs::remove_file(&p.tmp);
+        }
+    }
+}

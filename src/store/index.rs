@@ -1,0 +1,225 @@
+//! The index: a redb database of which blocks are held, which roots are pinned, and counters.
+//!
+//! Tables (all keyed by the 32-byte SHA-256 digest of a block):
+//! - `blocks`: digest → stored size in bytes. A block is named here only once its file is
+//!   complete and synced.
+//! - `pins`: root digest → CBOR [`PinRecord`].
+//! - `meta`: name → u64 counters (`bytes`: total of `blocks`).
+//!
+//! Later tables (replicas held for others, provider records) sit beside these in the same
+//! file. This module must not touch block files.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::content::BlockAddress;
+
+use super::{Result, StoreError};
+
+const BLOCKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("blocks");
+const PINS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pins");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const BYTES: &str = "bytes";
+
+/// A pinned root as `ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinRecord {
+    /// The content ID (read capability) of the item.
+    pub id: String,
+    pub name: String,
+    /// "file" or "dir".
+    pub kind: String,
+    /// Plaintext bytes of the item.
+    pub size: u64,
+    /// Unix seconds when it was pinned.
+    pub pinned_at: u64,
+}
+
+/// Counts for `status` and quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    pub blocks: u64,
+    pub bytes: u64,
+    pub pins: u64,
+}
+
+pub struct Index {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Index {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).map_err(|e| StoreError::Index {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let me = Self {
+            db,
+            path: path.to_owned(),
+        };
+        // Create the tables up front so that readers never see "table does not exist".
+        let tx = me.db.begin_write().map_err(|e| me.err(e))?;
+        {
+            tx.open_table(BLOCKS).map_err(|e| me.err(e))?;
+            tx.open_table(PINS).map_err(|e| me.err(e))?;
+            tx.open_table(META).map_err(|e| me.err(e))?;
+        }
+        tx.commit().map_err(|e| me.err(e))?;
+        Ok(me)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Index {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    pub fn has_block(&self, a: &BlockAddress) -> Result<bool> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        Ok(t.get(a.digest()).map_err(|e| self.err(e))?.is_some())
+    }
+
+    pub fn have_blocks(&self, addrs: &[BlockAddress]) -> Result<Vec<bool>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        addrs
+            .iter()
+            .map(|a| Ok(t.get(a.digest()).map_err(|e| self.err(e))?.is_some()))
+            .collect()
+    }
+
+    /// Names blocks as held; sizes of blocks already named are not counted twice.
+    pub fn add_blocks(&self, blocks: &[(BlockAddress, u64)]) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let mut added = 0u64;
+            for (a, size) in blocks {
+                if t.insert(a.digest(), size)
+                    .map_err(|e| self.err(e))?
+                    .is_none()
+                {
+                    added += size;
+                }
+            }
+            let mut m = tx.open_table(META).map_err(|e| self.err(e))?;
+            let cur = m
+                .get(BYTES)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            m.insert(BYTES, cur + added).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn remove_blocks(&self, addrs: &[BlockAddress]) -> Result<u64> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut freed = 0u64;
+        {
+            let mut t = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            for a in addrs {
+                if let Some(v) = t.remove(a.digest()).map_err(|e| self.err(e))? {
+                    freed += v.value();
+                }
+            }
+            let mut m = tx.open_table(META).map_err(|e| self.err(e))?;
+            let cur = m
+                .get(BYTES)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            m.insert(BYTES, cur.saturating_sub(freed))
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(freed)
+    }
+
+    /// Every indexed block and its size.
+    pub fn blocks(&self) -> Result<Vec<(BlockAddress, u64)>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((BlockAddress::from_digest(k.value()), v.value()));
+        }
+        Ok(out)
+    }
+
+    pub fn put_pin(&self, r: &PinRecord) -> Result<()> {
+        let root: crate::content::ContentId =
+            r.id.parse()
+                .map_err(|e: crate::content::ContentError| self.err(e))?;
+        let mut bytes = Vec::new();
+        ciborium::into_writer(r, &mut bytes).map_err(|e| self.err(e))?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(PINS).map_err(|e| self.err(e))?;
+            t.insert(root.root.digest(), bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn remove_pin(&self, root: &BlockAddress) -> Result<Option<PinRecord>> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let old = {
+            let mut t = tx.open_table(PINS).map_err(|e| self.err(e))?;
+            let v = t.remove(root.digest()).map_err(|e| self.err(e))?;
+            match v {
+                Some(v) => Some(self.decode_pin(v.value())?),
+                None => None,
+            }
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(old)
+    }
+
+    fn decode_pin(&self, bytes: &[u8]) -> Result<PinRecord> {
+        ciborium::from_reader(bytes).map_err(|e| self.err(format!("pin record: {e}")))
+    }
+
+    pub fn get_pin(&self, root: &BlockAddress) -> Result<Option<PinRecord>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(PINS).map_err(|e| self.err(e))?;
+        match t.get(root.digest()).map_err(|e| self.err(e))? {
+            Some(v) => Ok(Some(self.decode_pin(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn pins(&self) -> Result<Vec<PinRecord>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(PINS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(self.decode_pin(v.value())?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    pub fn stats(&self) -> Result<StoreStats> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let pins = tx.open_table(PINS).map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        Ok(StoreStats {
+            blocks: blocks.len().map_err(|e| self.err(e))?,
+            bytes: meta
+                .get(BYTES)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value())
+                .unwrap_or(0),
+            pins: pins.len().map_err(|e| self.err(e))?,
+        })
+    }
+}
