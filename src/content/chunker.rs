@@ -100,7 +100,9 @@ impl<R: Read> Chunker<R> {
             ml << 1,
         );
         let len = len.clamp(1, avail);
-        let chunk = self.buf[self.start..self.start + len].to_vec();
+        // Room for the AEAD tag, so sealing in place never reallocates (and copies) the chunk.
+        let mut chunk = Vec::with_capacity(len + crate::content::crypto::TAG_LEN);
+        chunk.extend_from_slice(&self.buf[self.start..self.start + len]);
         self.start += len;
         Ok(Some(chunk))
     }

@@ -12,10 +12,13 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLockReadGuard;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, RwLockReadGuard};
+use std::thread::JoinHandle;
 
 use crate::content::BlockAddress;
 
+use super::index::Index;
 use super::{Result, Store, StoreError};
 
 /// Bytes written before a batch is flushed on its own.
@@ -150,13 +153,30 @@ pub struct WriteStats {
     pub known_blocks: u64,
 }
 
+/// State shared between a writer and its syncing thread.
+#[derive(Default)]
+struct InFlight {
+    /// Blocks handed to the syncing thread and not yet indexed.
+    addresses: HashSet<BlockAddress>,
+    bytes: u64,
+}
+
+/// The thread that makes batches durable and indexes them, so that waiting for the disk
+/// overlaps with sealing the next batch instead of stalling the pipeline.
+struct Syncer {
+    tx: SyncSender<Vec<Pending>>,
+    handle: JoinHandle<Result<WriteStats>>,
+}
+
 /// A batch of block writes; see [`Store::writer`].
 pub struct BlockWriter<'a> {
     store: &'a Store,
     pending: Vec<Pending>,
     pending_set: HashSet<BlockAddress>,
     pending_bytes: u64,
-    stats: WriteStats,
+    known_blocks: u64,
+    in_flight: Arc<Mutex<InFlight>>,
+    syncer: Option<Syncer>,
     _gc: RwLockReadGuard<'a, ()>,
 }
 
@@ -167,22 +187,31 @@ impl<'a> BlockWriter<'a> {
             pending: Vec::new(),
             pending_set: HashSet::new(),
             pending_bytes: 0,
-            stats: WriteStats::default(),
+            known_blocks: 0,
+            in_flight: Arc::default(),
+            syncer: None,
             _gc: gc,
         }
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues a sealed block. The caller vouches that `address` is the hash of `sealed`.
     /// Returns whether the block was new.
     pub fn put(&mut self, address: BlockAddress, sealed: &[u8]) -> Result<bool> {
-        if self.pending_set.contains(&address) || self.store.index.has_block(&address)? {
-            self.stats.known_blocks += 1;
+        if self.pending_set.contains(&address)
+            || self.in_flight().addresses.contains(&address)
+            || self.store.index.has_block(&address)?
+        {
+            self.known_blocks += 1;
             return Ok(false);
         }
         let size = sealed.len() as u64;
         if let Some(limit) = self.store.max_storage {
             let used = self.store.index.stats()?.bytes;
-            let needed = self.pending_bytes + size;
+            let needed = self.pending_bytes + self.in_flight().bytes + size;
             if used + needed > limit {
                 return Err(StoreError::QuotaExceeded {
                     needed,
@@ -205,45 +234,133 @@ impl<'a> BlockWriter<'a> {
         self.pending_set.insert(address);
         self.pending_bytes += size;
         if self.pending_bytes >= BATCH_BYTES {
-            self.flush()?;
+            self.send_batch()?;
         }
         Ok(true)
     }
 
-    /// Makes every queued block durable and visible.
-    pub fn flush(&mut self) -> Result<()> {
+    /// Hands the queued blocks to the syncing thread.
+    fn send_batch(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let files = &self.store.blocks;
-        files.sync_fs()?;
-        let mut shards = HashSet::new();
-        for p in &self.pending {
-            let dest = files.path_of(&p.address);
-            if let Some(shard) = dest.parent() {
-                if shards.insert(shard.to_owned()) {
-                    fs::create_dir_all(shard).map_err(|e| StoreError::io("creating", shard, e))?;
-                }
-            }
-            fs::rename(&p.tmp, &dest).map_err(|e| StoreError::io("renaming", &dest, e))?;
+        {
+            let mut f = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            f.addresses.extend(self.pending_set.drain());
+            f.bytes += self.pending_bytes;
         }
-        files.sync_fs()?;
-        let added: Vec<(BlockAddress, u64)> =
-            self.pending.iter().map(|p| (p.address, p.size)).collect();
-        self.store.index.add_blocks(&added)?;
-        self.stats.new_blocks += added.len() as u64;
-        self.stats.new_bytes += self.pending_bytes;
-        self.pending.clear();
-        self.pending_set.clear();
         self.pending_bytes = 0;
+        let batch = std::mem::take(&mut self.pending);
+        if self.syncer.is_none() {
+            let (tx, rx) = sync_channel::<Vec<Pending>>(1);
+            let files = Arc::clone(&self.store.blocks);
+            let index = Arc::clone(&self.store.index);
+            let in_flight = Arc::clone(&self.in_flight);
+            let handle = std::thread::Builder::new()
+                .name("storgo-sync".into())
+                .spawn(move || sync_batches(rx, &files, &index, &in_flight))
+                .map_err(|e| StoreError::io("starting sync thread for", &self.store.dir, e))?;
+            self.syncer = Some(Syncer { tx, handle });
+        }
+        let Some(syncer) = &self.syncer else {
+            return Ok(());
+        };
+        if let Err(returned) = syncer.tx.send(batch) {
+            // The syncing thread stopped on an error: drop this batch and report that error.
+            for p in returned.0 {
+                let _ = fs::remove_file(&p.tmp);
+            }
+            return self.join_syncer().map(|_| ());
+        }
         Ok(())
     }
 
-    /// Flushes and returns what the batch did.
-    pub fn finish(mut self) -> Result<WriteStats> {
-        self.flush()?;
-        Ok(self.stats)
+    fn join_syncer(&mut self) -> Result<WriteStats> {
+        match self.syncer.take() {
+            None => Ok(WriteStats::default()),
+            Some(Syncer { tx, handle }) => {
+                drop(tx);
+                handle.join().unwrap_or_else(|_| {
+                    Err(StoreError::io(
+                        "syncing blocks in",
+                        &self.store.dir,
+                        io::Error::other("sync thread panicked"),
+                    ))
+                })
+            }
+        }
     }
+
+    /// Makes every queued block durable and visible, and waits for it.
+    pub fn flush(&mut self) -> Result<WriteStats> {
+        self.send_batch()?;
+        let mut stats = self.join_syncer()?;
+        stats.known_blocks = self.known_blocks;
+        Ok(stats)
+    }
+
+    /// Flushes and returns what the writer did.
+    pub fn finish(mut self) -> Result<WriteStats> {
+        self.flush()
+    }
+}
+
+fn sync_batches(
+    rx: Receiver<Vec<Pending>>,
+    files: &BlockFiles,
+    index: &Index,
+    in_flight: &Mutex<InFlight>,
+) -> Result<WriteStats> {
+    let mut stats = WriteStats::default();
+    let mut failed = None;
+    for batch in rx.iter() {
+        if failed.is_some() {
+            for p in batch {
+                let _ = fs::remove_file(&p.tmp);
+            }
+            continue;
+        }
+        match sync_one(files, index, &batch) {
+            Ok(()) => {
+                let bytes: u64 = batch.iter().map(|p| p.size).sum();
+                stats.new_blocks += batch.len() as u64;
+                stats.new_bytes += bytes;
+                let mut f = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                for p in &batch {
+                    f.addresses.remove(&p.address);
+                }
+                f.bytes = f.bytes.saturating_sub(bytes);
+            }
+            Err(e) => {
+                for p in batch {
+                    let _ = fs::remove_file(&p.tmp);
+                }
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(stats),
+    }
+}
+
+/// Sync, rename into place, sync again, then index: the order that makes a kill harmless.
+fn sync_one(files: &BlockFiles, index: &Index, batch: &[Pending]) -> Result<()> {
+    files.sync_fs()?;
+    let mut shards = HashSet::new();
+    for p in batch {
+        let dest = files.path_of(&p.address);
+        if let Some(shard) = dest.parent() {
+            if shards.insert(shard.to_owned()) {
+                fs::create_dir_all(shard).map_err(|e| StoreError::io("creating", shard, e))?;
+            }
+        }
+        fs::rename(&p.tmp, &dest).map_err(|e| StoreError::io("renaming", &dest, e))?;
+    }
+    files.sync_fs()?;
+    let added: Vec<(BlockAddress, u64)> = batch.iter().map(|p| (p.address, p.size)).collect();
+    index.add_blocks(&added)
 }
 
 impl Drop for BlockWriter<'_> {
@@ -251,5 +368,8 @@ impl Drop for BlockWriter<'_> {
         for p in self.pending.drain(..) {
             let _ = fs::remove_file(&p.tmp);
         }
+        // Batches already handed over are complete blocks: let them land rather than leave
+        // temp files behind.
+        let _ = self.join_syncer();
     }
 }

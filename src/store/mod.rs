@@ -19,7 +19,7 @@ pub mod maintenance;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::content::{BlockAddress, ContentId, ConvergenceSecret};
 
@@ -86,8 +86,8 @@ pub struct StoreOptions {
 /// An open data dir. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
     dir: PathBuf,
-    blocks: blocks::BlockFiles,
-    index: index::Index,
+    blocks: Arc<blocks::BlockFiles>,
+    index: Arc<index::Index>,
     secret: ConvergenceSecret,
     max_storage: Option<u64>,
     /// Writers hold it shared, GC holds it exclusively: a GC must not sweep the blocks of an
@@ -110,8 +110,8 @@ impl Store {
             Some(s) => s,
             None => load_or_create_secret(&dir.join(SECRET_FILE))?,
         };
-        let blocks = blocks::BlockFiles::open(dir)?;
-        let index = index::Index::open(&dir.join("index.redb"))?;
+        let blocks = Arc::new(blocks::BlockFiles::open(dir)?);
+        let index = Arc::new(index::Index::open(&dir.join("index.redb"))?);
         Ok(Self {
             dir: dir.to_owned(),
             blocks,

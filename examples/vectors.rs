@@ -1,0 +1,95 @@
+//! Prints the test vectors of `protocols/` from the current code, in the format the spec
+//! documents use. Run it only to add a vector deliberately: `tests/protocol_vectors.rs`
+//! checks the code against the committed documents, and a changed vector means a changed
+//! format (a new version), not a refreshed file.
+
+use storgo::content::{
+    BlockAddress, ChunkRef, ContentId, ConvergenceSecret, DirEntry, DirManifest, EntryKind,
+    FileManifest, Manifest, Tree,
+};
+
+fn main() {
+    let secret = ConvergenceSecret::from_hex(
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    )
+    .expect("constant secret");
+    let plaintext = b"hello, storgo";
+    let key = secret.derive_key(plaintext);
+    let mut sealed = plaintext.to_vec();
+    key.seal_in_place(&mut sealed, &[]);
+    let address = BlockAddress::of(&sealed);
+    println!("```vector chunk-1");
+    println!("secret: {}", secret.to_hex());
+    println!("plaintext: {}", hex::encode(plaintext));
+    println!("key: {}", hex::encode(key.as_bytes()));
+    println!("sealed: {}", hex::encode(&sealed));
+    println!("address: {address}");
+    println!("address-bytes: {}", hex::encode(address.to_cid_bytes()));
+    println!("```\n");
+
+    let file = Manifest::File(FileManifest {
+        name: "hello.txt".into(),
+        size: plaintext.len() as u64,
+        mode: Some(0o644),
+        mtime: Some(1_700_000_000),
+        sha256: sha(plaintext),
+        chunks: Tree::Leaves(vec![ChunkRef {
+            address,
+            len: plaintext.len() as u32,
+            key,
+        }]),
+    });
+    let (faddr, fkey, fblock) = file.seal(&secret).expect("seal");
+    println!("```vector manifest-file-1");
+    println!("secret: {}", secret.to_hex());
+    println!("manifest: {file:?}");
+    println!("key: {}", hex::encode(fkey.as_bytes()));
+    println!("body-cbor: {}", hex::encode(body_of(&fblock, &fkey)));
+    println!("block: {}", hex::encode(&fblock));
+    println!("address: {faddr}");
+    println!("```\n");
+
+    let dir = Manifest::Dir(DirManifest {
+        name: "notes".into(),
+        size: plaintext.len() as u64,
+        mode: Some(0o755),
+        mtime: Some(1_700_000_001),
+        entries: Tree::Leaves(vec![DirEntry {
+            name: "hello.txt".into(),
+            kind: EntryKind::File,
+            size: plaintext.len() as u64,
+            address: faddr,
+            key: fkey,
+        }]),
+    });
+    let (daddr, dkey, dblock) = dir.seal(&secret).expect("seal");
+    println!("```vector manifest-dir-1");
+    println!("secret: {}", secret.to_hex());
+    println!("key: {}", hex::encode(dkey.as_bytes()));
+    println!("body-cbor: {}", hex::encode(body_of(&dblock, &dkey)));
+    println!("block: {}", hex::encode(&dblock));
+    println!("address: {daddr}");
+    println!("```\n");
+
+    let id = ContentId::new(daddr, dkey);
+    println!("```vector content-id-1");
+    println!("root: {}", hex::encode(daddr.digest()));
+    println!("key: {}", hex::encode(dkey.as_bytes()));
+    println!("binary: {}", hex::encode(id.to_bytes()));
+    println!("text: {id}");
+    println!("```");
+}
+
+fn sha(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+/// The decrypted CBOR body of a single-link manifest block (header = 8 + 33 bytes).
+fn body_of(block: &[u8], key: &storgo::content::BlockKey) -> Vec<u8> {
+    let header = 8 + 33;
+    let mut body = block[header..].to_vec();
+    key.open_in_place(&mut body, &block[..header])
+        .expect("opens");
+    body
+}
