@@ -5,7 +5,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::content::manifest::{build_tree, MAX_CHUNKS_PER_PAGE, MAX_ENTRIES_PER_PAGE};
@@ -285,7 +285,9 @@ fn add_file(
     let workers = worker_count();
     let (job_tx, job_rx) = sync_channel::<(usize, Vec<u8>)>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<(usize, ChunkRef, Vec<u8>)>(workers * 2);
-    let job_rx = Mutex::new(job_rx);
+    // Shared by the workers only: when the last one stops (its output closed on an error),
+    // the receiver drops and the producing thread's next send fails instead of blocking.
+    let job_rx = Arc::new(Mutex::new(job_rx));
     let base = ctx.read_so_far;
 
     let (refs, digest, size) = std::thread::scope(|s| -> Result<_> {
@@ -302,11 +304,12 @@ fn add_file(
         });
         for _ in 0..workers {
             let done_tx = done_tx.clone();
-            let job_rx = &job_rx;
+            let job_rx = Arc::clone(&job_rx);
             let secret = &secret;
-            s.spawn(move || seal_worker(job_rx, done_tx, secret));
+            s.spawn(move || seal_worker(&job_rx, done_tx, secret));
         }
         drop(done_tx);
+        drop(job_rx);
         let mut refs: Vec<Option<ChunkRef>> = Vec::new();
         let mut bytes = 0u64;
         let write = (|| -> Result<()> {

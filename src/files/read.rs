@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -121,7 +121,9 @@ fn write_file(
     let workers = worker_count();
     let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<(usize, Result<Vec<u8>>)>(workers * 2);
-    let job_rx = Mutex::new(job_rx);
+    // Shared by the workers only: when the last one stops (its output closed on an error),
+    // the receiver drops and the producing thread's next send fails instead of blocking.
+    let job_rx = Arc::new(Mutex::new(job_rx));
     let what = if file.name.is_empty() {
         "file".to_string()
     } else {
@@ -146,10 +148,11 @@ fn write_file(
         });
         for _ in 0..workers {
             let done_tx = done_tx.clone();
-            let job_rx = &job_rx;
-            s.spawn(move || open_worker(store, job_rx, done_tx));
+            let job_rx = Arc::clone(&job_rx);
+            s.spawn(move || open_worker(store, &job_rx, done_tx));
         }
         drop(done_tx);
+        drop(job_rx);
         let mut next = 0usize;
         let mut waiting: BTreeMap<usize, Result<Vec<u8>>> = BTreeMap::new();
         let mut written = 0u64;

@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests: data generation and the real `storgo` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{RngCore, SeedableRng};
+
+/// A fixed convergence secret, so that two data dirs produce the same IDs.
+pub const SHARED_SECRET: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+pub fn write_random(path: &Path, len: usize, seed: u64) -> Vec<u8> {
+    let data = random_bytes(len, seed);
+    std::fs::write(path, &data).expect("write test file");
+    data
+}
+
+/// The real binary, with a data dir and no inherited storgo settings.
+pub fn storgo(data_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_storgo"));
+    c.env_remove("STORGO_CONVERGENCE_SECRET")
+        .env_remove("STORGO_MAX_STORAGE")
+        .env_remove("RUST_LOG")
+        .env("STORGO_DATA_DIR", data_dir)
+        .stdin(Stdio::null());
+    c
+}
+
+pub fn run(mut c: Command) -> Output {
+    c.output().expect("run storgo")
+}
+
+/// Runs and expects success; returns stdout.
+pub fn ok(c: Command) -> String {
+    let dbg = format!("{c:?}");
+    let out = run(c);
+    assert!(
+        out.status.success(),
+        "{dbg} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs and expects failure with exactly one line on stderr; returns that line.
+pub fn fails(c: Command) -> String {
+    let dbg = format!("{c:?}");
+    let out = run(c);
+    assert!(!out.status.success(), "{dbg} should have failed");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{dbg}: expected one error line, got {err:?}"
+    );
+    assert!(!err.contains("panicked"), "{dbg} panicked: {err}");
+    lines[0].to_owned()
+}
+
+pub fn last_line(s: &str) -> String {
+    s.lines().last().unwrap_or_default().trim().to_owned()
+}
+
+/// Polls `cond` until it holds or `timeout` passes: waiting on an observable event, not a
+/// guessed delay.
+pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+}
+
+/// Every block file under a data dir.
+pub fn block_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    if let Ok(shards) = std::fs::read_dir(data_dir.join("blocks")) {
+        for s in shards.flatten() {
+            if let Ok(files) = std::fs::read_dir(s.path()) {
+                out.extend(files.flatten().map(|f| f.path()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

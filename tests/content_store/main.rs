@@ -1,0 +1,12 @@
+//! Integration tests of the local content store (one binary, one module per property).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_input_is_rejected_cleanly;
+mod codecs_never_panic;
+mod crash_during_add;
+mod dedup_stores_shared_chunks_once;
+mod gc_keeps_shared_chunks;
+mod protocol_vectors;
+mod round_trips;

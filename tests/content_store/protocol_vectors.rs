@@ -1,0 +1,91 @@
+//! The code matches every test vector in `protocols/*.md`.
+
+use std::collections::HashMap;
+
+use storgo::content::manifest::parse_links;
+use storgo::content::{BlockAddress, BlockKey, ContentId, ConvergenceSecret, Manifest};
+
+fn vectors() -> Vec<(String, HashMap<String, String>)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/protocols");
+    let mut out = vec![];
+    for entry in std::fs::read_dir(dir).expect("protocols/") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read spec");
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            let Some(name) = line.strip_prefix("```vector ") else {
+                continue;
+            };
+            let mut fields = HashMap::new();
+            for l in lines.by_ref() {
+                if l.starts_with("```") {
+                    break;
+                }
+                if let Some((k, v)) = l.split_once(": ") {
+                    fields.insert(k.to_owned(), v.to_owned());
+                }
+            }
+            out.push((name.to_owned(), fields));
+        }
+    }
+    out
+}
+
+fn h(fields: &HashMap<String, String>, k: &str) -> Vec<u8> {
+    hex::decode(&fields[k]).unwrap_or_else(|_| panic!("{k} is hex"))
+}
+
+fn key32(fields: &HashMap<String, String>, k: &str) -> BlockKey {
+    BlockKey::from_bytes(h(fields, k).try_into().expect("32 bytes"))
+}
+
+#[test]
+fn code_matches_every_vector() {
+    let all = vectors();
+    let mut checked = 0;
+    for (name, f) in &all {
+        if name.starts_with("chunk-") {
+            let secret = ConvergenceSecret::from_hex(&f["secret"]).unwrap();
+            let plain = h(f, "plaintext");
+            let key = secret.derive_key(&plain);
+            assert_eq!(key, key32(f, "key"), "{name}: key");
+            let mut sealed = plain.clone();
+            key.seal_in_place(&mut sealed, &[]);
+            assert_eq!(sealed, h(f, "sealed"), "{name}: sealed");
+            let addr = BlockAddress::of(&sealed);
+            assert_eq!(addr.to_string(), f["address"], "{name}: address");
+            assert_eq!(addr.to_cid_bytes().to_vec(), h(f, "address-bytes"));
+            key.open_in_place(&mut sealed, &[]).unwrap();
+            assert_eq!(sealed, plain);
+        } else if name.starts_with("manifest-") {
+            let secret = ConvergenceSecret::from_hex(&f["secret"]).unwrap();
+            let block = h(f, "block");
+            let addr: BlockAddress = f["address"].parse().unwrap();
+            assert!(addr.matches(&block), "{name}: address");
+            let key = key32(f, "key");
+            let m = Manifest::open(addr, &key, &block).expect("opens");
+            assert_eq!(parse_links(addr, &block).unwrap(), m.links());
+            let (a2, k2, b2) = m.seal(&secret).unwrap();
+            assert_eq!(
+                (a2, k2),
+                (addr, key),
+                "{name}: re-seal gives the same address and key"
+            );
+            assert_eq!(b2, block, "{name}: re-seal gives the same bytes");
+            let hl = 8 + 33 * m.links().len();
+            let mut body = block[hl..].to_vec();
+            key.open_in_place(&mut body, &block[..hl]).unwrap();
+            assert_eq!(body, h(f, "body-cbor"), "{name}: body");
+        } else if name.starts_with("content-id-") {
+            let bin = h(f, "binary");
+            let id = ContentId::from_bytes(&bin).unwrap();
+            assert_eq!(id.root.digest().to_vec(), h(f, "root"));
+            assert_eq!(id.key, key32(f, "key"));
+            assert_eq!(id.to_string(), f["text"]);
+            assert_eq!(f["text"].parse::<ContentId>().unwrap(), id);
+        } else {
+            panic!("unknown vector kind {name}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "found only {checked} vectors");
+}

@@ -1,0 +1,152 @@
+//! What goes in comes out: files of every interesting size and whole folders.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, UNIX_EPOCH};
+
+use storgo::content::{CHUNK_MAX, CHUNK_MIN};
+use storgo::files::{self, AddOptions};
+use storgo::store::{Store, StoreOptions};
+
+use crate::common::*;
+
+fn round_trip(store: &Store, dir: &std::path::Path, len: usize, seed: u64) {
+    let path = dir.join(format!("f{len}"));
+    let data = write_random(&path, len, seed);
+    let added = files::add_path(store, &path, &AddOptions::default(), &|_| {}).unwrap();
+    assert_eq!(added.size, len as u64);
+    let mut back = Vec::new();
+    files::cat(store, &added.id, &mut back, &|_| {}).unwrap();
+    assert!(back == data, "round trip of {len} bytes differs");
+    let st = files::stat(store, &added.id).unwrap();
+    assert_eq!(st.chunks, st.chunks_local);
+    assert_eq!(st.size, len as u64);
+}
+
+#[test]
+fn files_of_boundary_sizes_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("data"), StoreOptions::default()).unwrap();
+    for (i, len) in [
+        0,
+        1,
+        CHUNK_MIN - 1,
+        CHUNK_MIN,
+        CHUNK_MIN + 1,
+        CHUNK_MAX - 1,
+        CHUNK_MAX,
+        CHUNK_MAX + 1,
+        3 * CHUNK_MAX + 7,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        round_trip(&store, tmp.path(), len, i as u64);
+    }
+}
+
+#[test]
+fn a_300_mib_file_round_trips_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let path = tmp.path().join("big");
+    let data = write_random(&path, 300 << 20, 300);
+    let mut add = storgo(&data_dir);
+    add.arg("add").arg(&path);
+    let id = last_line(&ok(add));
+    let mut cat = storgo(&data_dir);
+    cat.args(["cat", &id]);
+    let out = run(cat);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == data, "cat of 300 MiB differs");
+    let mut verify = storgo(&data_dir);
+    verify.arg("verify");
+    ok(verify);
+}
+
+#[test]
+fn a_folder_round_trips_with_modes_and_mtimes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("notes");
+    std::fs::create_dir_all(src.join("week1/slides")).unwrap();
+    std::fs::create_dir_all(src.join("empty-dir")).unwrap();
+    write_random(&src.join("week1/slides/deck.pdf"), CHUNK_MAX + 123, 1);
+    write_random(&src.join("week1/readme.txt"), 1000, 2);
+    std::fs::write(src.join("empty.txt"), b"").unwrap();
+    write_random(&src.join("run.sh"), 10, 3);
+    std::fs::set_permissions(src.join("run.sh"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let when = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(src.join("week1/readme.txt"))
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+
+    let data_dir = tmp.path().join("data");
+    let mut add = storgo(&data_dir);
+    add.args(["add", "-r"]).arg(&src);
+    let id = last_line(&ok(add));
+    let out = tmp.path().join("out");
+    let mut get = storgo(&data_dir);
+    get.args(["get", &id, "-o"]).arg(&out);
+    ok(get);
+
+    for rel in [
+        "week1/slides/deck.pdf",
+        "week1/readme.txt",
+        "empty.txt",
+        "run.sh",
+    ] {
+        assert_eq!(
+            std::fs::read(src.join(rel)).unwrap(),
+            std::fs::read(out.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(out.join("empty-dir").is_dir());
+    let mode = std::fs::metadata(out.join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o750);
+    let mtime = std::fs::metadata(out.join("week1/readme.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(mtime, when);
+
+    // A folder is not something `cat` can print; `ls` shows the folder as one item.
+    let mut cat = storgo(&data_dir);
+    cat.args(["cat", &id]);
+    assert!(fails(cat).contains("is a folder"));
+    let mut ls = storgo(&data_dir);
+    ls.args(["ls", "--json"]);
+    let pins: serde_json::Value = serde_json::from_str(&ok(ls)).unwrap();
+    assert_eq!(pins.as_array().unwrap().len(), 1);
+    assert_eq!(pins[0]["name"], "notes");
+    assert_eq!(pins[0]["kind"], "dir");
+}
+
+#[test]
+fn stdin_adds_like_a_file_and_the_id_is_the_last_stdout_line() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let data = random_bytes(2 * CHUNK_MAX, 9);
+    let mut add = storgo(&data_dir);
+    add.args(["add", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let id = last_line(&String::from_utf8_lossy(&out.stdout));
+    let mut cat = storgo(&data_dir);
+    cat.args(["cat", &id]);
+    assert!(run(cat).stdout == data);
+}
