@@ -30,12 +30,23 @@ pub struct Chunker<R> {
     end: usize,
     eof: bool,
     masks: (u64, u64),
-    whole: Sha256,
+    whole: Option<Sha256>,
     total: u64,
 }
 
 impl<R: Read> Chunker<R> {
+    /// A chunker that also hashes the whole stream (see [`Chunker::finish`]).
     pub fn new(source: R) -> Self {
+        Self::build(source, true)
+    }
+
+    /// A chunker that leaves hashing the whole stream to the caller, so that a pipeline can
+    /// run that sequential pass on another core.
+    pub fn without_whole_hash(source: R) -> Self {
+        Self::build(source, false)
+    }
+
+    fn build(source: R, hash: bool) -> Self {
         Self {
             source,
             buf: vec![0u8; BUFFER],
@@ -43,7 +54,7 @@ impl<R: Read> Chunker<R> {
             end: 0,
             eof: false,
             masks: select_masks(CHUNK_AVG, Normalization::Level1),
-            whole: Sha256::new(),
+            whole: hash.then(Sha256::new),
             total: 0,
         }
     }
@@ -53,9 +64,11 @@ impl<R: Read> Chunker<R> {
         self.total
     }
 
-    /// SHA-256 of everything read, and its length. Call after `next_chunk` returned `None`.
+    /// SHA-256 of everything read (all zeros from [`Chunker::without_whole_hash`]), and its
+    /// length. Call after `next_chunk` returned `None`.
     pub fn finish(self) -> ([u8; 32], u64) {
-        (self.whole.finalize().into(), self.total)
+        let digest = self.whole.map(|h| h.finalize().into()).unwrap_or([0; 32]);
+        (digest, self.total)
     }
 
     fn fill(&mut self) -> io::Result<()> {
@@ -68,7 +81,9 @@ impl<R: Read> Chunker<R> {
             match self.source.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
-                    self.whole.update(&self.buf[self.end..self.end + n]);
+                    if let Some(h) = &mut self.whole {
+                        h.update(&self.buf[self.end..self.end + n]);
+                    }
                     self.total += n as u64;
                     self.end += n;
                 }

@@ -373,16 +373,19 @@ fn parse_header(address: BlockAddress, block: &[u8]) -> Result<(Vec<Link>, usize
     Ok((links, header_len))
 }
 
+/// Seals and stores one page manifest, returning its address and key.
+pub type PutPage<'a, E> = dyn FnMut(&Manifest) -> Result<(BlockAddress, BlockKey), E> + 'a;
+
 /// Builds the tree for `leaves`, sealing and storing pages through `put` when the list is
 /// longer than `per_page`. `wrap` makes a page manifest from a subtree; `weight` gives the
 /// plaintext bytes a leaf covers.
-pub fn build_tree<T: Clone>(
+pub fn build_tree<T: Clone, E>(
     leaves: Vec<T>,
     per_page: usize,
     wrap: fn(Tree<T>) -> Manifest,
     weight: impl Fn(&T) -> u64,
-    put: &mut dyn FnMut(&Manifest) -> Result<(BlockAddress, BlockKey), ContentError>,
-) -> Result<Tree<T>, ContentError> {
+    put: &mut PutPage<'_, E>,
+) -> Result<Tree<T>, E> {
     if leaves.len() <= per_page {
         return Ok(Tree::Leaves(leaves));
     }
@@ -482,7 +485,7 @@ mod tests {
             MAX_CHUNKS_PER_PAGE,
             Manifest::ChunkPage,
             |c| c.len as u64,
-            &mut |m| {
+            &mut |m| -> Result<_, ContentError> {
                 let (a, k, b) = m.seal(&secret)?;
                 pages.push(b);
                 Ok((a, k))

@@ -6,6 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::content::manifest::{build_tree, MAX_CHUNKS_PER_PAGE, MAX_ENTRIES_PER_PAGE};
@@ -259,9 +261,8 @@ fn add_dir(
         MAX_ENTRIES_PER_PAGE,
         Manifest::EntryPage,
         |e| e.size,
-        &mut |m| ctx.put_manifest(m).map_err(into_content_error),
-    )
-    .map_err(|e| unwrap_content_error(e, ctx))?;
+        &mut |m| ctx.put_manifest(m),
+    )?;
     let (address, key) = ctx.put_manifest(&Manifest::Dir(DirManifest {
         name: name.to_owned(),
         size: total,
@@ -291,16 +292,29 @@ fn add_file(
     let base = ctx.read_so_far;
 
     let (refs, digest, size) = std::thread::scope(|s| -> Result<_> {
-        let chunker = s.spawn(move || -> std::io::Result<([u8; 32], u64)> {
-            let mut chunker = Chunker::new(reader);
+        // Chunking and hashing the whole stream are both sequential passes; giving each its
+        // own thread keeps either from being the pipeline's bottleneck.
+        let (chunk_tx, chunk_rx) = sync_channel::<(usize, Vec<u8>)>(2);
+        let chunker = s.spawn(move || -> std::io::Result<u64> {
+            let mut chunker = Chunker::without_whole_hash(reader);
             let mut i = 0;
             while let Some(chunk) = chunker.next_chunk()? {
-                if job_tx.send((i, chunk)).is_err() {
+                if chunk_tx.send((i, chunk)).is_err() {
                     break;
                 }
                 i += 1;
             }
-            Ok(chunker.finish())
+            Ok(chunker.finish().1)
+        });
+        let hasher = s.spawn(move || -> [u8; 32] {
+            let mut whole = Sha256::new();
+            for (i, chunk) in chunk_rx.iter() {
+                whole.update(&chunk);
+                if job_tx.send((i, chunk)).is_err() {
+                    break;
+                }
+            }
+            whole.finalize().into()
         });
         for _ in 0..workers {
             let done_tx = done_tx.clone();
@@ -327,9 +341,10 @@ fn add_file(
         drop(done_rx);
         let chunked = chunker.join();
         write?;
-        let (digest, size) = match chunked {
-            Ok(r) => r.map_err(|e| FilesError::io("reading", path, e))?,
-            Err(_) => {
+        let digest = hasher.join();
+        let (digest, size) = match (chunked, digest) {
+            (Ok(r), Ok(d)) => (d, r.map_err(|e| FilesError::io("reading", path, e))?),
+            _ => {
                 return Err(FilesError::io(
                     "reading",
                     path,
@@ -346,9 +361,8 @@ fn add_file(
         MAX_CHUNKS_PER_PAGE,
         Manifest::ChunkPage,
         |c| c.len as u64,
-        &mut |m| ctx.put_manifest(m).map_err(into_content_error),
-    )
-    .map_err(|e| unwrap_content_error(e, ctx))?;
+        &mut |m| ctx.put_manifest(m),
+    )?;
     let (address, key) = ctx.put_manifest(&Manifest::File(FileManifest {
         name: name.to_owned(),
         size,
@@ -382,22 +396,4 @@ fn seal_worker(
             return;
         }
     }
-}
-
-// `build_tree` speaks ContentError; a store failure inside its callback travels through it
-// as text and is restored here so the user still sees the store's own message.
-thread_local! {
-    static PENDING: std::cell::RefCell<Option<FilesError>> = const { std::cell::RefCell::new(None) };
-}
-
-fn into_content_error(e: FilesError) -> crate::content::ContentError {
-    let msg = e.to_string();
-    PENDING.with(|p| *p.borrow_mut() = Some(e));
-    crate::content::ContentError::Encode(msg)
-}
-
-fn unwrap_content_error(e: crate::content::ContentError, _ctx: &Ctx<'_, '_>) -> FilesError {
-    PENDING
-        .with(|p| p.borrow_mut().take())
-        .unwrap_or(FilesError::Content(e))
 }

@@ -1,0 +1,24 @@
+# Everyday recipes. `just pre` is the gate CI runs before the tests.
+
+# Formatting and lints, as CI checks them.
+pre:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# The whole test suite (what CI runs after `pre`).
+test: pre
+    cargo test
+
+# Run a node (the main job).
+node *ARGS:
+    cargo run --release -- node {{ARGS}}
+
+# Criterion benchmark of the per-chunk path, then add/cat on a 1 GiB file vs openssl.
+bench size_mib="1024":
+    cargo bench --bench seal
+    cargo build --release
+    scripts/bench-local.sh {{size_mib}}
+
+# Regenerate the protocol test vectors (only when a format deliberately changes).
+vectors:
+    cargo run --example vectors
