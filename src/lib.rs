@@ -19,4 +19,6 @@
 pub mod cli;
 pub mod content;
 pub mod files;
+pub mod network;
+pub mod node;
 pub mod store;

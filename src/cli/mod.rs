@@ -381,6 +381,7 @@ pub fn pin_local(store: &Store, id: &ContentId) -> Result<PinRecord> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        partial: false,
     };
     store.pin(&rec)?;
     Ok(rec)

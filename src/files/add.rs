@@ -191,6 +191,7 @@ fn finish(
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            partial: false,
         })?;
     }
     tracing::info!(cid = %address, bytes = size, new_bytes = stats.new_bytes, "added");

@@ -21,6 +21,25 @@ use super::{Result, StoreError};
 const BLOCKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("blocks");
 const PINS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pins");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Tables the network layer keeps its DHT state in (records, provider records, keys this node
+/// provides). Opaque bytes to the store: the network layer owns their format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhtTable {
+    Records,
+    Providers,
+    Provided,
+}
+
+impl DhtTable {
+    fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        match self {
+            DhtTable::Records => TableDefinition::new("dht_records"),
+            DhtTable::Providers => TableDefinition::new("dht_providers"),
+            DhtTable::Provided => TableDefinition::new("dht_provided"),
+        }
+    }
+}
 const BYTES: &str = "bytes";
 
 /// A pinned root as `ls` shows it.
@@ -35,6 +54,10 @@ pub struct PinRecord {
     pub size: u64,
     /// Unix seconds when it was pinned.
     pub pinned_at: u64,
+    /// Still being fetched: the pin protects the blocks already here from GC so that an
+    /// interrupted fetch resumes instead of starting over.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// Counts for `status` and quotas.
@@ -66,6 +89,9 @@ impl Index {
             tx.open_table(BLOCKS).map_err(|e| me.err(e))?;
             tx.open_table(PINS).map_err(|e| me.err(e))?;
             tx.open_table(META).map_err(|e| me.err(e))?;
+            for t in [DhtTable::Records, DhtTable::Providers, DhtTable::Provided] {
+                tx.open_table(t.def()).map_err(|e| me.err(e))?;
+            }
         }
         tx.commit().map_err(|e| me.err(e))?;
         Ok(me)
@@ -221,5 +247,62 @@ impl Index {
                 .unwrap_or(0),
             pins: pins.len().map_err(|e| self.err(e))?,
         })
+    }
+
+    /// Writes DHT rows without waiting for the disk: DHT state is soft (republished by its
+    /// owners), and this runs on the network event loop.
+    pub fn dht_apply(
+        &self,
+        table: DhtTable,
+        puts: &[(&[u8], &[u8])],
+        removes: &[&[u8]],
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
+            for (k, v) in puts {
+                t.insert(*k, *v).map_err(|e| self.err(e))?;
+            }
+            for k in removes {
+                t.remove(*k).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn dht_get(&self, table: DhtTable, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
+        Ok(t.get(key)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Rows whose key starts with `prefix` (all rows for an empty prefix), at most `limit`.
+    pub fn dht_scan(
+        &self,
+        table: DhtTable,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in t.range(prefix..).map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            if !k.value().starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn dht_len(&self, table: DhtTable) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
+        t.len().map_err(|e| self.err(e))
     }
 }

@@ -24,7 +24,7 @@ use std::sync::{Arc, RwLock};
 use crate::content::{BlockAddress, ContentId, ConvergenceSecret};
 
 pub use blocks::BlockWriter;
-pub use index::{PinRecord, StoreStats};
+pub use index::{DhtTable, PinRecord, StoreStats};
 pub use maintenance::{GcReport, VerifyReport};
 
 /// File in the data dir that holds the convergence secret (64 hex digits).
@@ -193,6 +193,11 @@ impl Store {
 
     pub fn stats(&self) -> Result<StoreStats> {
         self.index.stats()
+    }
+
+    /// The DHT's persistent state; see [`DhtTable`].
+    pub fn dht(&self) -> &index::Index {
+        &self.index
     }
 }
 

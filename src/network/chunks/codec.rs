@@ -1,0 +1,382 @@
+//! Wire format of `/storgo/chunks/1.0.0` (see `protocols/chunks-v1.md`).
+//!
+//! Every message is one frame on its own stream:
+//!
+//! ```text
+//! header length (u32 BE, <= MAX_HEADER) | header (CBOR map) | body (raw bytes, length in header)
+//! ```
+//!
+//! A block travels as the raw body, not as a CBOR byte string inside the header: encoding and
+//! decoding megabyte byte strings through serde costs more than the rest of the transfer. Every
+//! length is checked against its limit before anything is allocated.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use serde::{Deserialize, Serialize};
+
+use super::{ChunkRequest, ChunkResponse, ErrorCode, MAX_BODY, MAX_HAVE, MAX_HEADER, MAX_MESSAGE};
+use crate::content::BlockAddress;
+
+const OP_MANIFEST: u8 = 1;
+const OP_CHUNK: u8 = 2;
+const OP_HAVE: u8 = 3;
+
+const ST_BLOCK: u8 = 0;
+const ST_HAVE: u8 = 1;
+const ST_NOT_FOUND: u8 = 2;
+const ST_ERROR: u8 = 3;
+
+#[derive(Serialize, Deserialize)]
+struct RequestHeader {
+    op: u8,
+    #[serde(rename = "a")]
+    addresses: Vec<serde_bytes::ByteBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResponseHeader {
+    #[serde(rename = "s")]
+    status: u8,
+    /// Body length in bytes.
+    #[serde(rename = "n")]
+    len: u32,
+    /// Entries in a `have` bitmap.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    count: Option<u32>,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    code: Option<u8>,
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Encodes a request frame.
+pub fn encode_request(req: &ChunkRequest) -> Vec<u8> {
+    let (op, addrs): (u8, Vec<BlockAddress>) = match req {
+        ChunkRequest::GetManifest(a) => (OP_MANIFEST, vec![*a]),
+        ChunkRequest::GetChunk(a) => (OP_CHUNK, vec![*a]),
+        ChunkRequest::Have(v) => (OP_HAVE, v.clone()),
+    };
+    frame(
+        &RequestHeader {
+            op,
+            addresses: addrs
+                .iter()
+                .map(|a| serde_bytes::ByteBuf::from(a.to_cid_bytes().to_vec()))
+                .collect(),
+        },
+        &[],
+    )
+}
+
+/// Decodes a request frame's header (requests have no body).
+pub fn decode_request(header: &[u8]) -> io::Result<ChunkRequest> {
+    let h: RequestHeader =
+        ciborium::from_reader(header).map_err(|e| invalid(format!("request header: {e}")))?;
+    if h.addresses.len() > MAX_HAVE {
+        return Err(invalid(format!(
+            "{} addresses exceed {MAX_HAVE}",
+            h.addresses.len()
+        )));
+    }
+    let addrs = h
+        .addresses
+        .iter()
+        .map(|b| BlockAddress::from_cid_bytes(b).map_err(|e| invalid(e.to_string())))
+        .collect::<io::Result<Vec<_>>>()?;
+    match (h.op, addrs.as_slice()) {
+        (OP_MANIFEST, [a]) => Ok(ChunkRequest::GetManifest(*a)),
+        (OP_CHUNK, [a]) => Ok(ChunkRequest::GetChunk(*a)),
+        (OP_HAVE, _) => Ok(ChunkRequest::Have(addrs)),
+        (op, _) => Err(invalid(format!("unknown op {op} or wrong address count"))),
+    }
+}
+
+/// Encodes a response frame.
+pub fn encode_response(resp: &ChunkResponse) -> Vec<u8> {
+    match resp {
+        ChunkResponse::Block(b) => frame(
+            &ResponseHeader {
+                status: ST_BLOCK,
+                len: b.len() as u32,
+                count: None,
+                code: None,
+                message: None,
+            },
+            b,
+        ),
+        ChunkResponse::Have(bits) => {
+            let mut bitmap = vec![0u8; bits.len().div_ceil(8)];
+            for (i, _) in bits.iter().enumerate().filter(|(_, b)| **b) {
+                bitmap[i / 8] |= 0x80 >> (i % 8);
+            }
+            frame(
+                &ResponseHeader {
+                    status: ST_HAVE,
+                    len: bitmap.len() as u32,
+                    count: Some(bits.len() as u32),
+                    code: None,
+                    message: None,
+                },
+                &bitmap,
+            )
+        }
+        ChunkResponse::NotFound => frame(
+            &ResponseHeader {
+                status: ST_NOT_FOUND,
+                len: 0,
+                count: None,
+                code: None,
+                message: None,
+            },
+            &[],
+        ),
+        ChunkResponse::Error { code, message } => frame(
+            &ResponseHeader {
+                status: ST_ERROR,
+                len: 0,
+                count: None,
+                code: Some(*code as u8),
+                message: Some(message.chars().take(MAX_MESSAGE).collect()),
+            },
+            &[],
+        ),
+    }
+}
+
+fn frame<H: Serialize>(header: &H, body: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    // Serialising these plain structs into a Vec cannot fail.
+    let _ = ciborium::into_writer(header, &mut h);
+    let mut out = Vec::with_capacity(4 + h.len() + body.len());
+    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Checks a response header and says how long its body is.
+fn response_body_len(h: &ResponseHeader) -> io::Result<usize> {
+    let len = h.len as usize;
+    let limit = match h.status {
+        ST_BLOCK => MAX_BODY,
+        ST_HAVE => MAX_HAVE.div_ceil(8),
+        _ => 0,
+    };
+    if len > limit {
+        return Err(invalid(format!(
+            "response body of {len} bytes exceeds {limit}"
+        )));
+    }
+    Ok(len)
+}
+
+fn decode_response(h: ResponseHeader, body: Vec<u8>) -> io::Result<ChunkResponse> {
+    match h.status {
+        ST_BLOCK => Ok(ChunkResponse::Block(body)),
+        ST_HAVE => {
+            let n = h.count.unwrap_or(0) as usize;
+            if n > MAX_HAVE || n.div_ceil(8) != body.len() {
+                return Err(invalid("have bitmap length does not match its count"));
+            }
+            Ok(ChunkResponse::Have(
+                (0..n)
+                    .map(|i| body[i / 8] & (0x80 >> (i % 8)) != 0)
+                    .collect(),
+            ))
+        }
+        ST_NOT_FOUND => Ok(ChunkResponse::NotFound),
+        ST_ERROR => Ok(ChunkResponse::Error {
+            code: ErrorCode::from_u8(h.code.unwrap_or(3)),
+            message: h
+                .message
+                .unwrap_or_default()
+                .chars()
+                .take(MAX_MESSAGE)
+                .collect(),
+        }),
+        s => Err(invalid(format!("unknown response status {s}"))),
+    }
+}
+
+async fn read_header<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_HEADER {
+        return Err(invalid(format!(
+            "header of {len} bytes exceeds {MAX_HEADER}"
+        )));
+    }
+    let mut h = vec![0u8; len];
+    io.read_exact(&mut h).await?;
+    Ok(h)
+}
+
+/// Decodes a whole response frame held in memory (used by tests and the spec's vectors).
+pub fn decode_response_frame(frame: &[u8]) -> io::Result<ChunkResponse> {
+    if frame.len() < 4 {
+        return Err(invalid("truncated frame"));
+    }
+    let hlen = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    if hlen > MAX_HEADER || frame.len() < 4 + hlen {
+        return Err(invalid("bad header length"));
+    }
+    let h: ResponseHeader = ciborium::from_reader(&frame[4..4 + hlen])
+        .map_err(|e| invalid(format!("response header: {e}")))?;
+    let len = response_body_len(&h)?;
+    if frame.len() != 4 + hlen + len {
+        return Err(invalid("body length does not match the header"));
+    }
+    decode_response(h, frame[4 + hlen..].to_vec())
+}
+
+/// Decodes a whole request frame held in memory.
+pub fn decode_request_frame(frame: &[u8]) -> io::Result<ChunkRequest> {
+    if frame.len() < 4 {
+        return Err(invalid("truncated frame"));
+    }
+    let hlen = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    if hlen > MAX_HEADER || frame.len() != 4 + hlen {
+        return Err(invalid("bad header length"));
+    }
+    decode_request(&frame[4..])
+}
+
+/// The request-response codec of the chunk exchange.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkCodec;
+
+impl libp2p::request_response::Codec for ChunkCodec {
+    type Protocol = StreamProtocol;
+    type Request = ChunkRequest;
+    type Response = ChunkResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<ChunkRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let h = read_header(io).await?;
+        decode_request(&h)
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<ChunkResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let h = read_header(io).await?;
+        let h: ResponseHeader =
+            ciborium::from_reader(&h[..]).map_err(|e| invalid(format!("response header: {e}")))?;
+        let len = response_body_len(&h)?;
+        let mut body = vec![0u8; len];
+        io.read_exact(&mut body).await?;
+        decode_response(h, body)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: ChunkRequest,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode_request(&req)).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        resp: ChunkResponse,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        match &resp {
+            // Header and body are written separately so a block is not copied into a frame.
+            ChunkResponse::Block(b) => {
+                let mut h = Vec::new();
+                let _ = ciborium::into_writer(
+                    &ResponseHeader {
+                        status: ST_BLOCK,
+                        len: b.len() as u32,
+                        count: None,
+                        code: None,
+                        message: None,
+                    },
+                    &mut h,
+                );
+                io.write_all(&(h.len() as u32).to_be_bytes()).await?;
+                io.write_all(&h).await?;
+                io.write_all(b).await?;
+            }
+            other => io.write_all(&encode_response(other)).await?,
+        }
+        io.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let a = BlockAddress::of(b"a");
+        for req in [
+            ChunkRequest::GetManifest(a),
+            ChunkRequest::GetChunk(a),
+            ChunkRequest::Have(vec![a; 10]),
+        ] {
+            assert_eq!(decode_request_frame(&encode_request(&req)).unwrap(), req);
+        }
+        for resp in [
+            ChunkResponse::Block(vec![1, 2, 3]),
+            ChunkResponse::Have(vec![
+                true, false, true, true, false, false, false, false, true,
+            ]),
+            ChunkResponse::NotFound,
+            ChunkResponse::Error {
+                code: ErrorCode::Busy,
+                message: "later".into(),
+            },
+        ] {
+            assert_eq!(
+                decode_response_frame(&encode_response(&resp)).unwrap(),
+                resp
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_and_garbage_frames_are_errors() {
+        assert!(decode_request_frame(&[0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(decode_request_frame(&[0, 0, 0, 1, 0xff]).is_err());
+        let too_many = ChunkRequest::Have(vec![BlockAddress::of(b"x"); MAX_HAVE + 1]);
+        assert!(decode_request_frame(&encode_request(&too_many)).is_err());
+        let mut big = encode_response(&ChunkResponse::Block(vec![]));
+        // Claim a body one byte over the limit.
+        let h = ResponseHeader {
+            status: ST_BLOCK,
+            len: MAX_BODY as u32 + 1,
+            count: None,
+            code: None,
+            message: None,
+        };
+        big.clear();
+        big.extend_from_slice(&frame(&h, &[]));
+        assert!(decode_response_frame(&big).is_err());
+    }
+}

@@ -1,0 +1,193 @@
+//! The network layer: the libp2p behaviours storgo runs and the transports under them.
+//!
+//! One module per protocol of storgo's own ([`chunks`], with its codec beside it), the
+//! Kademlia record store ([`records`]), the node identity ([`identity`]), and here the
+//! composed [`Behaviour`] and [`build_swarm`]. This layer says *how* to talk; it must not
+//! decide *what* to fetch or store — that is the node's event loop (`crate::node`).
+//!
+//! Behaviours: Kademlia under `/storgo/kad/1.0.0` (storgo's own DHT, not IPFS's), the chunk
+//! exchange, identify, ping, mDNS (optional), AutoNAT and connection limits, over TCP
+//! (Noise + Yamux) and QUIC.
+
+pub mod chunks;
+pub mod identity;
+pub mod records;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    autonat, connection_limits, identify, kad, mdns, noise, ping, request_response, tcp, yamux,
+    Multiaddr, StreamProtocol, Swarm,
+};
+
+pub use chunks::{ChunkCodec, ChunkRequest, ChunkResponse};
+pub use records::DhtStore;
+
+/// Kademlia protocol name: storgo forms its own DHT.
+pub const KAD_PROTOCOL: &str = "/storgo/kad/1.0.0";
+/// identify protocol version.
+pub const IDENTIFY_PROTOCOL: &str = "/storgo/id/1.0.0";
+/// Default port for TCP and QUIC.
+pub const DEFAULT_PORT: u16 = 4001;
+
+/// Errors of the network layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetworkError {
+    #[error("node identity {path}: {reason}")]
+    Identity { path: PathBuf, reason: String },
+    #[error("building the network: {0}")]
+    Build(String),
+    #[error("listening on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+}
+
+/// Network settings; `Default` is what `storgo node` uses.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    /// Serve the DHT (Kademlia server mode). A long-running node does; a temporary fetch
+    /// node only asks.
+    pub dht_server: bool,
+    /// How long a provider record lives on the peers that hold it.
+    pub provider_ttl: Duration,
+    /// How often this node re-announces what it provides (must be well under the TTL).
+    pub republish_interval: Duration,
+    /// How often the node walks the DHT to refresh its routing table.
+    pub bootstrap_interval: Duration,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")
+                    .parse()
+                    .expect("constant multiaddr"),
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1")
+                    .parse()
+                    .expect("constant multiaddr"),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            dht_server: true,
+            // Reasoned in DESIGN.md: records outlive a night-long laptop sleep; republishing
+            // every quarter of the TTL tolerates three missed rounds.
+            provider_ttl: Duration::from_secs(24 * 3600),
+            republish_interval: Duration::from_secs(6 * 3600),
+            bootstrap_interval: Duration::from_secs(5 * 60),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 512,
+        }
+    }
+}
+
+/// Every behaviour of a storgo node.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub kad: kad::Behaviour<DhtStore>,
+    pub chunks: request_response::Behaviour<ChunkCodec>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub autonat: autonat::Behaviour,
+    pub limits: connection_limits::Behaviour,
+}
+
+/// Builds the swarm: TCP+Noise+Yamux and QUIC on tokio, and every behaviour.
+pub fn build_swarm(
+    keypair: libp2p::identity::Keypair,
+    store: DhtStore,
+    cfg: &NetworkConfig,
+) -> Result<Swarm<Behaviour>, NetworkError> {
+    let build = |e: &dyn std::fmt::Display| NetworkError::Build(e.to_string());
+    let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_cfg
+        .set_provider_record_ttl(Some(cfg.provider_ttl))
+        .set_provider_publication_interval(Some(cfg.republish_interval))
+        .set_record_ttl(Some(cfg.provider_ttl))
+        .set_periodic_bootstrap_interval(Some(cfg.bootstrap_interval))
+        .set_query_timeout(Duration::from_secs(30));
+    let mdns_on = cfg.mdns;
+    let dht_server = cfg.dht_server;
+    let request_timeout = cfg.request_timeout;
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(cfg.max_connections))
+        .with_max_pending_incoming(Some(64))
+        .with_max_established_per_peer(Some(4));
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| build(&e))?
+        .with_quic_config(|mut c| {
+            c.max_stream_data = 16 * 1024 * 1024;
+            c.max_connection_data = 64 * 1024 * 1024;
+            c.max_idle_timeout = 30_000;
+            c
+        })
+        .with_behaviour(
+            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+                let peer = key.public().to_peer_id();
+                let mut kad = kad::Behaviour::with_config(peer, store, kad_cfg);
+                kad.set_mode(Some(if dht_server {
+                    kad::Mode::Server
+                } else {
+                    kad::Mode::Client
+                }));
+                let mdns = if mdns_on {
+                    Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+                } else {
+                    None
+                };
+                Ok(Behaviour {
+                    kad,
+                    chunks: request_response::Behaviour::with_codec(
+                        ChunkCodec,
+                        [(
+                            StreamProtocol::new(chunks::PROTOCOL),
+                            request_response::ProtocolSupport::Full,
+                        )],
+                        request_response::Config::default()
+                            .with_request_timeout(request_timeout)
+                            .with_max_concurrent_streams(256),
+                    ),
+                    identify: identify::Behaviour::new(
+                        identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                            .with_agent_version(format!("storgo/{}", env!("CARGO_PKG_VERSION")))
+                            .with_push_listen_addr_updates(true),
+                    ),
+                    ping: ping::Behaviour::new(
+                        ping::Config::new().with_interval(Duration::from_secs(15)),
+                    ),
+                    mdns: mdns.into(),
+                    autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+                    limits: connection_limits::Behaviour::new(limits),
+                })
+            },
+        )
+        .map_err(|e| build(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// The DHT key under which an item's root is provided: the root's multihash.
+pub fn provider_key(root: &crate::content::BlockAddress) -> kad::RecordKey {
+    let mut k = Vec::with_capacity(34);
+    k.extend_from_slice(&[0x12, 0x20]);
+    k.extend_from_slice(root.digest());
+    kad::RecordKey::from(k)
+}

@@ -1,0 +1,478 @@
+//! The event loop that owns the Swarm.
+//!
+//! It reacts to swarm events (discovery, DHT query progress, inbound chunk requests) and to
+//! [`Command`]s from clients, and keeps the bookkeeping that correlates replies with requests
+//! (`OutboundRequestId`, `QueryId`). Blocking work — reading blocks for peers — runs on tokio's
+//! blocking pool and comes back through a channel, so the loop never waits on the disk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::content::manifest::MAX_MANIFEST_BLOCK;
+use crate::content::MAX_BLOCK_SIZE;
+use crate::network::chunks::{ErrorCode, MAX_HAVE};
+use crate::network::{
+    provider_key, Behaviour, BehaviourEvent, ChunkRequest, ChunkResponse, NetworkConfig,
+    KAD_PROTOCOL,
+};
+use crate::store::{Store, StoreError};
+
+use super::{Command, Counters, NodeError, NodeInfo, PeerInfo};
+
+type Inbound = (ResponseChannel<ChunkResponse>, ChunkResponse);
+
+/// Longest wait between two attempts to reach an unreachable bootstrap peer.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    store: Arc<Store>,
+    counters: Arc<Counters>,
+    listen_tx: watch::Sender<Vec<Multiaddr>>,
+    inbound_tx: mpsc::Sender<Inbound>,
+    inbound_rx: mpsc::Receiver<Inbound>,
+    pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<ChunkResponse, NodeError>>>,
+    pending_providers: HashMap<kad::QueryId, (mpsc::Sender<PeerId>, HashSet<PeerId>)>,
+    pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
+    pending_provides: HashMap<kad::QueryId, oneshot::Sender<()>>,
+    rtt: HashMap<PeerId, Duration>,
+    remote_addr: HashMap<PeerId, Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    bootstrap_backoff: Duration,
+    bootstrapped: bool,
+}
+
+impl EventLoop {
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        store: Arc<Store>,
+        cfg: &NetworkConfig,
+        listen_tx: watch::Sender<Vec<Multiaddr>>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let (inbound_tx, inbound_rx) = mpsc::channel(64);
+        Self {
+            swarm,
+            commands,
+            store,
+            counters,
+            listen_tx,
+            inbound_tx,
+            inbound_rx,
+            pending_requests: HashMap::new(),
+            pending_providers: HashMap::new(),
+            pending_dials: HashMap::new(),
+            pending_provides: HashMap::new(),
+            rtt: HashMap::new(),
+            remote_addr: HashMap::new(),
+            bootstrap: cfg.bootstrap.clone(),
+            bootstrap_backoff: Duration::from_secs(1),
+            bootstrapped: false,
+        }
+    }
+
+    pub async fn run(mut self) {
+        self.dial_bootstrap();
+        let mut retry = tokio::time::interval(self.bootstrap_backoff);
+        retry.tick().await;
+        let mut expire = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(c) => self.on_command(c),
+                },
+                Some((channel, response)) = self.inbound_rx.recv() => {
+                    if let ChunkResponse::Block(b) = &response {
+                        self.counters.bytes_served.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    }
+                    let _ = self.swarm.behaviour_mut().chunks.send_response(channel, response);
+                }
+                _ = retry.tick() => {
+                    if !self.bootstrap.is_empty() && !self.bootstrap_connected() {
+                        self.bootstrap_backoff = (self.bootstrap_backoff * 2).min(MAX_BACKOFF);
+                        retry = tokio::time::interval(self.bootstrap_backoff);
+                        retry.tick().await;
+                        tracing::info!(backoff_s = self.bootstrap_backoff.as_secs(), "retrying bootstrap peers");
+                        self.dial_bootstrap();
+                    }
+                }
+                _ = expire.tick() => {
+                    let n = self.swarm.behaviour_mut().kad.store_mut().remove_expired();
+                    if n > 0 {
+                        tracing::debug!(rows = n, "expired DHT records removed");
+                    }
+                }
+            }
+        }
+        tracing::info!("node event loop stopped");
+    }
+
+    fn bootstrap_connected(&self) -> bool {
+        self.bootstrap.iter().any(|a| match a.iter().last() {
+            Some(Protocol::P2p(p)) => self.swarm.is_connected(&p),
+            _ => false,
+        })
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let behaviour = self.swarm.behaviour_mut();
+        match command {
+            Command::StartProviding { root, done } => {
+                match behaviour.kad.start_providing(provider_key(&root)) {
+                    Ok(id) => {
+                        if let Some(done) = done {
+                            self.pending_provides.insert(id, done);
+                        }
+                    }
+                    Err(e) => tracing::warn!(cid = %root, error = %e, "cannot provide"),
+                }
+            }
+            Command::StopProviding { root } => behaviour.kad.stop_providing(&provider_key(&root)),
+            Command::GetProviders { root, reply } => {
+                let id = behaviour.kad.get_providers(provider_key(&root));
+                self.pending_providers.insert(id, (reply, HashSet::new()));
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = behaviour.chunks.send_request(&peer, request);
+                self.pending_requests.insert(id, reply);
+            }
+            Command::Dial { addr, reply } => {
+                let peer = match addr.iter().last() {
+                    Some(Protocol::P2p(p)) => Some(p),
+                    _ => None,
+                };
+                if let Some(p) = peer {
+                    behaviour.kad.add_address(&p, addr.clone());
+                    if self.swarm.is_connected(&p) {
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
+                }
+                match (self.swarm.dial(addr.clone()), peer) {
+                    (Err(e), _) => {
+                        let _ = reply.send(Err(NodeError::Dial {
+                            addr,
+                            reason: e.to_string(),
+                        }));
+                    }
+                    (Ok(()), Some(p)) => self.pending_dials.entry(p).or_default().push(reply),
+                    (Ok(()), None) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            }
+            Command::Info { reply } => {
+                let routing_table_size = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .kbuckets()
+                    .map(|b| b.num_entries())
+                    .sum();
+                let peer_id = self.swarm.local_peer_id().to_string();
+                let connected_peers = self.swarm.connected_peers().count();
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                let mode = kad.mode();
+                let store = kad.store_mut();
+                let info = NodeInfo {
+                    peer_id,
+                    listen_addrs: self
+                        .listen_tx
+                        .borrow()
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect(),
+                    connected_peers,
+                    routing_table_size,
+                    records_provided: store.provided_count(),
+                    provider_records_held: store.provider_rows(),
+                    bytes_served: self.counters.bytes_served.load(Ordering::Relaxed),
+                    bytes_fetched: self.counters.bytes_fetched.load(Ordering::Relaxed),
+                    dht_mode: format!("{mode:?}").to_lowercase(),
+                };
+                let _ = reply.send(info);
+            }
+            Command::Peers { reply } => {
+                let mut peers: Vec<PeerInfo> = self
+                    .swarm
+                    .connected_peers()
+                    .map(|p| PeerInfo {
+                        peer_id: p.to_string(),
+                        address: self
+                            .remote_addr
+                            .get(p)
+                            .map(|a| a.to_string())
+                            .unwrap_or_default(),
+                        rtt_ms: self.rtt.get(p).map(|d| d.as_secs_f64() * 1000.0),
+                    })
+                    .collect();
+                peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                let _ = reply.send(peers);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address
+                    .clone()
+                    .with(Protocol::P2p(*self.swarm.local_peer_id()));
+                tracing::info!(address = %full, "listening");
+                // Provider records carry only confirmed external addresses; on a LAN or
+                // loopback no AutoNAT server will confirm one, so the addresses this node
+                // listens on are what peers are told to dial.
+                self.swarm.add_external_address(address);
+                self.listen_tx.send_modify(|v| v.push(full));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.swarm.remove_external_address(&address);
+                let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
+                self.listen_tx.send_modify(|v| v.retain(|a| *a != full));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                self.remote_addr
+                    .insert(peer_id, endpoint.get_remote_address().clone());
+                for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
+                let is_bootstrap = self
+                    .bootstrap
+                    .iter()
+                    .any(|a| matches!(a.iter().last(), Some(Protocol::P2p(p)) if p == peer_id));
+                if is_bootstrap && !self.bootstrapped {
+                    self.bootstrapped = true;
+                    self.bootstrap_backoff = Duration::from_secs(1);
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, cause = ?cause, "connection closed");
+                if num_established == 0 {
+                    self.remote_addr.remove(&peer_id);
+                    self.rtt.remove(&peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+                if let Some(p) = peer_id {
+                    for reply in self.pending_dials.remove(&p).unwrap_or_default() {
+                        let _ = reply.send(Err(NodeError::Dial {
+                            addr: Multiaddr::empty().with(Protocol::P2p(p)),
+                            reason: error.to_string(),
+                        }));
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Chunks(e) => self.on_chunks_event(e),
+            BehaviourEvent::Kad(e) => self.on_kad_event(e),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                // identify results are not fed to kad automatically; only peers that speak
+                // storgo's kad protocol belong in the routing table.
+                let kad_proto = StreamProtocol::new(KAD_PROTOCOL);
+                if info.protocols.contains(&kad_proto) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    tracing::info!(peer = %peer, address = %addr, "discovered on the LAN");
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self.swarm.dial(addr.with(Protocol::P2p(peer)));
+                    }
+                }
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                self.rtt.insert(peer, rtt);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = event
+        else {
+            return;
+        };
+        match result {
+            kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                providers,
+                ..
+            })) => {
+                let local = *self.swarm.local_peer_id();
+                let mut finish = false;
+                if let Some((tx, seen)) = self.pending_providers.get_mut(&id) {
+                    for p in providers {
+                        if p != local && seen.insert(p) && tx.try_send(p).is_err() && tx.is_closed()
+                        {
+                            finish = true;
+                        }
+                    }
+                }
+                if finish {
+                    self.pending_providers.remove(&id);
+                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        q.finish();
+                    }
+                }
+            }
+            kad::QueryResult::GetProviders(_) => {
+                if step.last {
+                    self.pending_providers.remove(&id);
+                }
+            }
+            kad::QueryResult::StartProviding(Err(e)) => {
+                tracing::debug!(error = ?e, "providing timed out on some peers");
+            }
+            kad::QueryResult::Bootstrap(Err(e)) => {
+                tracing::debug!(error = ?e, "bootstrap query failed");
+            }
+            _ => {}
+        }
+        if step.last {
+            self.pending_providers.remove(&id);
+            if let Some(done) = self.pending_provides.remove(&id) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn on_chunks_event(&mut self, event: request_response::Event<ChunkRequest, ChunkResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let store = Arc::clone(&self.store);
+                    let tx = self.inbound_tx.clone();
+                    tracing::trace!(peer = %peer, request = ?request, "serving");
+                    tokio::task::spawn_blocking(move || {
+                        let response = serve(&store, request);
+                        let _ = tx.blocking_send((channel, response));
+                    });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NodeError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(peer = %peer, error = %error, "inbound chunk request failed");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Answers one chunk-exchange request from the local store.
+fn serve(store: &Store, request: ChunkRequest) -> ChunkResponse {
+    let read = |a, limit| match store.has_block(&a) {
+        Ok(false) => ChunkResponse::NotFound,
+        Ok(true) => match store.read_block(&a, limit) {
+            Ok(b) => ChunkResponse::Block(b),
+            Err(StoreError::Missing { .. }) => ChunkResponse::NotFound,
+            Err(e) => {
+                tracing::warn!(cid = %a, error = %e, "cannot serve block");
+                ChunkResponse::Error {
+                    code: ErrorCode::Internal,
+                    message: "cannot read block".into(),
+                }
+            }
+        },
+        Err(_) => ChunkResponse::Error {
+            code: ErrorCode::Internal,
+            message: "index unavailable".into(),
+        },
+    };
+    match request {
+        ChunkRequest::GetManifest(a) => read(a, MAX_MANIFEST_BLOCK),
+        ChunkRequest::GetChunk(a) => read(a, MAX_BLOCK_SIZE),
+        ChunkRequest::Have(list) if list.len() > MAX_HAVE => ChunkResponse::Error {
+            code: ErrorCode::BadRequest,
+            message: format!("at most {MAX_HAVE} addresses"),
+        },
+        ChunkRequest::Have(list) => match store.have_blocks(&list) {
+            Ok(bits) => ChunkResponse::Have(bits),
+            Err(_) => ChunkResponse::Error {
+                code: ErrorCode::Internal,
+                message: "index unavailable".into(),
+            },
+        },
+    }
+}

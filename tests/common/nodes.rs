@@ -1,0 +1,51 @@
+//! In-process nodes on 127.0.0.1 with port 0 and no mDNS.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use storgo::network::NetworkConfig;
+use storgo::node::Node;
+use storgo::store::{Store, StoreOptions};
+
+pub fn loopback_config(bootstrap: Vec<Multiaddr>) -> NetworkConfig {
+    NetworkConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+        bootstrap,
+        mdns: false,
+        request_timeout: Duration::from_secs(10),
+        ..NetworkConfig::default()
+    }
+}
+
+pub async fn start_node(dir: &Path, bootstrap: Vec<Multiaddr>) -> Node {
+    let store = Arc::new(Store::open(dir, StoreOptions::default()).expect("open store"));
+    Node::start(store, loopback_config(bootstrap))
+        .await
+        .expect("start node")
+}
+
+pub fn addr(node: &Node) -> Multiaddr {
+    node.client
+        .listen_addrs()
+        .into_iter()
+        .next()
+        .expect("a listen address")
+}
+
+/// Waits until `node`'s routing table has at least `n` peers.
+pub async fn wait_routing(node: &Node, n: usize) {
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            poll.tick().await;
+            if node.client.info().await.expect("info").routing_table_size >= n {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("routing table to fill");
+}
