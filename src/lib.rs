@@ -16,6 +16,7 @@
 //!
 //! [`ContentId`]: content::ContentId
 
+pub mod api;
 pub mod cli;
 pub mod content;
 pub mod files;

@@ -3,14 +3,16 @@
 //! This is the only place that uses `anyhow` and talks to a terminal; it must not contain
 //! logic a library user would need (that belongs in `files` or `store`).
 
+mod net;
 mod size;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use libp2p::Multiaddr;
 
 use crate::content::{ContentId, ConvergenceSecret};
 use crate::files::{self, AddOptions};
@@ -44,6 +46,24 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a node: join the network, serve and provide what this data dir holds.
+    Node(NodeArgs),
+    /// Fetch an item from the network by content ID (through the running node, or a
+    /// temporary one).
+    Fetch {
+        id: String,
+        /// Also write it to PATH (a file or a folder).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Do not pin (or provide) it afterwards.
+        #[arg(long)]
+        no_pin: bool,
+        /// Give up after this many seconds without progress.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        timeout: u64,
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Add a file (or with -r a folder; `-` for stdin); prints its content ID last.
     Add {
         path: PathBuf,
@@ -71,7 +91,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Pin an item held here.
+    /// Pin an item (fetching it first when a node runs and it is not all here).
     Pin { id: String },
     /// Unpin an item (its blocks go at the next gc unless something else needs them).
     Unpin { id: String },
@@ -91,6 +111,54 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The running node's PeerId and addresses.
+    Id {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Peers the running node is connected to.
+    Peers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// PeerIds that provide an item, one per line.
+    Providers { id: String },
+    /// Routing-table size, records provided, bytes stored and served.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Network flags shared by `node` and `fetch`.
+#[derive(Debug, Clone, Args)]
+pub struct NetArgs {
+    /// Listen on this multiaddr (repeatable; port 0 picks a free port).
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_multiaddr)]
+    pub listen: Vec<Multiaddr>,
+    /// Join the network through this peer (repeatable), e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3…
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_multiaddr)]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Do not discover or announce on the LAN with mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Lifetime of this node's provider records on other peers.
+    #[arg(long, value_name = "SECS")]
+    pub provider_ttl: Option<u64>,
+    /// How often provider records are re-announced (keep well under the TTL).
+    #[arg(long, value_name = "SECS")]
+    pub republish_interval: Option<u64>,
+}
+
+fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {
+    s.parse::<Multiaddr>()
+        .map_err(|e| format!("{s:?} is not a multiaddr: {e}"))
 }
 
 /// Entry point of the binary: runs the command and turns errors into one line and an exit
@@ -210,7 +278,41 @@ fn dir_size(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    // One thread: the node's work is I/O-bound and current-thread was the faster runtime on
+    // two cores; hashing and sealing run on their own threads anyway.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(cli))
+}
+
+async fn run_async(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Node(args) => return net::run_node(&cli, args).await,
+        Command::Fetch {
+            id,
+            output,
+            no_pin,
+            timeout,
+            net,
+        } => return net::fetch(&cli, id, output.as_deref(), *no_pin, *timeout, net).await,
+        Command::Id { json } => return net::id(&cli, *json).await,
+        Command::Peers { json } => return net::peers(&cli, *json).await,
+        Command::Providers { id } => return net::providers(&cli, id).await,
+        Command::Status { json } => return net::status(&cli, *json).await,
+        _ => {}
+    }
+    if let Some(api) = crate::api::client::ApiClient::discover(&data_dir(&cli)?).await {
+        return net::through_node(&cli, &api).await;
+    }
+    run_local(&cli)
+}
+
+/// The store commands, run directly on the data dir when no node owns it.
+fn run_local(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Add {
             path,
@@ -218,7 +320,7 @@ pub fn run(cli: Cli) -> Result<()> {
             name,
             no_pin,
         } => {
-            let store = open_store(&cli)?;
+            let store = open_store(cli)?;
             let opts = AddOptions {
                 recursive: *recursive,
                 pin: !no_pin,
@@ -249,24 +351,17 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Cat { id } => {
             let id = parse_id(id)?;
-            let store = open_store(&cli)?;
+            let store = open_store(cli)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
             files::cat(&store, &id, &mut out, &|_| {})?;
         }
         Command::Get { id, output } => {
             let id = parse_id(id)?;
-            let store = open_store(&cli)?;
+            let store = open_store(cli)?;
             let dest = match output {
                 Some(p) => p.clone(),
-                None => {
-                    let st = files::stat(&store, &id)?;
-                    if st.name.is_empty() {
-                        PathBuf::from(truncate(&id.to_string(), 16).trim_end_matches('…'))
-                    } else {
-                        PathBuf::from(st.name)
-                    }
-                }
+                None => default_output(&id, &files::stat(&store, &id)?.name),
             };
             let total = files::stat(&store, &id).map(|s| s.size).ok();
             let pb = progress_bar(total, "writing");
@@ -276,17 +371,17 @@ pub fn run(cli: Cli) -> Result<()> {
             eprintln!("storgo: wrote {}", dest.display());
         }
         Command::Ls { json } => {
-            let store = open_store(&cli)?;
+            let store = open_store(cli)?;
             print_pins(&store.pins()?, *json)?;
         }
         Command::Pin { id } => {
             let id = parse_id(id)?;
-            let store = open_store(&cli)?;
-            pin_local(&store, &id)?;
+            let store = open_store(cli)?;
+            files::pin_complete(&store, &id)?;
         }
         Command::Unpin { id } => {
             let id = parse_id(id)?;
-            let store = open_store(&cli)?;
+            let store = open_store(cli)?;
             let r = store.unpin(&id)?;
             eprintln!(
                 "storgo: unpinned {} (run `storgo gc` to free its blocks)",
@@ -294,97 +389,90 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Gc { json } => {
-            let store = open_store(&cli)?;
-            let r = store.gc()?;
-            if *json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
-                println!(
-                    "removed {} blocks, freed {} bytes, kept {} blocks",
-                    r.removed_blocks, r.freed_bytes, r.kept_blocks
-                );
-            }
+            let store = open_store(cli)?;
+            print_gc(&store.gc()?, *json)?;
         }
         Command::Verify { json } => {
-            let store = open_store(&cli)?;
-            let r = store.verify()?;
-            if *json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
-                println!(
-                    "checked {} blocks ({} bytes): {} corrupt, {} missing, {} adopted",
-                    r.checked_blocks,
-                    r.checked_bytes,
-                    r.corrupt.len(),
-                    r.missing.len(),
-                    r.adopted
-                );
-                for c in &r.corrupt {
-                    println!(
-                        "corrupt {c} (moved to {})",
-                        store.dir().join("corrupt").display()
-                    );
-                }
-                for m in &r.missing {
-                    println!("missing {m}");
-                }
-                for (id, n) in &r.damaged_items {
-                    println!("damaged item {id}: {n} blocks missing");
-                }
-            }
-            if !r.is_clean() {
-                bail!(
-                    "verify found problems in {}: {} corrupt, {} missing blocks, {} damaged items",
-                    store.dir().display(),
-                    r.corrupt.len(),
-                    r.missing.len(),
-                    r.damaged_items.len()
-                );
-            }
+            let store = open_store(cli)?;
+            print_verify(&store.verify()?, *json, store.dir())?;
         }
         Command::Stat { id, json } => {
             let id = parse_id(id)?;
-            let store = open_store(&cli)?;
-            let st = files::stat(&store, &id)?;
-            if *json {
-                println!("{}", serde_json::to_string(&st)?);
-            } else {
-                println!("name: {}", st.name);
-                println!("kind: {}", st.kind);
-                println!("size: {}", st.size);
-                println!("files: {}", st.files);
-                println!("chunks: {}", st.chunks);
-                println!("chunks held locally: {}", st.chunks_local);
-            }
+            let store = open_store(cli)?;
+            print_stat(&files::stat(&store, &id)?, *json)?;
         }
+        _ => bail!("this command needs a running node"),
     }
     Ok(())
 }
 
-/// Pins an item whose blocks are all held here.
-pub fn pin_local(store: &Store, id: &ContentId) -> Result<PinRecord> {
-    let st = files::stat(store, id)?;
-    if st.chunks_local < st.chunks {
-        bail!(
-            "{} is not complete here ({} of {} chunks held); fetch it first",
-            id,
-            st.chunks_local,
-            st.chunks
+/// Where `get` writes when not told: the item's own name, or a prefix of its ID.
+fn default_output(id: &ContentId, name: &str) -> PathBuf {
+    if name.is_empty() {
+        PathBuf::from(id.to_string().chars().take(16).collect::<String>())
+    } else {
+        PathBuf::from(name)
+    }
+}
+
+fn print_gc(r: &crate::store::GcReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        println!(
+            "removed {} blocks, freed {} bytes, kept {} blocks",
+            r.removed_blocks, r.freed_bytes, r.kept_blocks
         );
     }
-    let rec = PinRecord {
-        id: id.to_string(),
-        name: st.name,
-        kind: st.kind.into(),
-        size: st.size,
-        pinned_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        partial: false,
-    };
-    store.pin(&rec)?;
-    Ok(rec)
+    Ok(())
+}
+
+fn print_verify(r: &crate::store::VerifyReport, json: bool, dir: &Path) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        println!(
+            "checked {} blocks ({} bytes): {} corrupt, {} missing, {} adopted",
+            r.checked_blocks,
+            r.checked_bytes,
+            r.corrupt.len(),
+            r.missing.len(),
+            r.adopted
+        );
+        for c in &r.corrupt {
+            println!("corrupt {c} (moved to {})", dir.join("corrupt").display());
+        }
+        for m in &r.missing {
+            println!("missing {m}");
+        }
+        for (id, n) in &r.damaged_items {
+            println!("damaged item {id}: {n} blocks missing");
+        }
+    }
+    if !r.is_clean() {
+        bail!(
+            "verify found problems in {}: {} corrupt, {} missing blocks, {} damaged items",
+            dir.display(),
+            r.corrupt.len(),
+            r.missing.len(),
+            r.damaged_items.len()
+        );
+    }
+    Ok(())
+}
+
+fn print_stat(st: &files::ItemStat, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(st)?);
+    } else {
+        println!("name: {}", st.name);
+        println!("kind: {}", st.kind);
+        println!("size: {}", st.size);
+        println!("files: {}", st.files);
+        println!("chunks: {}", st.chunks);
+        println!("chunks held locally: {}", st.chunks_local);
+    }
+    Ok(())
 }
 
 fn print_pins(pins: &[PinRecord], json: bool) -> Result<()> {

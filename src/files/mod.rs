@@ -20,7 +20,7 @@ use crate::content::ContentError;
 use crate::store::StoreError;
 
 pub use add::{add_path, add_reader, AddOptions, Added};
-pub use read::{cat, get, load_manifest, stat, ItemStat};
+pub use read::{cat, get, load_manifest, pin_complete, stat, ItemStat};
 
 /// Errors of adding and reading items.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,8 @@ pub enum FilesError {
     Exists { path: PathBuf },
     #[error("{what} is corrupt: {reason}")]
     Corrupt { what: String, reason: String },
+    #[error("{id} is not complete here ({have} of {total} chunks held); fetch it first")]
+    Incomplete { id: String, have: u64, total: u64 },
     #[error("writing output: {0}")]
     Output(std::io::Error),
 }

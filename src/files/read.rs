@@ -15,7 +15,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::content::manifest::{MAX_MANIFEST_BLOCK, MAX_TREE_DEPTH};
 use crate::content::{
@@ -318,11 +318,11 @@ fn write_item(
 }
 
 /// What `storgo stat` prints.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ItemStat {
     pub id: String,
     pub name: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub size: u64,
     pub files: u64,
     pub chunks: u64,
@@ -336,7 +336,7 @@ pub fn stat(store: &Store, id: &ContentId) -> Result<ItemStat> {
     let mut st = ItemStat {
         id: id.to_string(),
         name: String::new(),
-        kind: "file",
+        kind: "file".into(),
         size: 0,
         files: 0,
         chunks: 0,
@@ -350,7 +350,7 @@ pub fn stat(store: &Store, id: &ContentId) -> Result<ItemStat> {
         Manifest::Dir(d) => {
             st.name = d.name.clone();
             st.size = d.size;
-            st.kind = "dir";
+            st.kind = "dir".into();
         }
         _ => return Err(wrong_kind(id.root, "a file or folder")),
     }
@@ -391,4 +391,29 @@ fn count(store: &Store, m: Manifest, st: &mut ItemStat) -> Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// Pins an item whose blocks are all held here.
+pub fn pin_complete(store: &Store, id: &ContentId) -> Result<crate::store::PinRecord> {
+    let st = stat(store, id)?;
+    if st.chunks_local < st.chunks {
+        return Err(FilesError::Incomplete {
+            id: id.to_string(),
+            have: st.chunks_local,
+            total: st.chunks,
+        });
+    }
+    let rec = crate::store::PinRecord {
+        id: id.to_string(),
+        name: st.name,
+        kind: st.kind,
+        size: st.size,
+        pinned_at: std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        partial: false,
+    };
+    store.pin(&rec)?;
+    Ok(rec)
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use libp2p::PeerId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 use crate::content::crypto::TAG_LEN;
@@ -53,7 +53,7 @@ impl Default for FetchOptions {
 }
 
 /// Progress of a running fetch.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct FetchProgress {
     pub bytes_done: u64,
     pub bytes_total: u64,
@@ -61,7 +61,7 @@ pub struct FetchProgress {
 }
 
 /// What a finished fetch did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FetchReport {
     pub id: String,
     pub name: String,

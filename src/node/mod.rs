@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::content::{BlockAddress, ContentError};
@@ -56,7 +56,7 @@ pub enum NodeError {
 }
 
 /// A connected peer, as `storgo peers` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerInfo {
     pub peer_id: String,
     pub address: String,
@@ -64,7 +64,7 @@ pub struct PeerInfo {
 }
 
 /// What `storgo id` and `storgo status` show.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub peer_id: String,
     pub listen_addrs: Vec<String>,

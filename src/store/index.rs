@@ -61,7 +61,7 @@ pub struct PinRecord {
 }
 
 /// Counts for `status` and quotas.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStats {
     pub blocks: u64,
     pub bytes: u64,

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::content::manifest::{self, LinkKind, MAX_MANIFEST_BLOCK};
 use crate::content::{BlockAddress, ContentId, MAX_BLOCK_SIZE};
@@ -14,7 +14,7 @@ use crate::content::{BlockAddress, ContentId, MAX_BLOCK_SIZE};
 use super::{Result, Store, StoreError};
 
 /// What `gc` removed.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct GcReport {
     pub removed_blocks: u64,
     pub freed_bytes: u64,
@@ -22,7 +22,7 @@ pub struct GcReport {
 }
 
 /// What `verify` found.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub checked_blocks: u64,
     pub checked_bytes: u64,

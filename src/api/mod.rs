@@ -1,0 +1,498 @@
+//! The node's local control API: HTTP on 127.0.0.1, the seed of the versioned `/api/v1`.
+//!
+//! The running node writes `DATA_DIR/api` (mode 0600) with the API's URL and a random bearer
+//! token, so several nodes on one machine each have their own and only their owner can use
+//! them. The command line ([`client`]) uses it whenever a node runs on its data dir. Handlers
+//! are thin: they call the `files`, `store` and `node` layers on tokio's blocking pool or
+//! through the node [`Client`](crate::node::Client); they must not hold state of their own.
+
+pub mod client;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::content::ContentId;
+use crate::files::{self, AddOptions};
+use crate::node::{fetch, Client, FetchOptions};
+use crate::store::{PinRecord, Store};
+
+/// File in the data dir naming the running node's API.
+pub const API_FILE: &str = "api";
+
+#[derive(Clone)]
+struct Api {
+    client: Client,
+    store: Arc<Store>,
+    token: Arc<String>,
+    fetch: FetchOptions,
+}
+
+/// An error as the API returns it: a status and one line of text.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+fn bad(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+fn failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn parse_id(s: &str) -> Result<ContentId, ApiError> {
+    s.parse::<ContentId>().map_err(bad)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(failed)?
+}
+
+/// Starts the API on 127.0.0.1 (port 0) and writes `DATA_DIR/api`.
+pub async fn serve(
+    client: Client,
+    store: Arc<Store>,
+    fetch: FetchOptions,
+) -> std::io::Result<SocketAddr> {
+    let token = hex::encode(rand::random::<[u8; 16]>());
+    let state = Api {
+        client,
+        store: Arc::clone(&store),
+        token: Arc::new(token.clone()),
+        fetch,
+    };
+    let v1 = Router::new()
+        .route("/id", get(id))
+        .route("/status", get(status))
+        .route("/peers", get(peers))
+        .route("/providers/{id}", get(providers))
+        .route("/add", post(add))
+        .route("/add/stream", post(add_stream))
+        .route("/cat/{id}", get(cat))
+        .route("/get", post(get_item))
+        .route("/ls", get(ls))
+        .route("/pin/{id}", post(pin))
+        .route("/unpin/{id}", post(unpin))
+        .route("/gc", post(gc))
+        .route("/verify", post(verify))
+        .route("/stat/{id}", get(stat))
+        .route("/fetch/{id}", post(fetch_item))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state);
+    let app = Router::new().nest("/api/v1", v1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    write_api_file(store.dir(), &format!("http://{addr}"), &token)?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    Ok(addr)
+}
+
+fn write_api_file(dir: &Path, url: &str, token: &str) -> std::io::Result<()> {
+    crate::store::write_private_file(&dir.join(API_FILE), format!("{url}\n{token}\n").as_bytes())
+        .map_err(std::io::Error::other)
+}
+
+/// Removes `DATA_DIR/api` when the node stops.
+pub fn remove_api_file(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(API_FILE));
+}
+
+async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t == api.token.as_str());
+    if !ok {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API token".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn id(State(api): State<Api>) -> Result<Json<crate::node::NodeInfo>, ApiError> {
+    api.client.info().await.map(Json).map_err(failed)
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Status {
+    pub node: crate::node::NodeInfo,
+    pub store: crate::store::StoreStats,
+}
+
+async fn status(State(api): State<Api>) -> Result<Json<Status>, ApiError> {
+    let node = api.client.info().await.map_err(failed)?;
+    let store = api.store.stats().map_err(failed)?;
+    Ok(Json(Status { node, store }))
+}
+
+async fn peers(State(api): State<Api>) -> Result<Json<Vec<crate::node::PeerInfo>>, ApiError> {
+    api.client.peers().await.map(Json).map_err(failed)
+}
+
+async fn providers(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let id = parse_id(&id)?;
+    let mut rx = api.client.providers(id.root).await.map_err(failed)?;
+    let mut out = Vec::new();
+    if api
+        .store
+        .pin_of(&id.root)
+        .map_err(failed)?
+        .is_some_and(|p| !p.partial)
+    {
+        out.push(api.client.peer_id().to_string());
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(p) = rx.recv().await {
+            out.push(p.to_string());
+        }
+    })
+    .await;
+    Ok(Json(out))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct AddRequest {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub recursive: bool,
+    #[serde(default = "yes")]
+    pub pin: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct AddResponse {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    pub skipped: Vec<String>,
+}
+
+async fn add(
+    State(api): State<Api>,
+    Json(req): Json<AddRequest>,
+) -> Result<Json<AddResponse>, ApiError> {
+    let store = Arc::clone(&api.store);
+    let opts = AddOptions {
+        recursive: req.recursive,
+        pin: req.pin,
+    };
+    let pin = opts.pin;
+    let added =
+        blocking(move || files::add_path(&store, &req.path, &opts, &|_| {}).map_err(bad)).await?;
+    if pin {
+        api.client
+            .start_providing(added.id.root)
+            .await
+            .map_err(failed)?;
+    }
+    Ok(Json(AddResponse {
+        id: added.id.to_string(),
+        name: added.name,
+        size: added.size,
+        skipped: added.skipped,
+    }))
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    #[serde(default)]
+    name: String,
+    #[serde(default = "yes")]
+    pin: bool,
+}
+
+/// Adds the request body as one file (what `storgo add -` sends).
+async fn add_stream(
+    State(api): State<Api>,
+    Query(q): Query<StreamQuery>,
+    body: Body,
+) -> Result<Json<AddResponse>, ApiError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(8);
+    let mut stream = body.into_data_stream();
+    tokio::spawn(async move {
+        while let Some(chunk) = stream.next().await {
+            let item = chunk.map_err(std::io::Error::other);
+            let stop = item.is_err();
+            let tx = tx.clone();
+            if tokio::task::spawn_blocking(move || tx.send(item))
+                .await
+                .map(|r| r.is_err())
+                .unwrap_or(true)
+                || stop
+            {
+                break;
+            }
+        }
+    });
+    let store = Arc::clone(&api.store);
+    let opts = AddOptions {
+        recursive: false,
+        pin: q.pin,
+    };
+    let name = q.name;
+    let pin = opts.pin;
+    let added = blocking(move || {
+        files::add_reader(
+            &store,
+            ChannelReader {
+                rx,
+                buf: bytes::Bytes::new(),
+            },
+            &name,
+            &opts,
+            &|_| {},
+        )
+        .map_err(bad)
+    })
+    .await?;
+    if pin {
+        api.client
+            .start_providing(added.id.root)
+            .await
+            .map_err(failed)?;
+    }
+    Ok(Json(AddResponse {
+        id: added.id.to_string(),
+        name: added.name,
+        size: added.size,
+        skipped: vec![],
+    }))
+}
+
+/// A blocking reader over body chunks arriving on a channel.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    buf: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.buf.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => self.buf = b,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf = self.buf.slice(n..);
+        Ok(n)
+    }
+}
+
+/// A blocking writer that forwards what it is given to a response body.
+struct ChannelWriter(mpsc::Sender<Result<bytes::Bytes, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(b)))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn cat(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    // Fail before the first byte when the item cannot be read at all.
+    let store = Arc::clone(&api.store);
+    let st = blocking(move || files::stat(&store, &id).map_err(bad)).await?;
+    if st.kind != "file" {
+        return Err(bad(files::FilesError::IsFolder { id: id.to_string() }));
+    }
+    let (tx, rx) = mpsc::channel(8);
+    let store = Arc::clone(&api.store);
+    tokio::task::spawn_blocking(move || {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx.clone()));
+        if let Err(e) = files::cat(&store, &id, &mut w, &|_| {}) {
+            if !e.is_broken_pipe() {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    Ok(Body::from_stream(stream).into_response())
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct GetRequest {
+    pub id: String,
+    pub output: PathBuf,
+}
+
+async fn get_item(
+    State(api): State<Api>,
+    Json(req): Json<GetRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&req.id)?;
+    let store = Arc::clone(&api.store);
+    blocking(move || files::get(&store, &id, &req.output, &|_| {}).map_err(bad)).await?;
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+async fn ls(State(api): State<Api>) -> Result<Json<Vec<PinRecord>>, ApiError> {
+    api.store.pins().map(Json).map_err(failed)
+}
+
+async fn pin(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<PinRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    let store = Arc::clone(&api.store);
+    let local = blocking(move || Ok(files::pin_complete(&store, &id).ok())).await?;
+    if let Some(rec) = local {
+        api.client.start_providing(id.root).await.map_err(failed)?;
+        return Ok(Json(rec));
+    }
+    let opts = FetchOptions {
+        pin: true,
+        ..api.fetch.clone()
+    };
+    fetch(&api.client, &api.store, &id, &opts, &|_| {})
+        .await
+        .map_err(bad)?;
+    api.store
+        .pin_of(&id.root)
+        .map_err(failed)?
+        .map(Json)
+        .ok_or_else(|| failed("pin vanished"))
+}
+
+async fn unpin(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<PinRecord>, ApiError> {
+    let id = parse_id(&id)?;
+    let rec = api.store.unpin(&id).map_err(bad)?;
+    api.client.stop_providing(id.root).await.map_err(failed)?;
+    Ok(Json(rec))
+}
+
+async fn gc(State(api): State<Api>) -> Result<Json<crate::store::GcReport>, ApiError> {
+    let store = Arc::clone(&api.store);
+    blocking(move || store.gc().map(Json).map_err(failed)).await
+}
+
+async fn verify(State(api): State<Api>) -> Result<Json<crate::store::VerifyReport>, ApiError> {
+    let store = Arc::clone(&api.store);
+    blocking(move || store.verify().map(Json).map_err(failed)).await
+}
+
+async fn stat(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<files::ItemStat>, ApiError> {
+    let id = parse_id(&id)?;
+    let store = Arc::clone(&api.store);
+    blocking(move || files::stat(&store, &id).map(Json).map_err(bad)).await
+}
+
+#[derive(Deserialize)]
+struct FetchQuery {
+    #[serde(default = "yes")]
+    pin: bool,
+    output: Option<PathBuf>,
+}
+
+/// One line of the newline-delimited JSON a fetch streams back.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FetchLine {
+    Progress(crate::node::FetchProgress),
+    Done(crate::node::FetchReport),
+    Error(String),
+}
+
+async fn fetch_item(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<FetchQuery>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
+    let line = |l: &FetchLine| {
+        let mut v = serde_json::to_vec(l).unwrap_or_default();
+        v.push(b'\n');
+        Ok(bytes::Bytes::from(v))
+    };
+    tokio::spawn(async move {
+        let opts = FetchOptions {
+            pin: q.pin,
+            ..api.fetch.clone()
+        };
+        let ptx = tx.clone();
+        let result = fetch(&api.client, &api.store, &id, &opts, &move |p| {
+            let _ = ptx.try_send(line(&FetchLine::Progress(p)));
+        })
+        .await;
+        let result = match (result, q.output) {
+            (Ok(r), Some(out)) => {
+                let store = Arc::clone(&api.store);
+                match tokio::task::spawn_blocking(move || files::get(&store, &id, &out, &|_| {}))
+                    .await
+                {
+                    Ok(Ok(())) => Ok(r),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            (r, _) => r.map_err(|e| e.to_string()),
+        };
+        let last = match result {
+            Ok(r) => FetchLine::Done(r),
+            Err(e) => FetchLine::Error(e),
+        };
+        let _ = tx.send(line(&last)).await;
+    });
+    Ok(Body::from_stream(tokio_stream_from(rx)).into_response())
+}

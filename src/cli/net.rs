@@ -1,0 +1,426 @@
+//! The commands that involve a node: `node`, `fetch`, `id`, `peers`, `providers`, `status`,
+//! and the store commands sent through a running node's API.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::{
+    data_dir, default_output, open_store, parse_id, print_gc, print_pins, print_stat, print_verify,
+    progress_bar, Cli, Command, NetArgs, NodeArgs,
+};
+use crate::api::client::ApiClient;
+use crate::api::{self, AddRequest, AddResponse, FetchLine, GetRequest, Status};
+use crate::files::ItemStat;
+use crate::network::NetworkConfig;
+use crate::node::{self, FetchOptions, FetchReport, Node, NodeInfo, PeerInfo};
+use crate::store::{GcReport, PinRecord, VerifyReport};
+
+fn network_config(net: &NetArgs, dht_server: bool) -> NetworkConfig {
+    let mut cfg = NetworkConfig {
+        bootstrap: net.bootstrap.clone(),
+        mdns: !net.no_mdns,
+        dht_server,
+        ..NetworkConfig::default()
+    };
+    if !net.listen.is_empty() {
+        cfg.listen = net.listen.clone();
+    } else if !dht_server {
+        // A temporary fetch node only needs a port to talk from.
+        cfg.listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("constant multiaddr")];
+    }
+    cfg
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
+    let store = Arc::new(open_store(cli)?);
+    let mut cfg = network_config(&args.net, true);
+    if let Some(t) = args.provider_ttl {
+        cfg.provider_ttl = Duration::from_secs(t);
+    }
+    if let Some(r) = args.republish_interval {
+        cfg.republish_interval = Duration::from_secs(r);
+    }
+    if cfg.republish_interval >= cfg.provider_ttl {
+        bail!("--republish-interval must be shorter than --provider-ttl, or records expire between announcements");
+    }
+    let node = Node::start(Arc::clone(&store), cfg).await?;
+    let api_addr = api::serve(
+        node.client.clone(),
+        Arc::clone(&store),
+        FetchOptions::default(),
+    )
+    .await
+    .context("starting the local API")?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "peer id: {}", node.client.peer_id())?;
+        for a in node.client.listen_addrs() {
+            writeln!(out, "listening on {a}")?;
+        }
+        writeln!(out, "api: http://{api_addr}")?;
+        out.flush()?;
+    }
+    shutdown_signal().await;
+    eprintln!("storgo: stopping");
+    api::remove_api_file(store.dir());
+    node.stop().await;
+    Ok(())
+}
+
+fn fetch_bar(pb: &indicatif::ProgressBar, p: node::FetchProgress) {
+    pb.set_length(p.bytes_total.max(1));
+    pb.set_position(p.bytes_done);
+    pb.set_message(format!(
+        "fetching from {} peer{}",
+        p.peers,
+        if p.peers == 1 { "" } else { "s" }
+    ));
+}
+
+fn report_fetch(r: &FetchReport, output: Option<&Path>) {
+    eprintln!(
+        "storgo: fetched {} ({} bytes; {} of {} chunks from the network, {} peers){}",
+        if r.name.is_empty() { &r.id } else { &r.name },
+        r.size,
+        r.chunks_fetched,
+        r.chunks_total,
+        r.peers_used.len(),
+        output
+            .map(|o| format!(", wrote {}", o.display()))
+            .unwrap_or_default()
+    );
+}
+
+pub async fn fetch(
+    cli: &Cli,
+    id: &str,
+    output: Option<&Path>,
+    no_pin: bool,
+    timeout: u64,
+    net: &NetArgs,
+) -> Result<()> {
+    let id = parse_id(id)?;
+    let dir = data_dir(cli)?;
+    let output = output.map(absolute).transpose()?;
+    if let Some(o) = &output {
+        if std::fs::symlink_metadata(o).is_ok() {
+            bail!("{} already exists; choose another -o path", o.display());
+        }
+    }
+    let pb = progress_bar(Some(0), "fetching");
+    if let Some(api) = ApiClient::discover(&dir).await {
+        let mut path = format!("/fetch/{id}?pin={}", !no_pin);
+        if let Some(o) = &output {
+            path.push_str(&format!("&output={}", urlencode(&o.to_string_lossy())));
+        }
+        let mut buf = Vec::new();
+        let mut last = None;
+        api.stream(reqwest::Method::POST, &path, |bytes| {
+            buf.extend_from_slice(bytes);
+            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                match serde_json::from_slice::<FetchLine>(&line) {
+                    Ok(FetchLine::Progress(p)) => fetch_bar(&pb, p),
+                    Ok(other) => last = Some(other),
+                    Err(_) => {}
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        pb.finish_and_clear();
+        return match last {
+            Some(FetchLine::Done(r)) => {
+                report_fetch(&r, output.as_deref());
+                Ok(())
+            }
+            Some(FetchLine::Error(e)) => bail!(e),
+            _ => bail!("the node ended the fetch without a result"),
+        };
+    }
+
+    // No node on this data dir: run a temporary one for the duration.
+    let store = Arc::new(open_store(cli)?);
+    let cfg = network_config(net, false);
+    let wait_for_lan = cfg.mdns && cfg.bootstrap.is_empty();
+    let node = Node::start(Arc::clone(&store), cfg.clone()).await?;
+    for b in &cfg.bootstrap {
+        if let Err(e) = node.client.dial(b.clone()).await {
+            tracing::warn!(address = %b, error = %e, "bootstrap peer unreachable");
+        }
+    }
+    if wait_for_lan {
+        // Give mDNS a moment to find a neighbour before asking the (empty) DHT.
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                poll.tick().await;
+                if node
+                    .client
+                    .info()
+                    .await
+                    .map(|i| i.connected_peers > 0)
+                    .unwrap_or(true)
+                {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    let opts = FetchOptions {
+        pin: !no_pin,
+        stall_timeout: Duration::from_secs(timeout),
+        ..FetchOptions::default()
+    };
+    let result = node::fetch(&node.client, &store, &id, &opts, &|p| fetch_bar(&pb, p)).await;
+    pb.finish_and_clear();
+    let outcome = match result {
+        Ok(r) => {
+            if let Some(o) = &output {
+                let s = Arc::clone(&store);
+                let o2 = o.clone();
+                tokio::task::spawn_blocking(move || crate::files::get(&s, &id, &o2, &|_| {}))
+                    .await??;
+            }
+            report_fetch(&r, output.as_deref());
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    };
+    node.stop().await;
+    outcome
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Paths are resolved here: the node runs with its own working directory.
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+async fn need_api(cli: &Cli) -> Result<ApiClient> {
+    let dir = data_dir(cli)?;
+    ApiClient::discover(&dir).await.with_context(|| {
+        format!(
+            "no node is running on {} (start one with `storgo node`)",
+            dir.display()
+        )
+    })
+}
+
+pub async fn id(cli: &Cli, json: bool) -> Result<()> {
+    let dir = data_dir(cli)?;
+    let Some(api) = ApiClient::discover(&dir).await else {
+        let kp = crate::network::identity::load_or_create(&open_store(cli)?.dir().to_owned())?;
+        println!("{}", kp.public().to_peer_id());
+        eprintln!(
+            "storgo: no node is running on {}; no addresses",
+            dir.display()
+        );
+        return Ok(());
+    };
+    let info: NodeInfo = api.get("/id").await?;
+    if json {
+        println!("{}", serde_json::to_string(&info)?);
+    } else {
+        println!("{}", info.peer_id);
+        for a in &info.listen_addrs {
+            println!("{a}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn peers(cli: &Cli, json: bool) -> Result<()> {
+    let peers: Vec<PeerInfo> = need_api(cli).await?.get("/peers").await?;
+    if json {
+        println!("{}", serde_json::to_string(&peers)?);
+    } else {
+        for p in peers {
+            let rtt = p
+                .rtt_ms
+                .map(|r| format!("{r:.1} ms"))
+                .unwrap_or_else(|| "-".into());
+            println!("{}\t{}\t{}", p.peer_id, p.address, rtt);
+        }
+    }
+    Ok(())
+}
+
+pub async fn providers(cli: &Cli, id: &str) -> Result<()> {
+    let id = parse_id(id)?;
+    let list: Vec<String> = need_api(cli)
+        .await?
+        .get(&format!("/providers/{id}"))
+        .await?;
+    for p in list {
+        println!("{p}");
+    }
+    Ok(())
+}
+
+pub async fn status(cli: &Cli, json: bool) -> Result<()> {
+    let s: Status = need_api(cli).await?.get("/status").await?;
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        println!("peer id: {}", s.node.peer_id);
+        println!("dht mode: {}", s.node.dht_mode);
+        println!("connected peers: {}", s.node.connected_peers);
+        println!("routing table: {} peers", s.node.routing_table_size);
+        println!("records provided: {}", s.node.records_provided);
+        println!("provider records held: {}", s.node.provider_records_held);
+        println!("items pinned: {}", s.store.pins);
+        println!(
+            "bytes stored: {} in {} blocks",
+            s.store.bytes, s.store.blocks
+        );
+        println!("bytes served: {}", s.node.bytes_served);
+        println!("bytes fetched: {}", s.node.bytes_fetched);
+    }
+    Ok(())
+}
+
+/// The store commands, sent to the node that owns the data dir.
+pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
+    match &cli.command {
+        Command::Add {
+            path,
+            recursive,
+            name,
+            no_pin,
+        } => {
+            let r: AddResponse = if path.as_os_str() == "-" {
+                let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut stdin = std::io::stdin().lock();
+                    loop {
+                        let mut buf = vec![0u8; 1 << 20];
+                        match stdin.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                buf.truncate(n);
+                                if tx.blocking_send(Ok(buf)).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.blocking_send(Err(e));
+                                break;
+                            }
+                        }
+                    }
+                });
+                let mut rx = rx;
+                let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+                let path = format!("/add/stream?name={}&pin={}", urlencode(name), !no_pin);
+                api.post_stream(&path, reqwest::Body::wrap_stream(stream))
+                    .await?
+            } else {
+                let req = AddRequest {
+                    path: absolute(path)?,
+                    recursive: *recursive,
+                    pin: !no_pin,
+                };
+                api.post("/add", &req).await?
+            };
+            for s in &r.skipped {
+                eprintln!("storgo: skipped {s} (not a regular file or directory)");
+            }
+            println!("{}", r.id);
+        }
+        Command::Cat { id } => {
+            let id = parse_id(id)?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let r = api
+                .stream(reqwest::Method::GET, &format!("/cat/{id}"), |b| {
+                    out.write_all(b)
+                })
+                .await;
+            match r {
+                Err(crate::api::client::ApiClientError::Node(m)) if m.contains("Broken pipe") => {}
+                other => other?,
+            }
+            out.flush().ok();
+        }
+        Command::Get { id, output } => {
+            let id = parse_id(id)?;
+            let dest = match output {
+                Some(p) => p.clone(),
+                None => {
+                    let st: ItemStat = api.get(&format!("/stat/{id}")).await?;
+                    default_output(&id, &st.name)
+                }
+            };
+            let req = GetRequest {
+                id: id.to_string(),
+                output: absolute(&dest)?,
+            };
+            let _: serde_json::Value = api.post("/get", &req).await?;
+            eprintln!("storgo: wrote {}", dest.display());
+        }
+        Command::Ls { json } => {
+            let pins: Vec<PinRecord> = api.get("/ls").await?;
+            print_pins(&pins, *json)?;
+        }
+        Command::Pin { id } => {
+            let id = parse_id(id)?;
+            let r: PinRecord = api.post(&format!("/pin/{id}"), &()).await?;
+            eprintln!("storgo: pinned {}", r.name);
+        }
+        Command::Unpin { id } => {
+            let id = parse_id(id)?;
+            let r: PinRecord = api.post(&format!("/unpin/{id}"), &()).await?;
+            eprintln!(
+                "storgo: unpinned {} (run `storgo gc` to free its blocks)",
+                r.name
+            );
+        }
+        Command::Gc { json } => {
+            let r: GcReport = api.post("/gc", &()).await?;
+            print_gc(&r, *json)?;
+        }
+        Command::Verify { json } => {
+            let r: VerifyReport = api.post("/verify", &()).await?;
+            print_verify(&r, *json, &data_dir(cli)?)?;
+        }
+        Command::Stat { id, json } => {
+            let id = parse_id(id)?;
+            let st: ItemStat = api.get(&format!("/stat/{id}")).await?;
+            print_stat(&st, *json)?;
+        }
+        _ => bail!("not a store command"),
+    }
+    Ok(())
+}
