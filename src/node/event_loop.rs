@@ -26,7 +26,7 @@ use crate::network::{
 };
 use crate::store::{Store, StoreError};
 
-use super::{Command, Counters, NodeError, NodeInfo, PeerInfo};
+use super::{Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
 
 type Inbound = (ResponseChannel<ChunkResponse>, ChunkResponse);
 
@@ -45,6 +45,7 @@ pub struct EventLoop {
     pending_providers: HashMap<kad::QueryId, (mpsc::Sender<PeerId>, HashSet<PeerId>)>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
     pending_provides: HashMap<kad::QueryId, oneshot::Sender<()>>,
+    pending_lookups: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Lookup>)>,
     rtt: HashMap<PeerId, Duration>,
     remote_addr: HashMap<PeerId, Multiaddr>,
     bootstrap: Vec<Multiaddr>,
@@ -74,6 +75,7 @@ impl EventLoop {
             pending_providers: HashMap::new(),
             pending_dials: HashMap::new(),
             pending_provides: HashMap::new(),
+            pending_lookups: HashMap::new(),
             rtt: HashMap::new(),
             remote_addr: HashMap::new(),
             bootstrap: cfg.bootstrap.clone(),
@@ -158,6 +160,10 @@ impl EventLoop {
             Command::GetProviders { root, reply } => {
                 let id = behaviour.kad.get_providers(provider_key(&root));
                 self.pending_providers.insert(id, (reply, HashSet::new()));
+            }
+            Command::FindProviders { root, reply } => {
+                let id = behaviour.kad.get_providers(provider_key(&root));
+                self.pending_lookups.insert(id, (HashSet::new(), reply));
             }
             Command::Request {
                 peer,
@@ -348,11 +354,34 @@ impl EventLoop {
 
     fn on_kad_event(&mut self, event: kad::Event) {
         let kad::Event::OutboundQueryProgressed {
-            id, result, step, ..
+            id,
+            result,
+            step,
+            stats,
         } = event
         else {
             return;
         };
+        if let Some((found, _)) = self.pending_lookups.get_mut(&id) {
+            if let kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                providers,
+                ..
+            })) = &result
+            {
+                found.extend(providers.iter().copied());
+            }
+            if step.last {
+                if let Some((found, reply)) = self.pending_lookups.remove(&id) {
+                    let _ = reply.send(Lookup {
+                        providers: found.iter().map(|p| p.to_string()).collect(),
+                        duration_ms: stats.duration().map(|d| d.as_millis() as u64).unwrap_or(0),
+                        requests: stats.num_requests(),
+                        successes: stats.num_successes(),
+                    });
+                }
+            }
+            return;
+        }
         match result {
             kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
                 providers,

@@ -531,7 +531,7 @@ pub async fn fetch(
             ));
         }
     }
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
     while t.remaining.load(Ordering::Acquire) > 0 {
         let remaining = t.remaining.load(Ordering::Acquire);
         if remaining != last_progress.1 {

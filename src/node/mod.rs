@@ -94,6 +94,11 @@ pub enum Command {
         root: BlockAddress,
         reply: mpsc::Sender<PeerId>,
     },
+    /// Runs a whole provider lookup and reports what it cost.
+    FindProviders {
+        root: BlockAddress,
+        reply: oneshot::Sender<Lookup>,
+    },
     Request {
         peer: PeerId,
         request: ChunkRequest,
@@ -110,6 +115,17 @@ pub enum Command {
         reply: oneshot::Sender<Vec<PeerInfo>>,
     },
     Shutdown,
+}
+
+/// The result of a complete provider lookup.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Lookup {
+    pub providers: Vec<String>,
+    /// Wall time from the first request to the query's end.
+    pub duration_ms: u64,
+    /// Peers asked, and how many answered: the cost of the walk through the DHT.
+    pub requests: u32,
+    pub successes: u32,
 }
 
 /// Counters shared between the event loop and the client.
@@ -156,6 +172,13 @@ impl Client {
         let (reply, rx) = mpsc::channel(64);
         self.send(Command::GetProviders { root, reply }).await?;
         Ok(rx)
+    }
+
+    /// Looks up every provider of `root` and reports the lookup's cost.
+    pub async fn find_providers(&self, root: BlockAddress) -> Result<Lookup, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::FindProviders { root, reply }).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
     }
 
     pub async fn start_providing(&self, root: BlockAddress) -> Result<(), NodeError> {

@@ -49,3 +49,42 @@ pub async fn wait_routing(node: &Node, n: usize) {
     .await
     .expect("routing table to fill");
 }
+
+/// A node whose store uses `secret`, so that several nodes produce the same blocks for the
+/// same file (several providers of one item).
+pub async fn start_node_with_secret(dir: &Path, bootstrap: Vec<Multiaddr>, secret: &str) -> Node {
+    let opts = StoreOptions {
+        convergence_secret: storgo::content::ConvergenceSecret::from_hex(secret),
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(Store::open(dir, opts).expect("open store"));
+    Node::start(store, loopback_config(bootstrap))
+        .await
+        .expect("start node")
+}
+
+/// Adds a file on `node` and announces it, waiting for the announcement.
+pub async fn add_and_provide(node: &Node, path: &Path) -> storgo::content::ContentId {
+    let store = node.store.clone();
+    let path = path.to_owned();
+    let added = tokio::task::spawn_blocking(move || {
+        storgo::files::add_path(&store, &path, &Default::default(), &|_| {})
+    })
+    .await
+    .expect("join")
+    .expect("add");
+    node.client.provide(added.id.root).await.expect("provide");
+    added.id
+}
+
+/// Every chunk block file (the large ones) of a data dir.
+pub fn chunk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    crate::common::block_files(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.len() > 100_000)
+                .unwrap_or(false)
+        })
+        .collect()
+}

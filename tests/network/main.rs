@@ -5,4 +5,7 @@ mod common;
 #[path = "../common/nodes.rs"]
 mod nodes;
 
+mod corrupt_peer_is_dropped;
+mod fetch_survives_provider_loss;
 mod fetch_through_a_bootstrap_peer;
+mod lookup_in_a_30_node_network;
