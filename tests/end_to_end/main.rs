@@ -1,0 +1,9 @@
+//! The end-to-end path with the real binary in several processes.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../common/procs.rs"]
+mod procs;
+
+mod lan_discovery_across_namespaces;
+mod three_processes_add_and_fetch;
