@@ -77,7 +77,48 @@ fn main() {
     println!("key: {}", hex::encode(dkey.as_bytes()));
     println!("binary: {}", hex::encode(id.to_bytes()));
     println!("text: {id}");
-    println!("```");
+    println!("```\n");
+
+    use storgo::network::chunks::codec::{encode_request, encode_response};
+    use storgo::network::chunks::{ChunkRequest, ChunkResponse, ErrorCode};
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "request-get-manifest",
+            encode_request(&ChunkRequest::GetManifest(daddr)),
+        ),
+        (
+            "request-get-chunk",
+            encode_request(&ChunkRequest::GetChunk(address)),
+        ),
+        (
+            "request-have",
+            encode_request(&ChunkRequest::Have(vec![address, daddr])),
+        ),
+        (
+            "response-block",
+            encode_response(&ChunkResponse::Block(sealed.clone())),
+        ),
+        (
+            "response-have",
+            encode_response(&ChunkResponse::Have(vec![true, false, true])),
+        ),
+        (
+            "response-not-found",
+            encode_response(&ChunkResponse::NotFound),
+        ),
+        (
+            "response-error",
+            encode_response(&ChunkResponse::Error {
+                code: ErrorCode::Busy,
+                message: "try later".into(),
+            }),
+        ),
+    ];
+    for (name, frame) in frames {
+        println!("```vector chunks-{name}");
+        println!("frame: {}", hex::encode(frame));
+        println!("```\n");
+    }
 }
 
 fn sha(b: &[u8]) -> [u8; 32] {

@@ -82,10 +82,47 @@ fn code_matches_every_vector() {
             assert_eq!(id.key, key32(f, "key"));
             assert_eq!(id.to_string(), f["text"]);
             assert_eq!(f["text"].parse::<ContentId>().unwrap(), id);
+        } else if let Some(kind) = name.strip_prefix("chunks-") {
+            use storgo::network::chunks::codec::*;
+            use storgo::network::chunks::{ChunkRequest, ChunkResponse, ErrorCode};
+            let frame = h(f, "frame");
+            let by = |n: &str| {
+                all.iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v)
+                    .expect("vector")
+            };
+            let chunk_addr: BlockAddress = by("chunk-1")["address"].parse().unwrap();
+            let dir_addr: BlockAddress = by("manifest-dir-1")["address"].parse().unwrap();
+            if kind.starts_with("request") {
+                let req = decode_request_frame(&frame).expect("request decodes");
+                assert_eq!(encode_request(&req), frame, "{name}: re-encode");
+                let want = match kind {
+                    "request-get-manifest" => ChunkRequest::GetManifest(dir_addr),
+                    "request-get-chunk" => ChunkRequest::GetChunk(chunk_addr),
+                    "request-have" => ChunkRequest::Have(vec![chunk_addr, dir_addr]),
+                    _ => panic!("unknown vector {name}"),
+                };
+                assert_eq!(req, want, "{name}");
+            } else {
+                let resp = decode_response_frame(&frame).expect("response decodes");
+                assert_eq!(encode_response(&resp), frame, "{name}: re-encode");
+                let want = match kind {
+                    "response-block" => ChunkResponse::Block(h(by("chunk-1"), "sealed")),
+                    "response-have" => ChunkResponse::Have(vec![true, false, true]),
+                    "response-not-found" => ChunkResponse::NotFound,
+                    "response-error" => ChunkResponse::Error {
+                        code: ErrorCode::Busy,
+                        message: "try later".into(),
+                    },
+                    _ => panic!("unknown vector {name}"),
+                };
+                assert_eq!(resp, want, "{name}");
+            }
         } else {
             panic!("unknown vector kind {name}");
         }
         checked += 1;
     }
-    assert!(checked >= 4, "found only {checked} vectors");
+    assert!(checked >= 11, "found only {checked} vectors");
 }

@@ -379,4 +379,39 @@ mod tests {
         big.extend_from_slice(&frame(&h, &[]));
         assert!(decode_response_frame(&big).is_err());
     }
+
+    #[test]
+    fn the_largest_chunk_passes_the_codec_and_one_byte_more_does_not() {
+        use libp2p::request_response::Codec;
+        let proto = StreamProtocol::new(super::super::PROTOCOL);
+        futures::executor::block_on(async {
+            let block = vec![7u8; MAX_BODY];
+            let mut wire = futures::io::Cursor::new(Vec::new());
+            ChunkCodec
+                .write_response(&proto, &mut wire, ChunkResponse::Block(block.clone()))
+                .await
+                .unwrap();
+            let mut r = futures::io::Cursor::new(wire.into_inner());
+            assert_eq!(
+                ChunkCodec.read_response(&proto, &mut r).await.unwrap(),
+                ChunkResponse::Block(block)
+            );
+
+            let h = ResponseHeader {
+                status: ST_BLOCK,
+                len: MAX_BODY as u32 + 1,
+                count: None,
+                code: None,
+                message: None,
+            };
+            let mut over = frame(&h, &[]);
+            over.resize(over.len() + MAX_BODY + 1, 0);
+            let mut r = futures::io::Cursor::new(over);
+            let err = ChunkCodec.read_response(&proto, &mut r).await.unwrap_err();
+            assert!(err.to_string().contains("exceeds"), "{err}");
+
+            let mut r = futures::io::Cursor::new(((MAX_HEADER + 1) as u32).to_be_bytes().to_vec());
+            assert!(ChunkCodec.read_request(&proto, &mut r).await.is_err());
+        });
+    }
 }
