@@ -240,7 +240,7 @@ async fn need_api(cli: &Cli) -> Result<ApiClient> {
 pub async fn id(cli: &Cli, json: bool) -> Result<()> {
     let dir = data_dir(cli)?;
     let Some(api) = ApiClient::discover(&dir).await else {
-        let kp = crate::network::identity::load_or_create(&open_store(cli)?.dir().to_owned())?;
+        let kp = crate::network::identity::load_or_create(open_store(cli)?.dir())?;
         println!("{}", kp.public().to_peer_id());
         eprintln!(
             "storgo: no node is running on {}; no addresses",

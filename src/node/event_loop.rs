@@ -404,11 +404,6 @@ impl EventLoop {
                     }
                 }
             }
-            kad::QueryResult::GetProviders(_) => {
-                if step.last {
-                    self.pending_providers.remove(&id);
-                }
-            }
             kad::QueryResult::StartProviding(Err(e)) => {
                 tracing::debug!(error = ?e, "providing timed out on some peers");
             }
