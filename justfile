@@ -22,3 +22,9 @@ bench size_mib="1024":
 # Regenerate the protocol test vectors (only when a format deliberately changes).
 vectors:
     cargo run --example vectors
+
+# Two nodes on loopback fetching 1 GiB, next to sendme in the same run (root: isolated netns).
+bench-net size_mib="1024":
+    cargo build --release
+    command -v sendme >/dev/null || cargo install sendme
+    scripts/bench-net.sh {{size_mib}}
