@@ -55,3 +55,37 @@ async fn c_fetches_what_a_added_knowing_only_b() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_fetch_works_over_quic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quic = |bootstrap| {
+        let mut cfg = loopback_config(bootstrap);
+        cfg.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
+        cfg
+    };
+    let open = |name: &str| {
+        std::sync::Arc::new(
+            storgo::store::Store::open(&tmp.path().join(name), Default::default()).unwrap(),
+        )
+    };
+    let a = storgo::node::Node::start(open("a"), quic(vec![]))
+        .await
+        .unwrap();
+    assert!(addr(&a).to_string().contains("/quic-v1/"));
+    let c = storgo::node::Node::start(open("c"), quic(vec![addr(&a)]))
+        .await
+        .unwrap();
+    wait_routing(&c, 1).await;
+    let path = tmp.path().join("f");
+    let data = write_random(&path, 6 << 20, 2);
+    let id = add_and_provide(&a, &path).await;
+    fetch(&c.client, &c.store, &id, &FetchOptions::default(), &|_| {})
+        .await
+        .unwrap();
+    let mut back = Vec::new();
+    files::cat(&c.store, &id, &mut back, &|_| {}).unwrap();
+    assert!(back == data);
+    a.stop().await;
+    c.stop().await;
+}
