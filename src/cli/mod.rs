@@ -282,8 +282,11 @@ fn dir_size(path: &Path) -> u64 {
 pub fn run(cli: Cli) -> Result<()> {
     // One thread: the node's work is I/O-bound and current-thread was the faster runtime on
     // two cores; hashing and sealing run on their own threads anyway.
+    // Few blocking threads: each would keep its own malloc arena of freed block buffers, and
+    // the node's memory would grow with the number of threads rather than the work in flight.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(16)
         .build()
         .context("starting the async runtime")?;
     rt.block_on(run_async(cli))

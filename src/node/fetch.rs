@@ -347,6 +347,14 @@ impl Transfer {
     }
 }
 
+/// What one chunk request came to.
+enum Outcome {
+    Good(Vec<u8>),
+    Corrupt,
+    NotHere,
+    Failed(String),
+}
+
 /// Why a provider's worker stopped.
 enum WorkerEnd {
     Done,
@@ -394,8 +402,23 @@ async fn worker(
         let Some(len) = jobs.remove(&address) else {
             continue;
         };
-        match result {
-            Ok(ChunkResponse::Block(b)) if b.len() == len && address.matches(&b) => {
+        // Hash on the blocking pool: on a current-thread runtime, hashing here would stall the
+        // event loop that is receiving the next chunks.
+        let outcome = match result {
+            Ok(ChunkResponse::Block(b)) if b.len() == len => {
+                match tokio::task::spawn_blocking(move || address.matches(&b).then_some(b)).await {
+                    Ok(Some(b)) => Outcome::Good(b),
+                    Ok(None) => Outcome::Corrupt,
+                    Err(_) => Outcome::Failed("verification task failed".into()),
+                }
+            }
+            Ok(ChunkResponse::Block(_)) => Outcome::Corrupt,
+            Ok(ChunkResponse::NotFound) => Outcome::NotHere,
+            Ok(other) => Outcome::Failed(format!("{other:?}")),
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        match outcome {
+            Outcome::Good(b) => {
                 failures = 0;
                 let n = b.len() as u64;
                 if writer.send((address, b)).await.is_err() {
@@ -406,22 +429,17 @@ async fn worker(
                 t.remaining.fetch_sub(1, Ordering::AcqRel);
                 t.changed.notify_waiters();
             }
-            Ok(ChunkResponse::Block(_)) => {
+            Outcome::Corrupt => {
                 tracing::warn!(peer = %peer, cid = %address, "peer sent bytes that do not match the chunk address; dropping it");
                 jobs.insert(address, len);
                 return drop_peer(jobs, "sent corrupt chunks");
             }
-            Ok(ChunkResponse::NotFound) => {
+            Outcome::NotHere => {
                 missing_here.insert(address);
                 t.requeue((address, len));
             }
-            Ok(other) => {
-                tracing::debug!(peer = %peer, cid = %address, response = ?other, "chunk not served");
-                failures += 1;
-                t.requeue((address, len));
-            }
-            Err(e) => {
-                tracing::debug!(peer = %peer, cid = %address, error = %e, "chunk request failed");
+            Outcome::Failed(why) => {
+                tracing::debug!(peer = %peer, cid = %address, error = %why, "chunk request failed");
                 failures += 1;
                 t.requeue((address, len));
             }
