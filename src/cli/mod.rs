@@ -484,7 +484,12 @@ fn print_pins(pins: &[PinRecord], json: bool) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string(pins)?)?;
     } else {
         for p in pins {
-            writeln!(out, "{}\t{}\t{}\t{}", p.id, p.kind, p.size, p.name)?;
+            let kind = if p.partial {
+                format!("{} (partial)", p.kind)
+            } else {
+                p.kind.clone()
+            };
+            writeln!(out, "{}\t{}\t{}\t{}", p.id, kind, p.size, p.name)?;
         }
     }
     Ok(())

@@ -245,7 +245,19 @@ pub fn get(store: &Store, id: &ContentId, dest: &Path, progress: Progress<'_>) -
     let _ = fs::remove_dir_all(&tmp);
     let _ = fs::remove_file(&tmp);
     let mut done = 0u64;
-    let r = write_item(store, id.root, &id.key, &tmp, &mut done, progress);
+    // A folder may name the same subtree many times; hold the output to the size the root
+    // declares (what `stat` showed the user) so a crafted item cannot fill the disk.
+    let limit = match load_manifest(store, id.root, &id.key)? {
+        Manifest::File(f) => f.size,
+        Manifest::Dir(d) => d.size,
+        _ => return Err(wrong_kind(id.root, "a file or folder")),
+    };
+    let mut budget = Budget {
+        done: &mut done,
+        limit,
+        depth: 0,
+    };
+    let r = write_item(store, id.root, &id.key, &tmp, &mut budget, progress);
     match r {
         Ok(()) => fs::rename(&tmp, dest).map_err(|e| FilesError::io("renaming into", dest, e)),
         Err(e) => {
@@ -270,16 +282,33 @@ fn set_times(path: &Path, mtime: Option<i64>) -> Result<()> {
     Ok(())
 }
 
+/// How much an item being written may still produce.
+struct Budget<'a> {
+    done: &'a mut u64,
+    limit: u64,
+    depth: usize,
+}
+
+/// Deepest folder nesting `get` writes.
+const MAX_DIR_DEPTH: usize = 256;
+
 fn write_item(
     store: &Store,
     address: BlockAddress,
     key: &BlockKey,
     path: &Path,
-    done: &mut u64,
+    budget: &mut Budget<'_>,
     progress: Progress<'_>,
 ) -> Result<()> {
     match load_manifest(store, address, key)? {
         Manifest::File(f) => {
+            if budget.done.saturating_add(f.size) > budget.limit {
+                return Err(FilesError::Corrupt {
+                    what: format!("item {address}"),
+                    reason: "its files add up to more than the size its root declares".into(),
+                });
+            }
+            let done = &mut *budget.done;
             let mut out =
                 fs::File::create(path).map_err(|e| FilesError::io("creating", path, e))?;
             let base = *done;
@@ -295,17 +324,25 @@ fn write_item(
             set_times(path, f.mtime)
         }
         Manifest::Dir(d) => {
+            if budget.depth >= MAX_DIR_DEPTH {
+                return Err(FilesError::Corrupt {
+                    what: format!("folder {address}"),
+                    reason: format!("nested deeper than {MAX_DIR_DEPTH} levels"),
+                });
+            }
             fs::create_dir(path).map_err(|e| FilesError::io("creating", path, e))?;
+            budget.depth += 1;
             for_each_entry(store, &d.entries, 0, &mut |e| {
                 write_item(
                     store,
                     e.address,
                     &e.key,
                     &path.join(&e.name),
-                    done,
+                    budget,
                     progress,
                 )
             })?;
+            budget.depth -= 1;
             if let Some(mode) = d.mode {
                 // Keep the owner able to finish writing even if the folder was read-only.
                 fs::set_permissions(path, fs::Permissions::from_mode((mode & 0o7777) | 0o700))

@@ -281,7 +281,8 @@ impl Node {
         if ready.is_err() {
             tracing::warn!("not every listener reported an address within 10 s");
         }
-        for pin in store.pins()? {
+        // Re-provide what this node holds whole; partial items are announced when complete.
+        for pin in store.pins()?.into_iter().filter(|p| !p.partial) {
             if let Ok(id) = pin.id.parse::<crate::content::ContentId>() {
                 client.start_providing(id.root).await?;
             }

@@ -254,3 +254,43 @@ fn a_full_disk_fails_cleanly_and_the_store_reopens() {
     );
     assert_eq!(listed, "");
 }
+
+#[test]
+fn a_folder_that_repeats_a_subtree_beyond_its_declared_size_is_refused() {
+    use storgo::content::{DirEntry, DirManifest, EntryKind, Manifest, Tree};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("data"), StoreOptions::default()).unwrap();
+    let path = tmp.path().join("f");
+    write_random(&path, 100_000, 12);
+    let file = files::add_path(&store, &path, &Default::default(), &|_| {}).unwrap();
+    // A crafted folder naming the same file many times while declaring a tiny size.
+    let entries = (0..50)
+        .map(|i| DirEntry {
+            name: format!("copy{i}"),
+            kind: EntryKind::File,
+            size: 1,
+            address: file.id.root,
+            key: file.id.key,
+        })
+        .collect();
+    let bomb = Manifest::Dir(DirManifest {
+        name: "bomb".into(),
+        size: 150_000,
+        mode: None,
+        mtime: None,
+        entries: Tree::Leaves(entries),
+    });
+    let (address, key, block) = bomb.seal(store.secret()).unwrap();
+    let mut w = store.writer();
+    w.put(address, &block).unwrap();
+    w.finish().unwrap();
+    let out = tmp.path().join("out");
+    let err = files::get(&store, &ContentId::new(address, key), &out, &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("more than the size its root declares"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing appears at the destination");
+}
