@@ -218,6 +218,15 @@ async fn add(
     let pin = opts.pin;
     let added =
         blocking(move || files::add_path(&store, &req.path, &opts, &|_| {}).map_err(bad)).await?;
+    announce_added(&api, added, pin).await
+}
+
+/// Provides a newly pinned item and answers with its ID.
+async fn announce_added(
+    api: &Api,
+    added: files::Added,
+    pin: bool,
+) -> Result<Json<AddResponse>, ApiError> {
     if pin {
         api.client
             .start_providing(added.id.root)
@@ -284,18 +293,7 @@ async fn add_stream(
         .map_err(bad)
     })
     .await?;
-    if pin {
-        api.client
-            .start_providing(added.id.root)
-            .await
-            .map_err(failed)?;
-    }
-    Ok(Json(AddResponse {
-        id: added.id.to_string(),
-        name: added.name,
-        size: added.size,
-        skipped: vec![],
-    }))
+    announce_added(&api, added, pin).await
 }
 
 /// A blocking reader over body chunks arriving on a channel.
