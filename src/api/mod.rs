@@ -333,11 +333,36 @@ impl std::io::Write for ChannelWriter {
     }
 }
 
+/// Makes sure every block of `id` is here, fetching (without pinning) what is not, as
+/// `ipfs cat` does: a running node reads from the network when the store lacks the item.
+async fn ensure_local(api: &Api, id: &ContentId) -> Result<files::ItemStat, ApiError> {
+    let (store, i) = (Arc::clone(&api.store), *id);
+    let local = blocking(move || Ok(files::stat(&store, &i))).await?;
+    match local {
+        Ok(st) if st.chunks_local == st.chunks => return Ok(st),
+        Ok(_) | Err(files::FilesError::Store(crate::store::StoreError::Missing { .. })) => {}
+        Err(e) => return Err(bad(e)),
+    }
+    let pinned = api
+        .store
+        .pin_of(&id.root)
+        .map_err(failed)?
+        .is_some_and(|p| !p.partial);
+    let opts = FetchOptions {
+        pin: pinned,
+        ..api.fetch.clone()
+    };
+    fetch(&api.client, &api.store, id, &opts, &|_| {})
+        .await
+        .map_err(bad)?;
+    let (store, i) = (Arc::clone(&api.store), *id);
+    blocking(move || files::stat(&store, &i).map_err(bad)).await
+}
+
 async fn cat(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     // Fail before the first byte when the item cannot be read at all.
-    let store = Arc::clone(&api.store);
-    let st = blocking(move || files::stat(&store, &id).map_err(bad)).await?;
+    let st = ensure_local(&api, &id).await?;
     if st.kind != "file" {
         return Err(bad(files::FilesError::IsFolder { id: id.to_string() }));
     }
@@ -372,6 +397,7 @@ async fn get_item(
     Json(req): Json<GetRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&req.id)?;
+    ensure_local(&api, &id).await?;
     let store = Arc::clone(&api.store);
     blocking(move || files::get(&store, &id, &req.output, &|_| {}).map_err(bad)).await?;
     Ok(Json(serde_json::json!({"ok": true})))

@@ -33,6 +33,14 @@ fn add_on_one_fetch_on_another_and_through_a_temporary_node() {
     let listed = ok(providers);
     assert!(listed.contains(&n1.peer_id), "{listed}");
 
+    // `cat` through a running node that lacks the item reads it from the network.
+    let mut cat = storgo(&n3.data_dir);
+    cat.args(["cat", &id]);
+    assert!(run(cat).stdout == data, "cat through n3 fetched the bytes");
+    let mut ls = storgo(&n3.data_dir);
+    ls.arg("ls");
+    assert!(!ok(ls).contains(&id), "a cat does not pin");
+
     // A data dir with no node: `fetch` runs a temporary node for the duration.
     let lone = tmp.path().join("lone");
     let out3 = tmp.path().join("out3.pdf");
