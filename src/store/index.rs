@@ -75,6 +75,9 @@ pub struct Index {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            Self::create_atomically(path)?;
+        }
         let db = Database::create(path).map_err(|e| StoreError::Index {
             path: path.to_owned(),
             message: e.to_string(),
@@ -95,6 +98,33 @@ impl Index {
         }
         tx.commit().map_err(|e| me.err(e))?;
         Ok(me)
+    }
+
+    /// Creates a new index under a temporary name and renames it into place, so that a kill
+    /// during creation leaves either no index or a whole one — never a file redb cannot open.
+    fn create_atomically(path: &Path) -> Result<()> {
+        let tmp = path.with_extension("redb.new");
+        let err = |e: &dyn std::fmt::Display| StoreError::Index {
+            path: tmp.clone(),
+            message: e.to_string(),
+        };
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let db = Database::create(&tmp).map_err(|e| err(&e))?;
+            let tx = db.begin_write().map_err(|e| err(&e))?;
+            tx.open_table(META).map_err(|e| err(&e))?;
+            tx.commit().map_err(|e| err(&e))?;
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io("syncing", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| StoreError::io("renaming", path, e))?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::io("syncing", dir, e))?;
+        }
+        Ok(())
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
@@ -304,5 +334,21 @@ impl Index {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
         t.len().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_half_created_index_left_by_a_kill_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        // What a kill during creation leaves: a partial file under the temporary name only.
+        std::fs::write(path.with_extension("redb.new"), b"partial").unwrap();
+        let idx = Index::open(&path).unwrap();
+        assert_eq!(idx.stats().unwrap(), StoreStats::default());
+        assert!(!path.with_extension("redb.new").exists());
     }
 }

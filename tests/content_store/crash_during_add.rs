@@ -60,3 +60,31 @@ fn kill_during_add_then_reopen_verify_and_re_add() {
         assert!(run(cat).stdout == data, "kill point {n}: content differs");
     }
 }
+
+#[test]
+fn a_kill_while_a_new_data_dir_is_being_created_leaves_one_that_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Killed at whatever point of creating the data dir the process has reached: lock,
+    // secret, block dirs, index. Each must reopen and verify.
+    for n in 0..40 {
+        let d = tmp.path().join(format!("d{n}"));
+        let mut ls = storgo(&d);
+        ls.arg("ls").stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = ls.spawn().unwrap();
+        // Spin (no sleeping) until the file of this round appears, then kill at once: the
+        // creation windows are a few microseconds wide.
+        let target = ["", "lock", "convergence-secret", "index.redb"][n % 4];
+        if !target.is_empty() {
+            let start = std::time::Instant::now();
+            let p = d.join(target);
+            while !p.exists() && start.elapsed() < Duration::from_secs(10) {
+                std::hint::spin_loop();
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut verify = storgo(&d);
+        verify.arg("verify");
+        ok(verify);
+    }
+}
