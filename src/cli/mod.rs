@@ -165,7 +165,12 @@ fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {
 /// status.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // A node is a long-running service: say what it does. One-shot commands stay quiet.
+    init_tracing(if matches!(cli.command, Command::Node(_)) {
+        "warn,storgo=info"
+    } else {
+        "warn"
+    });
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -192,9 +197,9 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ").replace('\n', " ")
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
