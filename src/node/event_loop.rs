@@ -30,6 +30,11 @@ use super::{Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
 
 type Inbound = (ResponseChannel<ChunkResponse>, ChunkResponse);
 
+/// How long a peer counts as "recently seen" for fetches.
+const RECENT: Duration = Duration::from_secs(600);
+/// Most recently seen peers remembered.
+const MAX_RECENT: usize = 256;
+
 /// Longest wait between two attempts to reach an unreachable bootstrap peer.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -47,6 +52,8 @@ pub struct EventLoop {
     pending_provides: HashMap<kad::QueryId, oneshot::Sender<()>>,
     pending_lookups: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Lookup>)>,
     rtt: HashMap<PeerId, Duration>,
+    /// Peers seen lately (disconnected, or found by mDNS), asked first when fetching.
+    recent: HashMap<PeerId, std::time::Instant>,
     remote_addr: HashMap<PeerId, Multiaddr>,
     bootstrap: Vec<Multiaddr>,
     bootstrap_backoff: Duration,
@@ -77,6 +84,7 @@ impl EventLoop {
             pending_provides: HashMap::new(),
             pending_lookups: HashMap::new(),
             rtt: HashMap::new(),
+            recent: HashMap::new(),
             remote_addr: HashMap::new(),
             bootstrap: cfg.bootstrap.clone(),
             bootstrap_backoff: Duration::from_secs(1),
@@ -120,6 +128,15 @@ impl EventLoop {
             }
         }
         tracing::info!("node event loop stopped");
+    }
+
+    fn remember(&mut self, peer: PeerId) {
+        if self.recent.len() >= MAX_RECENT {
+            if let Some(oldest) = self.recent.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p) {
+                self.recent.remove(&oldest);
+            }
+        }
+        self.recent.insert(peer, std::time::Instant::now());
     }
 
     fn bootstrap_connected(&self) -> bool {
@@ -229,6 +246,13 @@ impl EventLoop {
                 };
                 let _ = reply.send(info);
             }
+            Command::NearbyPeers { reply } => {
+                let cutoff = std::time::Instant::now() - RECENT;
+                self.recent.retain(|_, seen| *seen > cutoff);
+                let mut peers: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+                peers.extend(self.recent.keys().copied());
+                let _ = reply.send(peers.into_iter().collect());
+            }
             Command::Peers { reply } => {
                 let mut peers: Vec<PeerInfo> = self
                     .swarm
@@ -296,6 +320,7 @@ impl EventLoop {
                 tracing::debug!(peer = %peer_id, cause = ?cause, "connection closed");
                 if num_established == 0 {
                     self.remote_addr.remove(&peer_id);
+                    self.remember(peer_id);
                     self.rtt.remove(&peer_id);
                 }
             }
@@ -332,6 +357,7 @@ impl EventLoop {
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     tracing::info!(peer = %peer, address = %addr, "discovered on the LAN");
+                    self.remember(peer);
                     self.swarm
                         .behaviour_mut()
                         .kad

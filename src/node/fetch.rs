@@ -1,6 +1,6 @@
 //! Fetching an item by content ID from the network.
 //!
-//! 1. Find providers: connected peers are asked directly ("have ROOT?") while the DHT is
+//! 1. Find providers: connected and recently seen peers are asked directly ("have ROOT?") while the DHT is
 //!    searched, so a LAN fetch does not wait on the DHT.
 //! 2. Walk the manifests from the root, fetching any not held, and list the chunks missing
 //!    here — chunks already held are never fetched again, so an interrupted fetch resumes.
@@ -95,10 +95,7 @@ impl ProviderPool {
                 }
             }
         });
-        for peer in client.peers().await? {
-            let Ok(peer) = peer.peer_id.parse::<PeerId>() else {
-                continue;
-            };
+        for peer in client.nearby_peers().await? {
             let (client, tx) = (client.clone(), tx.clone());
             tokio::spawn(async move {
                 let ask = client.request(peer, ChunkRequest::Have(vec![root]));

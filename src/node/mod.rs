@@ -114,6 +114,10 @@ pub enum Command {
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
     },
+    /// Connected peers and peers seen in the last minutes: asked first when fetching.
+    NearbyPeers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     Shutdown,
 }
 
@@ -216,6 +220,13 @@ impl Client {
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Peers { reply }).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Peers connected now or seen recently (by mDNS or an earlier connection).
+    pub async fn nearby_peers(&self) -> Result<Vec<PeerId>, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::NearbyPeers { reply }).await?;
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
