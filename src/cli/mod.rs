@@ -367,12 +367,17 @@ fn run_local(cli: &Cli) -> Result<()> {
         Command::Get { id, output } => {
             let id = parse_id(id)?;
             let store = open_store(cli)?;
+            // The root manifest alone names the item and its size; no need to walk it all.
+            let (name, total) = match files::load_manifest(&store, id.root, &id.key)? {
+                crate::content::Manifest::File(f) => (f.name, f.size),
+                crate::content::Manifest::Dir(d) => (d.name, d.size),
+                _ => (String::new(), 0),
+            };
             let dest = match output {
                 Some(p) => p.clone(),
-                None => default_output(&id, &files::stat(&store, &id)?.name),
+                None => default_output(&id, &name),
             };
-            let total = files::stat(&store, &id).map(|s| s.size).ok();
-            let pb = progress_bar(total, "writing");
+            let pb = progress_bar(Some(total), "writing");
             let r = files::get(&store, &id, &dest, &|b| pb.set_position(b));
             pb.finish_and_clear();
             r?;

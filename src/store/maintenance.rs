@@ -96,7 +96,9 @@ impl Store {
         }
         let mut dead = Vec::new();
         let mut report = GcReport::default();
-        for (a, _) in self.index.blocks()? {
+        let indexed: HashSet<BlockAddress> =
+            self.index.blocks()?.into_iter().map(|(a, _)| a).collect();
+        for &a in &indexed {
             if live.contains(&a) {
                 report.kept_blocks += 1;
             } else {
@@ -104,8 +106,6 @@ impl Store {
             }
         }
         // Unindexed files left by a killed writer are garbage too, unless something reaches them.
-        let indexed: HashSet<BlockAddress> =
-            self.index.blocks()?.into_iter().map(|(a, _)| a).collect();
         for (a, _) in self.blocks.list()? {
             if !indexed.contains(&a) && !live.contains(&a) {
                 self.blocks.remove(&a)?;

@@ -51,6 +51,19 @@ struct ResponseHeader {
     message: Option<String>,
 }
 
+impl ResponseHeader {
+    /// A header with a status and body length only.
+    fn plain(status: u8, len: usize) -> Self {
+        Self {
+            status,
+            len: len as u32,
+            count: None,
+            code: None,
+            message: None,
+        }
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
@@ -100,16 +113,7 @@ pub fn decode_request(header: &[u8]) -> io::Result<ChunkRequest> {
 /// Encodes a response frame.
 pub fn encode_response(resp: &ChunkResponse) -> Vec<u8> {
     match resp {
-        ChunkResponse::Block(b) => frame(
-            &ResponseHeader {
-                status: ST_BLOCK,
-                len: b.len() as u32,
-                count: None,
-                code: None,
-                message: None,
-            },
-            b,
-        ),
+        ChunkResponse::Block(b) => frame(&ResponseHeader::plain(ST_BLOCK, b.len()), b),
         ChunkResponse::Have(bits) => {
             let mut bitmap = vec![0u8; bits.len().div_ceil(8)];
             for (i, _) in bits.iter().enumerate().filter(|(_, b)| **b) {
@@ -117,45 +121,37 @@ pub fn encode_response(resp: &ChunkResponse) -> Vec<u8> {
             }
             frame(
                 &ResponseHeader {
-                    status: ST_HAVE,
-                    len: bitmap.len() as u32,
                     count: Some(bits.len() as u32),
-                    code: None,
-                    message: None,
+                    ..ResponseHeader::plain(ST_HAVE, bitmap.len())
                 },
                 &bitmap,
             )
         }
-        ChunkResponse::NotFound => frame(
-            &ResponseHeader {
-                status: ST_NOT_FOUND,
-                len: 0,
-                count: None,
-                code: None,
-                message: None,
-            },
-            &[],
-        ),
+        ChunkResponse::NotFound => frame(&ResponseHeader::plain(ST_NOT_FOUND, 0), &[]),
         ChunkResponse::Error { code, message } => frame(
             &ResponseHeader {
-                status: ST_ERROR,
-                len: 0,
-                count: None,
                 code: Some(*code as u8),
                 message: Some(message.chars().take(MAX_MESSAGE).collect()),
+                ..ResponseHeader::plain(ST_ERROR, 0)
             },
             &[],
         ),
     }
 }
 
-fn frame<H: Serialize>(header: &H, body: &[u8]) -> Vec<u8> {
+/// Header length and header: everything of a frame but its body.
+fn frame_prefix<H: Serialize>(header: &H) -> Vec<u8> {
     let mut h = Vec::new();
     // Serialising these plain structs into a Vec cannot fail.
     let _ = ciborium::into_writer(header, &mut h);
-    let mut out = Vec::with_capacity(4 + h.len() + body.len());
+    let mut out = Vec::with_capacity(4 + h.len());
     out.extend_from_slice(&(h.len() as u32).to_be_bytes());
     out.extend_from_slice(&h);
+    out
+}
+
+fn frame<H: Serialize>(header: &H, body: &[u8]) -> Vec<u8> {
+    let mut out = frame_prefix(header);
     out.extend_from_slice(body);
     out
 }
@@ -307,19 +303,8 @@ impl libp2p::request_response::Codec for ChunkCodec {
         match &resp {
             // Header and body are written separately so a block is not copied into a frame.
             ChunkResponse::Block(b) => {
-                let mut h = Vec::new();
-                let _ = ciborium::into_writer(
-                    &ResponseHeader {
-                        status: ST_BLOCK,
-                        len: b.len() as u32,
-                        count: None,
-                        code: None,
-                        message: None,
-                    },
-                    &mut h,
-                );
-                io.write_all(&(h.len() as u32).to_be_bytes()).await?;
-                io.write_all(&h).await?;
+                io.write_all(&frame_prefix(&ResponseHeader::plain(ST_BLOCK, b.len())))
+                    .await?;
                 io.write_all(b).await?;
             }
             other => io.write_all(&encode_response(other)).await?,
@@ -366,17 +351,8 @@ mod tests {
         assert!(decode_request_frame(&[0, 0, 0, 1, 0xff]).is_err());
         let too_many = ChunkRequest::Have(vec![BlockAddress::of(b"x"); MAX_HAVE + 1]);
         assert!(decode_request_frame(&encode_request(&too_many)).is_err());
-        let mut big = encode_response(&ChunkResponse::Block(vec![]));
         // Claim a body one byte over the limit.
-        let h = ResponseHeader {
-            status: ST_BLOCK,
-            len: MAX_BODY as u32 + 1,
-            count: None,
-            code: None,
-            message: None,
-        };
-        big.clear();
-        big.extend_from_slice(&frame(&h, &[]));
+        let big = frame(&ResponseHeader::plain(ST_BLOCK, MAX_BODY + 1), &[]);
         assert!(decode_response_frame(&big).is_err());
     }
 
@@ -397,13 +373,7 @@ mod tests {
                 ChunkResponse::Block(block)
             );
 
-            let h = ResponseHeader {
-                status: ST_BLOCK,
-                len: MAX_BODY as u32 + 1,
-                count: None,
-                code: None,
-                message: None,
-            };
+            let h = ResponseHeader::plain(ST_BLOCK, MAX_BODY + 1);
             let mut over = frame(&h, &[]);
             over.resize(over.len() + MAX_BODY + 1, 0);
             let mut r = futures::io::Cursor::new(over);
