@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 
 use crate::content::ContentId;
 use crate::files::{self, AddOptions};
-use crate::node::{fetch, Client, FetchOptions};
-use crate::store::{PinRecord, Store};
+use crate::node::{begin_session, fetch, fetch_in, Client, FetchOptions};
+use crate::store::{PinRecord, Session, SessionKind, Store};
 
 /// File in the data dir naming the running node's API.
 pub const API_FILE: &str = "api";
@@ -149,12 +149,31 @@ async fn id(State(api): State<Api>) -> Result<Json<crate::node::NodeInfo>, ApiEr
 pub struct Status {
     pub node: crate::node::NodeInfo,
     pub store: crate::store::StoreStats,
+    #[serde(default)]
+    pub sessions: SessionStatus,
+}
+
+/// Store sessions (adds, fetches, pins and reads in progress; see `store::session`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SessionStatus {
+    /// In progress now.
+    pub live: usize,
+    /// Left by a crash and removed when the node started.
+    pub interrupted_at_start: usize,
 }
 
 async fn status(State(api): State<Api>) -> Result<Json<Status>, ApiError> {
     let node = api.client.info().await.map_err(failed)?;
     let store = api.store.stats().map_err(failed)?;
-    Ok(Json(Status { node, store }))
+    let sessions = SessionStatus {
+        live: api.store.live_sessions(),
+        interrupted_at_start: api.store.interrupted_sessions().len(),
+    };
+    Ok(Json(Status {
+        node,
+        store,
+        sessions,
+    }))
 }
 
 async fn peers(State(api): State<Api>) -> Result<Json<Vec<crate::node::PeerInfo>>, ApiError> {
@@ -335,11 +354,22 @@ impl std::io::Write for ChannelWriter {
 
 /// Makes sure every block of `id` is here, fetching (without pinning) what is not, as
 /// `ipfs cat` does: a running node reads from the network when the store lacks the item.
-async fn ensure_local(api: &Api, id: &ContentId) -> Result<files::ItemStat, ApiError> {
-    let (store, i) = (Arc::clone(&api.store), *id);
-    let local = blocking(move || Ok(files::stat(&store, &i))).await?;
+/// The returned session keeps the item here until the caller has read it and drops it.
+async fn ensure_local(
+    api: &Api,
+    id: &ContentId,
+) -> Result<(files::ItemStat, Arc<Session>), ApiError> {
+    let session = begin_session(&api.store, SessionKind::Read, id)
+        .await
+        .map_err(failed)?;
+    let (s, store, i) = (Arc::clone(&session), Arc::clone(&api.store), *id);
+    let local = blocking(move || {
+        s.claim_item(&i.root).map_err(failed)?;
+        Ok(files::stat(&store, &i))
+    })
+    .await?;
     match local {
-        Ok(st) if st.chunks_local == st.chunks => return Ok(st),
+        Ok(st) if st.chunks_local == st.chunks => return Ok((st, session)),
         Ok(_) | Err(files::FilesError::Store(crate::store::StoreError::Missing { .. })) => {}
         Err(e) => return Err(bad(e)),
     }
@@ -352,23 +382,25 @@ async fn ensure_local(api: &Api, id: &ContentId) -> Result<files::ItemStat, ApiE
         pin: pinned,
         ..api.fetch.clone()
     };
-    fetch(&api.client, &api.store, id, &opts, &|_| {})
+    fetch_in(&api.client, &api.store, &session, id, &opts, &|_| {})
         .await
         .map_err(bad)?;
     let (store, i) = (Arc::clone(&api.store), *id);
-    blocking(move || files::stat(&store, &i).map_err(bad)).await
+    let st = blocking(move || files::stat(&store, &i).map_err(bad)).await?;
+    Ok((st, session))
 }
 
 async fn cat(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     // Fail before the first byte when the item cannot be read at all.
-    let st = ensure_local(&api, &id).await?;
+    let (st, session) = ensure_local(&api, &id).await?;
     if st.kind != "file" {
         return Err(bad(files::FilesError::IsFolder { id: id.to_string() }));
     }
     let (tx, rx) = mpsc::channel(8);
     let store = Arc::clone(&api.store);
     tokio::task::spawn_blocking(move || {
+        let _reading = session;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx.clone()));
         if let Err(e) = files::cat(&store, &id, &mut w, &|_| {}) {
             if !e.is_broken_pipe() {
@@ -397,9 +429,13 @@ async fn get_item(
     Json(req): Json<GetRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&req.id)?;
-    ensure_local(&api, &id).await?;
+    let (_, session) = ensure_local(&api, &id).await?;
     let store = Arc::clone(&api.store);
-    blocking(move || files::get(&store, &id, &req.output, &|_| {}).map_err(bad)).await?;
+    blocking(move || {
+        let _reading = session;
+        files::get(&store, &id, &req.output, &|_| {}).map_err(bad)
+    })
+    .await?;
     Ok(Json(serde_json::json!({"ok": true})))
 }
 
@@ -495,15 +531,25 @@ async fn fetch_item(
             ..api.fetch.clone()
         };
         let ptx = tx.clone();
-        let result = fetch(&api.client, &api.store, &id, &opts, &move |p| {
+        let session = match begin_session(&api.store, SessionKind::Fetch, &id).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(line(&FetchLine::Error(e.to_string()))).await;
+                return;
+            }
+        };
+        let result = fetch_in(&api.client, &api.store, &session, &id, &opts, &move |p| {
             let _ = ptx.try_send(line(&FetchLine::Progress(p)));
         })
         .await;
         let result = match (result, q.output) {
             (Ok(r), Some(out)) => {
                 let store = Arc::clone(&api.store);
-                match tokio::task::spawn_blocking(move || files::get(&store, &id, &out, &|_| {}))
-                    .await
+                match tokio::task::spawn_blocking(move || {
+                    let _reading = session;
+                    files::get(&store, &id, &out, &|_| {})
+                })
+                .await
                 {
                     Ok(Ok(())) => Ok(r),
                     Ok(Err(e)) => Err(e.to_string()),

@@ -433,8 +433,17 @@ fn print_gc(r: &crate::store::GcReport, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string(r)?);
     } else {
         println!(
-            "removed {} blocks, freed {} bytes, kept {} blocks",
-            r.removed_blocks, r.freed_bytes, r.kept_blocks
+            "removed {} blocks, freed {} bytes, kept {} blocks ({} of them for adds or fetches in progress)",
+            r.removed_blocks, r.freed_bytes, r.kept_blocks, r.kept_for_sessions
+        );
+        for (id, why) in &r.unwalkable_items {
+            println!("cannot walk pinned item {id}: {why}");
+        }
+    }
+    if !r.unwalkable_items.is_empty() {
+        bail!(
+            "gc removed nothing: {} pinned items cannot be walked, so it cannot tell what they need (run `storgo verify`, then fetch them again or unpin them)",
+            r.unwalkable_items.len()
         );
     }
     Ok(())
@@ -460,6 +469,9 @@ fn print_verify(r: &crate::store::VerifyReport, json: bool, dir: &Path) -> Resul
         }
         for (id, n) in &r.damaged_items {
             println!("damaged item {id}: {n} blocks missing");
+        }
+        for (id, n) in &r.incomplete_items {
+            println!("still being fetched: {id} ({n} blocks to come)");
         }
     }
     if !r.is_clean() {

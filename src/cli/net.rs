@@ -306,6 +306,10 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
         );
         println!("bytes served: {}", s.node.bytes_served);
         println!("bytes fetched: {}", s.node.bytes_fetched);
+        println!(
+            "store sessions: {} in progress, {} left by a crash removed at start",
+            s.sessions.live, s.sessions.interrupted_at_start
+        );
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::content::{
     validate_name, BlockAddress, BlockKey, ChunkRef, Chunker, ContentId, DirEntry, DirManifest,
     EntryKind, FileManifest, Manifest,
 };
-use crate::store::{BlockWriter, PinRecord, Store};
+use crate::store::{BlockWriter, PinRecord, Session, SessionKind, Store};
 
 use super::{worker_count, FilesError, Result};
 
@@ -104,9 +104,10 @@ pub fn add_path(
     let meta = fs::metadata(path).map_err(|e| FilesError::io("reading", path, e))?;
     let name = file_name(path)?;
     validate_name(&name, true)?;
+    let session = store.session(SessionKind::Add, &path.display().to_string())?;
     let mut ctx = Ctx {
         store,
-        writer: store.writer(),
+        writer: session.writer(),
         progress,
         read_so_far: 0,
         skipped: Vec::new(),
@@ -135,7 +136,7 @@ pub fn add_path(
             path: path.to_owned(),
         });
     };
-    finish(ctx, opts, name, kind, size, address, key)
+    finish(ctx, &session, opts, name, kind, size, address, key)
 }
 
 /// Adds a byte stream (stdin) as one file named `name`.
@@ -147,9 +148,10 @@ pub fn add_reader(
     progress: Progress<'_>,
 ) -> Result<Added> {
     validate_name(name, true)?;
+    let session = store.session(SessionKind::Add, name)?;
     let mut ctx = Ctx {
         store,
-        writer: store.writer(),
+        writer: session.writer(),
         progress,
         read_so_far: 0,
         skipped: Vec::new(),
@@ -157,6 +159,7 @@ pub fn add_reader(
     let (size, address, key) = add_file(&mut ctx, reader, name, None, None, Path::new("-"))?;
     finish(
         ctx,
+        &session,
         opts,
         name.to_owned(),
         EntryKind::File,
@@ -166,8 +169,12 @@ pub fn add_reader(
     )
 }
 
+/// Makes the blocks durable and, when pinning, turns the add's session into the pin (which
+/// checks that every block of the item is held).
+#[allow(clippy::too_many_arguments)]
 fn finish(
     ctx: Ctx<'_, '_>,
+    session: &Session,
     opts: &AddOptions,
     name: String,
     kind: EntryKind,
@@ -178,7 +185,7 @@ fn finish(
     let stats = ctx.writer.finish()?;
     let id = ContentId::new(address, key);
     if opts.pin {
-        ctx.store.pin(&PinRecord {
+        session.commit_pin(&PinRecord {
             id: id.to_string(),
             name: name.clone(),
             kind: match kind {

@@ -432,6 +432,9 @@ fn count(store: &Store, m: Manifest, st: &mut ItemStat) -> Result<()> {
 
 /// Pins an item whose blocks are all held here.
 pub fn pin_complete(store: &Store, id: &ContentId) -> Result<crate::store::PinRecord> {
+    // Claim the item first, so that what `stat` counts stays here until the pin is written.
+    let session = store.session(crate::store::SessionKind::Pin, &id.to_string())?;
+    session.claim_item(&id.root)?;
     let st = stat(store, id)?;
     if st.chunks_local < st.chunks {
         return Err(FilesError::Incomplete {
@@ -451,6 +454,6 @@ pub fn pin_complete(store: &Store, id: &ContentId) -> Result<crate::store::PinRe
             .unwrap_or(0),
         partial: false,
     };
-    store.pin(&rec)?;
+    session.commit_pin(&rec)?;
     Ok(rec)
 }

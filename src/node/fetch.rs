@@ -7,7 +7,13 @@
 //! 3. Pull the missing chunks from every provider in parallel, each with a window of
 //!    outstanding requests; a failed or timed-out chunk goes back in the queue for another
 //!    provider; a provider that sends bytes not matching the address is dropped.
-//! 4. Pin (marked partial until the last chunk lands, so GC keeps what arrived) and provide.
+//! 4. Pin (marked partial until the last chunk lands, so GC keeps what arrived across a
+//!    restart) and provide.
+//!
+//! All of it runs in one store [`Session`]: every manifest and chunk it finds already held is
+//! claimed before it relies on it, every block it writes is claimed, and the final pin is the
+//! session's commit, which refuses an item that is not whole — so a concurrent `gc` can
+//! neither take blocks from under a fetch nor make it report success for an incomplete item.
 //!
 //! Every block is checked against its address (and its expected length) before it is
 //! written; memory is bounded by the windows and the writer's queue, not the item size.
@@ -27,7 +33,7 @@ use crate::content::crypto::TAG_LEN;
 use crate::content::manifest::MAX_MANIFEST_BLOCK;
 use crate::content::{BlockAddress, BlockKey, ContentId, Manifest, Tree};
 use crate::network::{ChunkRequest, ChunkResponse};
-use crate::store::{PinRecord, Store, StoreError};
+use crate::store::{PinRecord, Session, SessionKind, Store, StoreError};
 
 use super::{Client, NodeError};
 
@@ -153,18 +159,17 @@ impl ProviderPool {
 /// Fetches a manifest block from the store or from a provider.
 async fn manifest_block(
     client: &Client,
-    store: &Arc<Store>,
+    session: &Arc<Session>,
     pool: &mut ProviderPool,
     address: BlockAddress,
     stall: Duration,
     dropped: &mut Vec<String>,
 ) -> Result<(Vec<u8>, bool), NodeError> {
-    if store.has_block(&address)? {
-        let s = Arc::clone(store);
-        let b = tokio::task::spawn_blocking(move || s.read_verified(&address, MAX_MANIFEST_BLOCK))
-            .await
-            .map_err(|e| StoreError::io("reading", store.dir(), std::io::Error::other(e)))??;
-        return Ok((b, false));
+    let s = Arc::clone(session);
+    match blocking(move || s.read_manifest(&address)).await? {
+        Ok(b) => return Ok((b, false)),
+        Err(StoreError::Missing { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
     let started = Instant::now();
     let mut tried = HashSet::new();
@@ -227,7 +232,7 @@ enum Expect {
 
 async fn walk(
     client: &Client,
-    store: &Arc<Store>,
+    session: &Arc<Session>,
     pool: &mut ProviderPool,
     id: &ContentId,
     stall: Duration,
@@ -255,7 +260,7 @@ async fn walk(
                 },
             ));
         }
-        let (block, new) = manifest_block(client, store, pool, address, stall, dropped).await?;
+        let (block, new) = manifest_block(client, session, pool, address, stall, dropped).await?;
         let m = Manifest::open(address, &key, &block)?;
         if new {
             out.new_manifests.push((address, block));
@@ -447,6 +452,19 @@ async fn worker(
     }
 }
 
+/// Runs blocking store work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        NodeError::Store(StoreError::io(
+            "store task",
+            "(blocking pool)",
+            std::io::Error::other(e),
+        ))
+    })
+}
+
 /// Fetches the item `id` into `store`; see the module docs.
 pub async fn fetch(
     client: &Client,
@@ -455,11 +473,35 @@ pub async fn fetch(
     opts: &FetchOptions,
     progress: &(dyn Fn(FetchProgress) + Send + Sync),
 ) -> Result<FetchReport, NodeError> {
+    let session = begin_session(store, SessionKind::Fetch, id).await?;
+    fetch_in(client, store, &session, id, opts, progress).await
+}
+
+/// Starts a store session for work on `id` (off the async threads: it writes the index).
+pub async fn begin_session(
+    store: &Arc<Store>,
+    kind: SessionKind,
+    id: &ContentId,
+) -> Result<Arc<Session>, NodeError> {
+    let (s, label) = (Arc::clone(store), id.to_string());
+    Ok(Arc::new(blocking(move || s.session(kind, &label)).await??))
+}
+
+/// [`fetch`] inside the caller's `session`. Without `opts.pin`, the fetched item is protected
+/// by nothing but that session: the caller reads it before dropping the session.
+pub async fn fetch_in(
+    client: &Client,
+    store: &Arc<Store>,
+    session: &Arc<Session>,
+    id: &ContentId,
+    opts: &FetchOptions,
+    progress: &(dyn Fn(FetchProgress) + Send + Sync),
+) -> Result<FetchReport, NodeError> {
     let mut pool = ProviderPool::discover(client, id.root).await?;
     let mut dropped = Vec::new();
     let walked = walk(
         client,
-        store,
+        session,
         &mut pool,
         id,
         opts.stall_timeout,
@@ -467,43 +509,42 @@ pub async fn fetch(
     )
     .await?;
 
-    // Manifests first, then a partial pin: from here on GC keeps whatever arrives.
+    // Manifests first, then a partial pin: from here on GC keeps whatever arrives, even
+    // across a restart of the node (the session's claims keep it until then).
     let already = store.pin_of(&id.root)?;
+    let record = PinRecord {
+        id: id.to_string(),
+        name: walked.name.clone(),
+        kind: walked.kind.into(),
+        size: walked.size,
+        pinned_at: already
+            .as_ref()
+            .map(|p| p.pinned_at)
+            .unwrap_or_else(now_secs),
+        partial: true,
+    };
+    let pin_partial = already.as_ref().is_none_or(|p| p.partial);
     {
-        let s = Arc::clone(store);
-        let manifests = walked.new_manifests;
-        let record = PinRecord {
-            id: id.to_string(),
-            name: walked.name.clone(),
-            kind: walked.kind.into(),
-            size: walked.size,
-            pinned_at: now_secs(),
-            partial: true,
-        };
-        let pin_partial = already.as_ref().is_none_or(|p| p.partial);
-        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        let (s, manifests, record) = (Arc::clone(session), walked.new_manifests, record.clone());
+        blocking(move || -> Result<(), StoreError> {
             let mut w = s.writer();
             for (a, b) in &manifests {
                 w.put(*a, b)?;
             }
             w.finish()?;
             if pin_partial {
-                s.pin(&record)?;
+                s.pin_partial(&record)?;
             }
             Ok(())
         })
-        .await
-        .map_err(|e| {
-            StoreError::io(
-                "writing manifests to",
-                store.dir(),
-                std::io::Error::other(e),
-            )
-        })??;
+        .await??;
     }
 
     let addrs: Vec<BlockAddress> = walked.chunks.iter().map(|(a, _)| *a).collect();
-    let have = store.have_blocks(&addrs)?;
+    let have = {
+        let s = Arc::clone(session);
+        blocking(move || s.claim_present(&addrs)).await??
+    };
     let missing: VecDeque<(BlockAddress, usize)> = walked
         .chunks
         .iter()
@@ -521,7 +562,7 @@ pub async fn fetch(
     });
 
     let (wtx, mut wrx) = mpsc::channel::<(BlockAddress, Vec<u8>)>(16);
-    let s = Arc::clone(store);
+    let s = Arc::clone(session);
     let writer = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         let mut w = s.writer();
         while let Some((a, b)) = wrx.blocking_recv() {
@@ -529,7 +570,6 @@ pub async fn fetch(
         }
         w.finish().map(|_| ())
     });
-
     let mut used = HashSet::new();
     let mut workers = tokio::task::JoinSet::new();
     let mut last_progress = (Instant::now(), 0usize);
@@ -600,20 +640,29 @@ pub async fn fetch(
         peers: 0,
     });
 
-    if opts.pin || already.as_ref().is_some_and(|p| !p.partial) {
-        store.pin(&PinRecord {
-            id: id.to_string(),
-            name: walked.name.clone(),
-            kind: walked.kind.into(),
-            size: walked.size,
-            pinned_at: already
-                .as_ref()
-                .map(|p| p.pinned_at)
-                .unwrap_or_else(now_secs),
-            partial: false,
-        })?;
+    if opts.pin || !pin_partial {
+        // The session's commit walks the whole item again and refuses it unless every
+        // block is here: success is never reported for an incomplete item.
+        let (s, record) = (
+            Arc::clone(session),
+            PinRecord {
+                partial: false,
+                ..record
+            },
+        );
+        blocking(move || s.commit_pin(&record)).await??;
         client.start_providing(id.root).await?;
     } else {
+        // Not pinned: the caller's session alone keeps the item while it is read.
+        let (s, root) = (Arc::clone(session), id.root);
+        let missing = blocking(move || s.claim_item(&root)).await??;
+        if !missing.is_empty() {
+            return Err(StoreError::Incomplete {
+                root: id.root,
+                missing: missing.len() as u64,
+            }
+            .into());
+        }
         store.unpin(id)?;
     }
     dropped.sort();

@@ -12,7 +12,7 @@
 pub mod event_loop;
 pub mod fetch;
 
-pub use fetch::{fetch, FetchOptions, FetchProgress, FetchReport};
+pub use fetch::{begin_session, fetch, fetch_in, FetchOptions, FetchProgress, FetchReport};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

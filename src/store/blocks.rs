@@ -13,13 +13,14 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::content::BlockAddress;
 
 use super::index::Index;
-use super::{Result, Store, StoreError};
+use super::session::Session;
+use super::{Result, StoreError};
 
 /// Bytes written before a batch is flushed on its own.
 const BATCH_BYTES: u64 = 64 * 1024 * 1024;
@@ -80,6 +81,19 @@ impl BlockFiles {
         f.read_to_end(&mut buf)
             .map_err(|e| StoreError::io("reading block", &path, e))?;
         Ok(buf)
+    }
+
+    /// The stored bytes of a block, checked against its address.
+    pub fn read_verified(&self, a: &BlockAddress, limit: usize) -> Result<Vec<u8>> {
+        let bytes = self.read(a, limit)?;
+        if !a.matches(&bytes) {
+            return Err(StoreError::Corrupt {
+                address: *a,
+                path: self.path_of(a),
+                reason: "bytes do not hash to the block's address".into(),
+            });
+        }
+        Ok(bytes)
     }
 
     /// Every block file on disk, whatever the index says.
@@ -168,29 +182,31 @@ struct Syncer {
     handle: JoinHandle<Result<WriteStats>>,
 }
 
-/// A batch of block writes; see [`Store::writer`].
+/// A batch of block writes inside a [`Session`], which claims every block put here (written
+/// or found already held) so that GC keeps it until the session ends.
+///
+/// Blocks become visible in batches, each synced before it is indexed; drop without
+/// [`finish`](Self::finish) and the unflushed part is discarded.
 pub struct BlockWriter<'a> {
-    store: &'a Store,
+    session: &'a Session,
     pending: Vec<Pending>,
     pending_set: HashSet<BlockAddress>,
     pending_bytes: u64,
     known_blocks: u64,
     in_flight: Arc<Mutex<InFlight>>,
     syncer: Option<Syncer>,
-    _gc: RwLockReadGuard<'a, ()>,
 }
 
 impl<'a> BlockWriter<'a> {
-    pub(super) fn new(store: &'a Store, gc: RwLockReadGuard<'a, ()>) -> Self {
+    pub(super) fn new(session: &'a Session) -> Self {
         Self {
-            store,
+            session,
             pending: Vec::new(),
             pending_set: HashSet::new(),
             pending_bytes: 0,
             known_blocks: 0,
             in_flight: Arc::default(),
             syncer: None,
-            _gc: gc,
         }
     }
 
@@ -201,16 +217,20 @@ impl<'a> BlockWriter<'a> {
     /// Queues a sealed block. The caller vouches that `address` is the hash of `sealed`.
     /// Returns whether the block was new.
     pub fn put(&mut self, address: BlockAddress, sealed: &[u8]) -> Result<bool> {
+        let parts = self.session.parts();
+        // Claim before looking: a GC that has not yet decided will keep it; one that already
+        // removed it has removed it from the index too, and it is written again below.
+        self.session.claim([address]);
         if self.pending_set.contains(&address)
             || self.in_flight().addresses.contains(&address)
-            || self.store.index.has_block(&address)?
+            || parts.index.has_block(&address)?
         {
             self.known_blocks += 1;
             return Ok(false);
         }
         let size = sealed.len() as u64;
-        if let Some(limit) = self.store.max_storage {
-            let used = self.store.index.stats()?.bytes;
+        if let Some(limit) = parts.max_storage {
+            let used = parts.index.stats()?.bytes;
             let needed = self.pending_bytes + self.in_flight().bytes + size;
             if used + needed > limit {
                 return Err(StoreError::QuotaExceeded {
@@ -220,7 +240,7 @@ impl<'a> BlockWriter<'a> {
                 });
             }
         }
-        let files = &self.store.blocks;
+        let files = &parts.blocks;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = files
             .tmp
@@ -253,13 +273,14 @@ impl<'a> BlockWriter<'a> {
         let batch = std::mem::take(&mut self.pending);
         if self.syncer.is_none() {
             let (tx, rx) = sync_channel::<Vec<Pending>>(1);
-            let files = Arc::clone(&self.store.blocks);
-            let index = Arc::clone(&self.store.index);
+            let parts = self.session.parts();
+            let files = Arc::clone(&parts.blocks);
+            let index = Arc::clone(&parts.index);
             let in_flight = Arc::clone(&self.in_flight);
             let handle = std::thread::Builder::new()
                 .name("storgo-sync".into())
                 .spawn(move || sync_batches(rx, &files, &index, &in_flight))
-                .map_err(|e| StoreError::io("starting sync thread for", &self.store.dir, e))?;
+                .map_err(|e| StoreError::io("starting sync thread for", &parts.dir, e))?;
             self.syncer = Some(Syncer { tx, handle });
         }
         let Some(syncer) = &self.syncer else {
@@ -283,7 +304,7 @@ impl<'a> BlockWriter<'a> {
                 handle.join().unwrap_or_else(|_| {
                     Err(StoreError::io(
                         "syncing blocks in",
-                        &self.store.dir,
+                        &self.session.parts().dir,
                         io::Error::other("sync thread panicked"),
                     ))
                 })

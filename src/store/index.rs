@@ -5,6 +5,8 @@
 //!   complete and synced.
 //! - `pins`: root digest → CBOR [`PinRecord`].
 //! - `meta`: name → u64 counters (`bytes`: total of `blocks`).
+//! - `sessions`: session number → CBOR [`SessionRecord`] of every session in progress
+//!   (`session`); rows found at open were left by a crash and are removed.
 //!
 //! Later tables (replicas held for others, provider records) sit beside these in the same
 //! file. This module must not touch block files.
@@ -16,11 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::content::BlockAddress;
 
+use super::session::SessionRecord;
 use super::{Result, StoreError};
 
 const BLOCKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("blocks");
 const PINS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pins");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("sessions");
 
 /// Tables the network layer keeps its DHT state in (records, provider records, keys this node
 /// provides). Opaque bytes to the store: the network layer owns their format.
@@ -92,6 +96,7 @@ impl Index {
             tx.open_table(BLOCKS).map_err(|e| me.err(e))?;
             tx.open_table(PINS).map_err(|e| me.err(e))?;
             tx.open_table(META).map_err(|e| me.err(e))?;
+            tx.open_table(SESSIONS).map_err(|e| me.err(e))?;
             for t in [DhtTable::Records, DhtTable::Providers, DhtTable::Provided] {
                 tx.open_table(t.def()).map_err(|e| me.err(e))?;
             }
@@ -209,7 +214,9 @@ impl Index {
         Ok(out)
     }
 
-    pub fn put_pin(&self, r: &PinRecord) -> Result<()> {
+    /// Writes a pin and, in the same durable transaction, removes the row of the session
+    /// that produced it: the session *becomes* the pin, so a crash leaves one or the other.
+    pub fn put_pin_ending_sessions(&self, r: &PinRecord, sessions: &[u64]) -> Result<()> {
         let root: crate::content::ContentId =
             r.id.parse()
                 .map_err(|e: crate::content::ContentError| self.err(e))?;
@@ -220,8 +227,59 @@ impl Index {
             let mut t = tx.open_table(PINS).map_err(|e| self.err(e))?;
             t.insert(root.root.digest(), bytes.as_slice())
                 .map_err(|e| self.err(e))?;
+            let mut s = tx.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            for id in sessions {
+                s.remove(id).map_err(|e| self.err(e))?;
+            }
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Records a session before it touches any block (durably: a crash must leave a trace),
+    /// removing the rows of sessions that have ended since the last write.
+    pub fn put_session(&self, id: u64, r: &SessionRecord, ended: &[u64]) -> Result<()> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(r, &mut bytes).map_err(|e| self.err(e))?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            for old in ended {
+                t.remove(old).map_err(|e| self.err(e))?;
+            }
+            t.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Removes every session row and returns them: called at open, when no session of this
+    /// process exists yet, so every row is one a crash interrupted.
+    pub fn take_sessions(&self) -> Result<Vec<SessionRecord>> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        {
+            let mut t = tx.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            for row in t.iter().map_err(|e| self.err(e))? {
+                let (_, v) = row.map_err(|e| self.err(e))?;
+                match ciborium::from_reader::<SessionRecord, _>(v.value()) {
+                    Ok(r) => out.push(r),
+                    Err(e) => out.push(SessionRecord {
+                        kind: super::session::SessionKind::Add,
+                        label: format!("(unreadable session row: {e})"),
+                        started: 0,
+                    }),
+                }
+            }
+            t.retain(|_, _| false).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// How many session rows exist (for tests and `status`).
+    pub fn session_rows(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(SESSIONS).map_err(|e| self.err(e))?;
+        t.len().map_err(|e| self.err(e))
     }
 
     pub fn remove_pin(&self, root: &BlockAddress) -> Result<Option<PinRecord>> {

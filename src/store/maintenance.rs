@@ -19,6 +19,14 @@ pub struct GcReport {
     pub removed_blocks: u64,
     pub freed_bytes: u64,
     pub kept_blocks: u64,
+    /// Blocks nothing pinned reaches that a session in progress holds (an add or a fetch
+    /// that has not finished): kept this time.
+    #[serde(default)]
+    pub kept_for_sessions: u64,
+    /// Pinned items whose manifests could not be walked (missing, or not matching their
+    /// address): GC cannot tell which blocks they need, so it removed nothing at all.
+    #[serde(default)]
+    pub unwalkable_items: Vec<(String, String)>,
 }
 
 /// What `verify` found.
@@ -34,6 +42,9 @@ pub struct VerifyReport {
     pub adopted: u64,
     /// Pinned items that can no longer be read in full: content ID → blocks they lack.
     pub damaged_items: Vec<(String, u64)>,
+    /// Items still being fetched (partial pins): content ID → chunks not yet here. Not damage.
+    #[serde(default)]
+    pub incomplete_items: Vec<(String, u64)>,
 }
 
 impl VerifyReport {
@@ -42,86 +53,138 @@ impl VerifyReport {
     }
 }
 
-/// The blocks reachable from `root`, and how many of them are not held.
-pub(crate) struct Reach {
-    pub present: HashSet<BlockAddress>,
-    pub missing: Vec<BlockAddress>,
+/// Blocks removed per sweep step: each step holds the session registry's lock (so no
+/// session can claim a block while GC decides on it) for one index commit and its unlinks.
+const SWEEP_BATCH: usize = 1024;
+
+/// Why an item's manifests could not be walked.
+struct Unwalkable(String);
+
+/// Ends a GC's record of released claims however the GC ends.
+struct GcRunning<'a>(&'a super::session::Registry);
+
+impl Drop for GcRunning<'_> {
+    fn drop(&mut self) {
+        self.0.gc_ended();
+    }
 }
 
 impl Store {
-    /// Walks the item rooted at `root` through its manifests' public links.
-    pub(crate) fn reach(&self, root: &BlockAddress) -> Result<Reach> {
-        let mut present = HashSet::new();
-        let mut missing = Vec::new();
+    /// Adds every block reachable from `root` through public links to `live`, checking each
+    /// manifest against its address. Chunks not held are fine (a partial item); a manifest
+    /// that is not held or does not match makes the item unwalkable.
+    fn mark(
+        &self,
+        root: &BlockAddress,
+        live: &mut HashSet<BlockAddress>,
+    ) -> Result<(), Unwalkable> {
         let mut stack = vec![(*root, LinkKind::Manifest)];
+        let mut seen = HashSet::new();
         while let Some((a, kind)) = stack.pop() {
-            if present.contains(&a) {
+            if !seen.insert(a) {
                 continue;
             }
-            if !self.index.has_block(&a)? {
-                missing.push(a);
+            if kind != LinkKind::Manifest {
+                live.insert(a);
                 continue;
             }
-            present.insert(a);
-            if kind == LinkKind::Manifest {
-                let block = match self.blocks.read(&a, MAX_MANIFEST_BLOCK) {
-                    Ok(b) => b,
-                    Err(StoreError::Missing { .. }) => {
-                        present.remove(&a);
-                        missing.push(a);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                let links = manifest::parse_links(a, &block).map_err(|e| StoreError::Corrupt {
-                    address: a,
-                    path: self.blocks.path_of(&a),
-                    reason: e.to_string(),
-                })?;
-                stack.extend(links.into_iter().map(|l| (l.address, l.kind)));
-            }
+            let block = self
+                .parts
+                .blocks
+                .read_verified(&a, MAX_MANIFEST_BLOCK)
+                .map_err(|e| Unwalkable(format!("manifest {a}: {e}")))?;
+            let links = manifest::parse_links(a, &block)
+                .map_err(|e| Unwalkable(format!("manifest {a}: {e}")))?;
+            live.insert(a);
+            stack.extend(links.into_iter().map(|l| (l.address, l.kind)));
         }
-        Ok(Reach { present, missing })
+        Ok(())
     }
 
-    /// Removes every block that no pinned root reaches.
-    pub fn gc(&self) -> Result<GcReport> {
-        let _exclusive = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+    /// Every held block reachable from `root` (what GC keeps for it), or why it cannot be
+    /// walked.
+    pub fn item_blocks(&self, root: &BlockAddress) -> Result<HashSet<BlockAddress>> {
         let mut live = HashSet::new();
-        for pin in self.index.pins()? {
-            let Ok(id) = pin.id.parse::<ContentId>() else {
-                continue;
-            };
-            live.extend(self.reach(&id.root)?.present);
-        }
-        let mut dead = Vec::new();
+        self.mark(root, &mut live)
+            .map_err(|Unwalkable(why)| StoreError::Corrupt {
+                address: *root,
+                path: self.parts.blocks.path_of(root),
+                reason: why,
+            })?;
+        let all: Vec<BlockAddress> = live.iter().copied().collect();
+        let held = self.parts.index.have_blocks(&all)?;
+        Ok(all
+            .into_iter()
+            .zip(held)
+            .filter_map(|(a, h)| h.then_some(a))
+            .collect())
+    }
+
+    /// Removes every block that no holding reaches and no session claims; see
+    /// DESIGN.md, "What keeps a block".
+    pub fn gc(&self) -> Result<GcReport> {
+        let _one = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        let registry = &self.parts.registry;
+        registry.gc_started();
+        let _running = GcRunning(registry);
+        let (index, files) = (&self.parts.index, &self.parts.blocks);
         let mut report = GcReport::default();
-        let indexed: HashSet<BlockAddress> =
-            self.index.blocks()?.into_iter().map(|(a, _)| a).collect();
-        for &a in &indexed {
+
+        // Mark: everything the holdings reach, from a snapshot of them. A holding committed
+        // after this snapshot belongs to a session whose claims protect its blocks until the
+        // sweep ends (released claims are kept too: `released_during_gc`).
+        let mut live = HashSet::new();
+        for pin in index.pins()? {
+            let walked = match pin.id.parse::<ContentId>() {
+                Ok(id) => self.mark(&id.root, &mut live),
+                Err(e) => Err(Unwalkable(format!("pin record: {e}"))),
+            };
+            if let Err(Unwalkable(why)) = walked {
+                report.unwalkable_items.push((pin.id, why));
+            }
+        }
+        if !report.unwalkable_items.is_empty() {
+            for (id, why) in &report.unwalkable_items {
+                tracing::warn!(cid = %id, reason = %why, "gc removed nothing: a pinned item cannot be walked (run `storgo verify`, then fetch it again or unpin it)");
+            }
+            return Ok(report);
+        }
+
+        // Candidates: indexed blocks and stray files (left by a kill) that nothing reaches.
+        let mut candidates = Vec::new();
+        let mut indexed = HashSet::new();
+        for (a, _) in index.blocks()? {
+            indexed.insert(a);
             if live.contains(&a) {
                 report.kept_blocks += 1;
             } else {
-                dead.push(a);
+                candidates.push(a);
             }
         }
-        // Unindexed files left by a killed writer are garbage too, unless something reaches them.
-        for (a, _) in self.blocks.list()? {
+        for (a, _) in files.list()? {
             if !indexed.contains(&a) && !live.contains(&a) {
-                self.blocks.remove(&a)?;
-                report.removed_blocks += 1;
+                candidates.push(a);
             }
         }
-        // Drop from the index first: a crash between the two steps leaves an unindexed file
-        // (collected next time), never an index entry without its file.
-        report.freed_bytes = self.index.remove_blocks(&dead)?;
-        for a in &dead {
-            self.blocks.remove(a)?;
+
+        // Sweep: decide and delete under the registry lock, index entry first (a crash
+        // between the two leaves an unindexed file, collected next time).
+        for batch in candidates.chunks(SWEEP_BATCH) {
+            let reg = registry.lock();
+            let dead: Vec<BlockAddress> =
+                batch.iter().filter(|a| !reg.protects(a)).copied().collect();
+            report.kept_for_sessions += (batch.len() - dead.len()) as u64;
+            report.freed_bytes += index.remove_blocks(&dead)?;
+            for a in &dead {
+                files.remove(a)?;
+            }
+            report.removed_blocks += dead.len() as u64;
         }
-        report.removed_blocks += dead.len() as u64;
+        report.kept_blocks += report.kept_for_sessions;
         tracing::info!(
             removed = report.removed_blocks,
             bytes = report.freed_bytes,
+            kept_for_sessions = report.kept_for_sessions,
             "gc finished"
         );
         Ok(report)
@@ -130,16 +193,19 @@ impl Store {
     /// Re-hashes every block file, moves corrupt ones aside, and checks that every pinned item
     /// is still complete.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let _exclusive = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+        // Writers go on meanwhile: a block file appears in `blocks/` only whole (renamed from
+        // `tmp/`), and the index is read before the files are listed, so a block written
+        // during the check is at worst adopted early, never reported missing.
+        let _one = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
         let mut report = VerifyReport::default();
-        let indexed: HashMap<BlockAddress, u64> = self.index.blocks()?.into_iter().collect();
-        let on_disk = self.blocks.list()?;
+        let indexed: HashMap<BlockAddress, u64> = self.parts.index.blocks()?.into_iter().collect();
+        let on_disk = self.parts.blocks.list()?;
         let mut seen = HashSet::new();
         let mut bad = Vec::new();
         let mut adopt = Vec::new();
         for (a, path) in on_disk {
             seen.insert(a);
-            let ok = match self.blocks.read(&a, MAX_BLOCK_SIZE) {
+            let ok = match self.parts.blocks.read(&a, MAX_BLOCK_SIZE) {
                 Ok(bytes) => {
                     report.checked_blocks += 1;
                     report.checked_bytes += bytes.len() as u64;
@@ -156,7 +222,7 @@ impl Store {
                 Err(e) => return Err(e),
             };
             if !ok {
-                let moved = self.blocks.quarantine(&a)?;
+                let moved = self.parts.blocks.quarantine(&a)?;
                 tracing::warn!(block = %a, path = %path.display(), moved = %moved.display(), "corrupt block moved aside");
                 report.corrupt.push(a.to_string());
                 bad.push(a);
@@ -168,18 +234,30 @@ impl Store {
                 bad.push(*a);
             }
         }
-        self.index.remove_blocks(&bad)?;
+        self.parts.index.remove_blocks(&bad)?;
         report.adopted = adopt.len() as u64;
-        self.index.add_blocks(&adopt)?;
-        for pin in self.index.pins()? {
-            let Ok(id) = pin.id.parse::<ContentId>() else {
-                continue;
+        self.parts.index.add_blocks(&adopt)?;
+        for pin in self.parts.index.pins()? {
+            let mut reached = HashSet::new();
+            let walked = match pin.id.parse::<ContentId>() {
+                Ok(id) => self.mark(&id.root, &mut reached),
+                Err(e) => Err(Unwalkable(e.to_string())),
             };
-            let reach = self.reach(&id.root)?;
-            if !reach.missing.is_empty() {
-                report
-                    .damaged_items
-                    .push((pin.id.clone(), reach.missing.len() as u64));
+            let lacking = match walked {
+                Ok(()) => {
+                    let reached: Vec<BlockAddress> = reached.into_iter().collect();
+                    let held = self.parts.index.have_blocks(&reached)?;
+                    held.iter().filter(|h| !**h).count() as u64
+                }
+                // A manifest is gone or bad: at least that block is lacking.
+                Err(_) => 1,
+            };
+            if lacking > 0 {
+                if pin.partial {
+                    report.incomplete_items.push((pin.id.clone(), lacking));
+                } else {
+                    report.damaged_items.push((pin.id.clone(), lacking));
+                }
             }
         }
         Ok(report)

@@ -6,6 +6,9 @@
 //! verification ([`maintenance`]). It knows blocks and their public links, never keys or
 //! plaintext: opening manifests is the [`files`](crate::files) layer's job.
 //!
+//! What keeps a block from GC is one mechanism, [`Session`] ([`session`]): every write, every
+//! reliance on a block already held, and every commit of a pin happens inside one.
+//!
 //! Ordering rule that makes a SIGKILL harmless: a block file is written under `tmp/`, synced,
 //! renamed into `blocks/`, synced again, and only then named in the index; a pin is committed
 //! only after every block it reaches is in the index. Whatever a kill interrupts is either an
@@ -16,16 +19,18 @@ pub mod blocks;
 pub mod index;
 pub mod lock;
 pub mod maintenance;
+pub mod session;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
 use crate::content::{BlockAddress, ContentId, ConvergenceSecret};
 
 pub use blocks::BlockWriter;
 pub use index::{DhtTable, PinRecord, StoreStats};
 pub use maintenance::{GcReport, VerifyReport};
+pub use session::{Session, SessionKind, SessionRecord};
 
 /// File in the data dir that holds the convergence secret (64 hex digits).
 pub const SECRET_FILE: &str = "convergence-secret";
@@ -59,6 +64,8 @@ pub enum StoreError {
     BadSecret { path: PathBuf },
     #[error("{0} is not pinned")]
     NotPinned(String),
+    #[error("item {root} is not complete here: {missing} of its blocks are missing")]
+    Incomplete { root: BlockAddress, missing: u64 },
 }
 
 impl StoreError {
@@ -85,15 +92,12 @@ pub struct StoreOptions {
 
 /// An open data dir. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
-    dir: PathBuf,
-    blocks: Arc<blocks::BlockFiles>,
-    index: Arc<index::Index>,
+    parts: session::Parts,
     secret: ConvergenceSecret,
-    max_storage: Option<u64>,
-    /// Writers hold it shared, GC holds it exclusively: a GC must not sweep the blocks of an
-    /// item whose pin is not yet committed.
-    gc_lock: RwLock<()>,
-    _lock: lock::DirLock,
+    /// One GC or verify at a time: both list and change what is on disk.
+    maintenance: Mutex<()>,
+    /// Sessions a crash left behind, removed when this store was opened.
+    interrupted: Vec<SessionRecord>,
 }
 
 impl Store {
@@ -102,29 +106,60 @@ impl Store {
         directories::ProjectDirs::from("org", "storgo", "storgo").map(|p| p.data_dir().to_owned())
     }
 
-    /// Opens (creating if needed) the data dir at `dir`, taking its lock.
+    /// Opens (creating if needed) the data dir at `dir`, taking its lock, and removes the
+    /// sessions a crash left (their blocks stay until a GC finds nothing holding them).
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Self> {
         create_private_dir(dir)?;
-        let lock = lock::DirLock::acquire(dir)?;
+        let lock = Arc::new(lock::DirLock::acquire(dir)?);
         let secret = match opts.convergence_secret {
             Some(s) => s,
             None => load_or_create_secret(&dir.join(SECRET_FILE))?,
         };
         let blocks = Arc::new(blocks::BlockFiles::open(dir)?);
         let index = Arc::new(index::Index::open(&dir.join("index.redb"))?);
+        let interrupted = index.take_sessions()?;
+        for s in &interrupted {
+            tracing::warn!(kind = ?s.kind, label = %s.label, started = s.started, "removed a session interrupted by a crash");
+        }
         Ok(Self {
-            dir: dir.to_owned(),
-            blocks,
-            index,
+            parts: session::Parts {
+                dir: dir.to_owned(),
+                blocks,
+                index,
+                registry: Arc::default(),
+                max_storage: opts.max_storage,
+                _lock: lock,
+            },
             secret,
-            max_storage: opts.max_storage,
-            gc_lock: RwLock::new(()),
-            _lock: lock,
+            maintenance: Mutex::new(()),
+            interrupted,
         })
     }
 
+    /// Starts a session (see [`session`]): what an add, a fetch, a pin or an unprotected read
+    /// does its work in.
+    pub fn session(&self, kind: SessionKind, label: &str) -> Result<Session> {
+        Session::begin(self.parts.clone(), kind, label)
+    }
+
+    /// The sessions a crash had left in the index, removed when this store was opened.
+    pub fn interrupted_sessions(&self) -> &[SessionRecord] {
+        &self.interrupted
+    }
+
+    /// Session rows in the index: the sessions in progress (and, before open cleans them,
+    /// those a crash interrupted).
+    pub fn session_rows(&self) -> Result<u64> {
+        self.parts.index.session_rows()
+    }
+
+    /// Sessions alive in this process now.
+    pub fn live_sessions(&self) -> usize {
+        self.parts.registry.live_sessions()
+    }
+
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.parts.dir
     }
 
     pub fn secret(&self) -> &ConvergenceSecret {
@@ -132,72 +167,54 @@ impl Store {
     }
 
     pub fn max_storage(&self) -> Option<u64> {
-        self.max_storage
+        self.parts.max_storage
     }
 
     /// Whether the index names this block (it is complete and synced on disk).
     pub fn has_block(&self, address: &BlockAddress) -> Result<bool> {
-        self.index.has_block(address)
+        self.parts.index.has_block(address)
     }
 
     /// For each address, whether it is held: the answer to a peer's "have" question.
     pub fn have_blocks(&self, addresses: &[BlockAddress]) -> Result<Vec<bool>> {
-        self.index.have_blocks(addresses)
+        self.parts.index.have_blocks(addresses)
     }
 
     /// The stored bytes of a block, unverified (readers authenticate with the key, peers with
     /// the address). At most `limit` bytes are read.
     pub fn read_block(&self, address: &BlockAddress, limit: usize) -> Result<Vec<u8>> {
-        self.blocks.read(address, limit)
+        self.parts.blocks.read(address, limit)
     }
 
     /// The stored bytes of a block, checked against its address.
     pub fn read_verified(&self, address: &BlockAddress, limit: usize) -> Result<Vec<u8>> {
-        let bytes = self.blocks.read(address, limit)?;
-        if !address.matches(&bytes) {
-            return Err(StoreError::Corrupt {
-                address: *address,
-                path: self.blocks.path_of(address),
-                reason: "bytes do not hash to the block's address".into(),
-            });
-        }
-        Ok(bytes)
-    }
-
-    /// Starts a batch of block writes. Blocks become visible in batches, each synced before
-    /// it is indexed; drop without `finish` and the unflushed part is discarded.
-    pub fn writer(&self) -> BlockWriter<'_> {
-        BlockWriter::new(self, self.gc_lock.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Records `record` as a pinned root. Call only after the item's blocks are written.
-    pub fn pin(&self, record: &PinRecord) -> Result<()> {
-        self.index.put_pin(record)
+        self.parts.blocks.read_verified(address, limit)
     }
 
     /// Removes a pin; its blocks stay until `gc`.
     pub fn unpin(&self, id: &ContentId) -> Result<PinRecord> {
-        self.index
+        self.parts
+            .index
             .remove_pin(&id.root)?
             .ok_or_else(|| StoreError::NotPinned(id.to_string()))
     }
 
     pub fn pin_of(&self, root: &BlockAddress) -> Result<Option<PinRecord>> {
-        self.index.get_pin(root)
+        self.parts.index.get_pin(root)
     }
 
     /// Every pinned root, sorted by name.
     pub fn pins(&self) -> Result<Vec<PinRecord>> {
-        self.index.pins()
+        self.parts.index.pins()
     }
 
     pub fn stats(&self) -> Result<StoreStats> {
-        self.index.stats()
+        self.parts.index.stats()
     }
 
     /// The DHT's persistent state; see [`DhtTable`].
     pub fn dht(&self) -> &index::Index {
-        &self.index
+        &self.parts.index
     }
 }
 

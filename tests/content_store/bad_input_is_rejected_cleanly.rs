@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use storgo::content::{BlockKey, ContentId, ConvergenceSecret};
 use storgo::files;
-use storgo::store::{Store, StoreOptions};
+use storgo::store::{SessionKind, Store, StoreOptions};
 
 use crate::common::*;
 
@@ -131,7 +131,8 @@ fn a_manifest_that_does_not_decode_is_an_error() {
     key.seal_in_place(&mut body, &header);
     let block = [header, body].concat();
     let address = storgo::content::BlockAddress::of(&block);
-    let mut w = store.writer();
+    let session = store.session(SessionKind::Add, "test").unwrap();
+    let mut w = session.writer();
     w.put(address, &block).unwrap();
     w.finish().unwrap();
     let err = files::cat(
@@ -281,7 +282,8 @@ fn a_folder_that_repeats_a_subtree_beyond_its_declared_size_is_refused() {
         entries: Tree::Leaves(entries),
     });
     let (address, key, block) = bomb.seal(store.secret()).unwrap();
-    let mut w = store.writer();
+    let session = store.session(SessionKind::Add, "test").unwrap();
+    let mut w = session.writer();
     w.put(address, &block).unwrap();
     w.finish().unwrap();
     let out = tmp.path().join("out");

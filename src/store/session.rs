@@ -1,0 +1,311 @@
+//! Sessions: the one thing that protects blocks in flight from garbage collection.
+//!
+//! The rule (DESIGN.md, "What keeps a block"): GC keeps a block if it is reachable from a
+//! *holding* (a pin today; a replica held for someone else later) or if a live [`Session`]
+//! has *claimed* it. Every operation that writes blocks, relies on blocks it found already
+//! held (dedup, resume), or reads an item that no holding protects, does so inside a session:
+//!
+//! 1. [`Store::session`] records the session in the index (`sessions` table, durably) before
+//!    the first block is touched, so a crash always leaves a trace that the next open cleans.
+//! 2. Each block is claimed *before* the session looks at the index for it ([`Session::claim`],
+//!    [`Session::claim_present`], and every [`BlockWriter::put`](super::BlockWriter::put)).
+//!    GC decides what to delete under the same registry lock, so a block is either claimed
+//!    before GC's decision (and kept) or already gone from the index when the session looks
+//!    (and written again).
+//! 3. The session ends by committing a holding ([`Session::commit_pin`]): it walks the item
+//!    from its root, claiming every block and checking every manifest against its address,
+//!    refuses an incomplete item, and writes the pin and deletes its own row in one
+//!    transaction. Dropping a session releases its claims; claims released while a GC runs are
+//!    handed to that GC, whose snapshot of the holdings may predate the commit.
+//!
+//! Claims live in memory: one process owns a data dir (the dir lock), so when the process
+//! dies every session dies with it, and its row is removed at the next open. This module must
+//! not decide what is reachable from holdings (that is `maintenance`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::manifest::{self, LinkKind, MAX_MANIFEST_BLOCK};
+use crate::content::BlockAddress;
+
+use super::blocks::{BlockFiles, BlockWriter};
+use super::index::{Index, PinRecord};
+use super::lock::DirLock;
+use super::{Result, StoreError};
+
+/// What a session is doing, for the log line a crash leaves and for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionKind {
+    /// A local add.
+    Add,
+    /// A fetch from the network.
+    Fetch,
+    /// Pinning an item already held.
+    Pin,
+    /// Reading an item no holding protects (`cat` of an unpinned item through a node).
+    Read,
+}
+
+/// A session's row in the index: enough to say what a crash interrupted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub kind: SessionKind,
+    /// A path, a content ID, or whatever names the work for a person.
+    pub label: String,
+    /// Unix seconds.
+    pub started: u64,
+}
+
+/// Claims of every live session, and GC's view of them.
+#[derive(Default)]
+pub(crate) struct Registry {
+    state: Mutex<RegistryState>,
+}
+
+#[derive(Default)]
+pub(crate) struct RegistryState {
+    next_id: u64,
+    /// How many live sessions claim each block.
+    claimed: HashMap<BlockAddress, u32>,
+    /// While a GC runs: blocks whose claims ended during it. Their session may have committed
+    /// a holding after GC took its snapshot of the holdings, so this GC keeps them.
+    released_during_gc: Option<HashSet<BlockAddress>>,
+    live_sessions: usize,
+    /// Sessions ended whose rows are still in the index: removed by the next session's
+    /// begin or commit, in its own transaction, so that dropping a session never waits for
+    /// the index (it may be dropped on the node's single async thread).
+    ended: Vec<u64>,
+}
+
+impl RegistryState {
+    /// Whether GC must keep `a` whatever its mark phase found.
+    pub(crate) fn protects(&self, a: &BlockAddress) -> bool {
+        self.claimed.contains_key(a)
+            || self
+                .released_during_gc
+                .as_ref()
+                .is_some_and(|s| s.contains(a))
+    }
+}
+
+impl Registry {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, RegistryState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts recording released claims for a GC; see [`RegistryState::released_during_gc`].
+    pub(crate) fn gc_started(&self) {
+        self.lock().released_during_gc = Some(HashSet::new());
+    }
+
+    pub(crate) fn gc_ended(&self) {
+        self.lock().released_during_gc = None;
+    }
+
+    pub(crate) fn live_sessions(&self) -> usize {
+        self.lock().live_sessions
+    }
+
+    /// Takes the ended sessions whose rows are still to be removed.
+    pub(crate) fn take_ended(&self) -> Vec<u64> {
+        std::mem::take(&mut self.lock().ended)
+    }
+
+    /// Gives back ended sessions a failed transaction did not remove.
+    pub(crate) fn return_ended(&self, ids: Vec<u64>) {
+        self.lock().ended.extend(ids);
+    }
+}
+
+/// The store's parts a session works with; cheap to clone, so a session can outlive the
+/// borrow it was made from (a fetch runs as its own task).
+#[derive(Clone)]
+pub(crate) struct Parts {
+    pub dir: PathBuf,
+    pub blocks: Arc<BlockFiles>,
+    pub index: Arc<Index>,
+    pub registry: Arc<Registry>,
+    pub max_storage: Option<u64>,
+    /// Keeps the data dir locked while a session lives, even if the `Store` is dropped first.
+    pub _lock: Arc<DirLock>,
+}
+
+/// A lease on blocks in flight; see the module docs. Ends (releasing its claims) when dropped.
+pub struct Session {
+    id: u64,
+    parts: Parts,
+    mine: Mutex<HashSet<BlockAddress>>,
+}
+
+impl Session {
+    pub(crate) fn begin(parts: Parts, kind: SessionKind, label: &str) -> Result<Session> {
+        let id = {
+            let mut reg = parts.registry.lock();
+            reg.next_id += 1;
+            reg.live_sessions += 1;
+            reg.next_id
+        };
+        let record = SessionRecord {
+            kind,
+            label: label.to_owned(),
+            started: now_secs(),
+        };
+        let session = Session {
+            id,
+            parts,
+            mine: Mutex::new(HashSet::new()),
+        };
+        // On failure the drop undoes the registry count.
+        let ended = session.parts.registry.take_ended();
+        if let Err(e) = session.parts.index.put_session(id, &record, &ended) {
+            session.parts.registry.return_ended(ended);
+            return Err(e);
+        }
+        tracing::debug!(session = id, kind = ?kind, label, "session started");
+        Ok(session)
+    }
+
+    pub(crate) fn parts(&self) -> &Parts {
+        &self.parts
+    }
+
+    /// Claims blocks: from now until this session ends, GC keeps them if they are held.
+    pub fn claim(&self, addresses: impl IntoIterator<Item = BlockAddress>) {
+        let mut mine = self.mine.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reg = self.parts.registry.lock();
+        for a in addresses {
+            if mine.insert(a) {
+                *reg.claimed.entry(a).or_default() += 1;
+            }
+        }
+    }
+
+    /// Claims `addresses` and says which of them are held: the safe form of "which of these
+    /// do I already have" for a session that will rely on the answer.
+    pub fn claim_present(&self, addresses: &[BlockAddress]) -> Result<Vec<bool>> {
+        self.claim(addresses.iter().copied());
+        self.parts.index.have_blocks(addresses)
+    }
+
+    /// Reads a manifest block under a claim, checked against its address.
+    pub fn read_manifest(&self, address: &BlockAddress) -> Result<Vec<u8>> {
+        self.claim([*address]);
+        if !self.parts.index.has_block(address)? {
+            return Err(StoreError::Missing { address: *address });
+        }
+        self.parts.blocks.read_verified(address, MAX_MANIFEST_BLOCK)
+    }
+
+    /// Starts a batch of block writes whose blocks this session claims.
+    pub fn writer(&self) -> BlockWriter<'_> {
+        BlockWriter::new(self)
+    }
+
+    /// Claims every block reachable from `root` through public links, checking each manifest
+    /// against its address. Returns the blocks not held (empty: the item is whole here).
+    pub fn claim_item(&self, root: &BlockAddress) -> Result<Vec<BlockAddress>> {
+        let mut seen = HashSet::new();
+        let mut missing = Vec::new();
+        let mut stack = vec![(*root, LinkKind::Manifest)];
+        while let Some((a, kind)) = stack.pop() {
+            if !seen.insert(a) {
+                continue;
+            }
+            if kind == LinkKind::Manifest {
+                match self.read_manifest(&a) {
+                    Ok(block) => {
+                        let links =
+                            manifest::parse_links(a, &block).map_err(|e| StoreError::Corrupt {
+                                address: a,
+                                path: self.parts.blocks.path_of(&a),
+                                reason: e.to_string(),
+                            })?;
+                        stack.extend(links.into_iter().map(|l| (l.address, l.kind)));
+                    }
+                    Err(StoreError::Missing { .. }) => missing.push(a),
+                    Err(e) => return Err(e),
+                }
+            } else if !self.claim_present(&[a])?[0] {
+                missing.push(a);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Ends the session by pinning `record`'s item: every block it reaches is claimed and
+    /// must be held (an incomplete item is refused, never reported as pinned), then the pin
+    /// is written and this session's row removed in one transaction.
+    pub fn commit_pin(&self, record: &PinRecord) -> Result<()> {
+        let id: crate::content::ContentId =
+            record
+                .id
+                .parse()
+                .map_err(|e: crate::content::ContentError| StoreError::Index {
+                    path: self.parts.dir.join("index.redb"),
+                    message: format!("pin record: {e}"),
+                })?;
+        let missing = self.claim_item(&id.root)?;
+        if !missing.is_empty() {
+            return Err(StoreError::Incomplete {
+                root: id.root,
+                missing: missing.len() as u64,
+            });
+        }
+        self.put_pin(record, Some(self.id))
+    }
+
+    fn put_pin(&self, record: &PinRecord, ending: Option<u64>) -> Result<()> {
+        let mut ended = self.parts.registry.take_ended();
+        ended.extend(ending);
+        match self.parts.index.put_pin_ending_sessions(record, &ended) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                ended.retain(|id| Some(*id) != ending);
+                self.parts.registry.return_ended(ended);
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a partial pin (a fetch in progress) without the completeness check: it keeps
+    /// what has arrived across restarts so that an interrupted fetch resumes.
+    pub fn pin_partial(&self, record: &PinRecord) -> Result<()> {
+        debug_assert!(record.partial);
+        self.put_pin(record, None)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let mine = std::mem::take(self.mine.get_mut().unwrap_or_else(|e| e.into_inner()));
+        {
+            let mut reg = self.parts.registry.lock();
+            reg.live_sessions = reg.live_sessions.saturating_sub(1);
+            for a in mine {
+                if let Some(n) = reg.claimed.get_mut(&a) {
+                    *n -= 1;
+                    if *n == 0 {
+                        reg.claimed.remove(&a);
+                    }
+                }
+                if let Some(late) = reg.released_during_gc.as_mut() {
+                    late.insert(a);
+                }
+            }
+            // A row left by a crash before this is removed is removed at the next open.
+            reg.ended.push(self.id);
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
