@@ -22,9 +22,15 @@ pub fn write_random(path: &Path, len: usize, seed: u64) -> Vec<u8> {
     data
 }
 
+/// The binary under test: this build's, or `STORGO_BIN` (to run a test against another
+/// build, e.g. to show that a regression test fails on the code before a fix).
+pub fn bin() -> std::ffi::OsString {
+    std::env::var_os("STORGO_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_storgo").into())
+}
+
 /// The real binary, with a data dir and no inherited storgo settings.
 pub fn storgo(data_dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_storgo"));
+    let mut c = Command::new(bin());
     c.env_remove("STORGO_CONVERGENCE_SECRET")
         .env_remove("STORGO_MAX_STORAGE")
         .env_remove("RUST_LOG")

@@ -59,7 +59,7 @@ impl NodeProc {
         if let Some(b) = bootstrap {
             args.extend(["--bootstrap", b]);
         }
-        Self::start_with(Command::new(env!("CARGO_BIN_EXE_storgo")), data_dir, &args)
+        Self::start_with(Command::new(crate::common::bin()), data_dir, &args)
     }
 
     pub fn addr(&self) -> &str {

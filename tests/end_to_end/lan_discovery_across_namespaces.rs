@@ -77,12 +77,8 @@ impl Lan {
 
     fn exec(&self, host: usize) -> Command {
         let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            &self.names[host],
-            env!("CARGO_BIN_EXE_storgo"),
-        ]);
+        c.args(["netns", "exec", &self.names[host]])
+            .arg(crate::common::bin());
         c.env_remove("STORGO_CONVERGENCE_SECRET")
             .env_remove("RUST_LOG");
         c

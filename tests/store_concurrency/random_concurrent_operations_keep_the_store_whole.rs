@@ -5,7 +5,6 @@
 //! exactly the clients' model, each reads back from the node's own blocks, the byte count is
 //! the sum of the block files, and two GCs leave nothing the pins do not reach.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -41,12 +40,7 @@ async fn random_operations_from_four_clients_keep_every_invariant() {
         );
     }
 
-    let known: HashMap<String, Arc<Vec<u8>>> = outcome
-        .items
-        .iter()
-        .map(|(id, o)| (id.clone(), Arc::clone(&o.data)))
-        .collect();
-    let pins = stress::check_through_node(&node.data_dir, &known, &HashMap::new()).await;
+    let pins = stress::check_through_node(&node.data_dir, &outcome).await;
     let mut on_node: Vec<&str> = pins.iter().map(|p| p.id.as_str()).collect();
     let mut model: Vec<&str> = outcome
         .items

@@ -86,6 +86,8 @@ pub struct Owned {
 /// What the clients did, and what they believe the node holds.
 #[derive(Default)]
 pub struct Outcome {
+    /// Every source item (a fetch a kill interrupted may have pinned one no client had yet).
+    pub sources: HashMap<String, Arc<Vec<u8>>>,
     pub items: HashMap<String, Owned>,
     /// Items an operation was under way on when the clients were stopped (a kill): their
     /// state is whatever the node had committed.
@@ -219,7 +221,10 @@ pub async fn run_clients(setup: &Setup) -> Outcome {
         let deadline = Instant::now() + setup.duration;
         tasks.spawn(client.run(deadline));
     }
-    let mut all = Outcome::default();
+    let mut all = Outcome {
+        sources: setup.sources.iter().cloned().collect(),
+        ..Outcome::default()
+    };
     while let Some(done) = tasks.join_next().await {
         let o = done.expect("a client panicked (see its message above)");
         all.items.extend(o.items);
@@ -477,13 +482,15 @@ pub async fn cat(api: &ApiClient, id: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The checks on a quiet store, through the node: every pin the node lists is of an item the
-/// clients added or fetched (`known` by ID, or by file name for adds a kill interrupted) and
-/// reads back byte for byte from the node's own blocks, and verify is clean.
-pub async fn check_through_node(
-    node_dir: &Path,
-    known: &HashMap<String, Arc<Vec<u8>>>,
-    by_name: &HashMap<String, Arc<Vec<u8>>>,
-) -> Vec<PinRecord> {
+/// clients added or fetched (by ID, or by file name for adds a kill interrupted) and reads
+/// back byte for byte from the node's own blocks, and verify is clean.
+pub async fn check_through_node(node_dir: &Path, outcome: &Outcome) -> Vec<PinRecord> {
+    let known: HashMap<&String, &Arc<Vec<u8>>> = outcome
+        .sources
+        .iter()
+        .chain(outcome.items.iter().map(|(id, o)| (id, &o.data)))
+        .collect();
+    let by_name = &outcome.in_flight_adds;
     let api = ApiClient::discover(node_dir).await.expect("node API");
     let verify: VerifyReport = api.post("/verify", &()).await.expect("verify");
     assert!(verify.is_clean(), "verify after the run: {verify:?}");
@@ -497,6 +504,7 @@ pub async fn check_through_node(
         assert_eq!(st.chunks_local, st.chunks, "{} pinned but not whole", p.id);
         let data = known
             .get(&p.id)
+            .copied()
             .or_else(|| by_name.get(&p.name))
             .unwrap_or_else(|| {
                 panic!(
