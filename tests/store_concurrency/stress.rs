@@ -378,8 +378,7 @@ impl ClientLoop {
                     .map_err(e)?;
                 match body
                     .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .next_back()
+                    .rfind(|l| !l.is_empty())
                     .map(serde_json::from_slice::<FetchLine>)
                 {
                     Some(Ok(FetchLine::Done(_))) => {}
