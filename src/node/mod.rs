@@ -4,13 +4,17 @@
 //! Swarm, and nothing holds a lock around it.
 //!
 //! - [`event_loop`]: swarm events, commands, serving blocks to peers, providing roots.
-//! - [`fetch`]: downloading an item by content ID from every provider in parallel.
+//! - [`fetch`]: downloading an item by content ID from every provider in parallel, built on
+//!   `walk` (an item's manifests, with or without its key) and `transfer` (pulling blocks
+//!   from every provider in parallel into a store session).
 //!
 //! The node must not decode sealed bodies for peers: it serves and stores sealed blocks, and
 //! only opens manifests of items the local user asked for.
 
 pub mod event_loop;
 pub mod fetch;
+mod transfer;
+mod walk;
 
 pub use fetch::{begin_session, fetch, fetch_in, FetchOptions, FetchProgress, FetchReport};
 
@@ -242,6 +246,19 @@ impl Client {
     pub async fn shutdown(&self) {
         let _ = self.tx.send(Command::Shutdown).await;
     }
+}
+
+/// Runs blocking store work on tokio's blocking pool (never on the node's async thread).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        NodeError::Store(StoreError::io(
+            "store task",
+            "(blocking pool)",
+            std::io::Error::other(e),
+        ))
+    })
 }
 
 /// A running node.

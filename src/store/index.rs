@@ -5,6 +5,8 @@
 //!   complete and synced.
 //! - `pins`: root digest → CBOR [`PinRecord`].
 //! - `meta`: name → u64 counters (`bytes`: total of `blocks`).
+//! - `replicas`: root digest → CBOR [`ReplicaRecord`]: items held for the network (the R
+//!   closest peers to an item's root each hold one), apart from the user's pins.
 //! - `sessions`: session number → CBOR [`SessionRecord`] of every session in progress
 //!   (`session`); rows found at open were left by a crash and are removed.
 //!
@@ -25,6 +27,7 @@ const BLOCKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("blocks");
 const PINS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pins");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("sessions");
+const REPLICAS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("replicas");
 
 /// Tables the network layer keeps its DHT state in (records, provider records, keys this node
 /// provides). Opaque bytes to the store: the network layer owns their format.
@@ -64,12 +67,57 @@ pub struct PinRecord {
     pub partial: bool,
 }
 
+/// An item held as a replica for the network, as `ls --replicas` shows it. Holders never
+/// have the item's key: only its root address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    /// The item's root block address (`bafkrei…`).
+    pub root: BlockAddress,
+    /// How many copies the network keeps of it.
+    pub replication: u8,
+    /// Stored bytes of its blocks, as the pusher declared them.
+    pub bytes: u64,
+    /// Unix seconds when this node took it in.
+    pub since: u64,
+    /// Every block is here.
+    pub complete: bool,
+    /// Unix seconds of the last check of its blocks against their addresses.
+    #[serde(default)]
+    pub last_verified: Option<u64>,
+}
+
+/// What keeps an item here: the user's pin, or a replica held for the network.
+#[derive(Debug, Clone)]
+pub enum Holding {
+    Pin(PinRecord),
+    Replica(ReplicaRecord),
+}
+
+impl Holding {
+    pub fn root(&self) -> Result<BlockAddress, crate::content::ContentError> {
+        match self {
+            Holding::Pin(p) => p.id.parse::<crate::content::ContentId>().map(|id| id.root),
+            Holding::Replica(r) => Ok(r.root),
+        }
+    }
+
+    /// Whether the item is still arriving (the holding keeps what has come, for resuming).
+    pub fn is_partial(&self) -> bool {
+        match self {
+            Holding::Pin(p) => p.partial,
+            Holding::Replica(r) => !r.complete,
+        }
+    }
+}
+
 /// Counts for `status` and quotas.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStats {
     pub blocks: u64,
     pub bytes: u64,
     pub pins: u64,
+    #[serde(default)]
+    pub replicas: u64,
 }
 
 pub struct Index {
@@ -97,6 +145,7 @@ impl Index {
             tx.open_table(PINS).map_err(|e| me.err(e))?;
             tx.open_table(META).map_err(|e| me.err(e))?;
             tx.open_table(SESSIONS).map_err(|e| me.err(e))?;
+            tx.open_table(REPLICAS).map_err(|e| me.err(e))?;
             for t in [DhtTable::Records, DhtTable::Providers, DhtTable::Provided] {
                 tx.open_table(t.def()).map_err(|e| me.err(e))?;
             }
@@ -214,18 +263,25 @@ impl Index {
         Ok(out)
     }
 
-    /// Writes a pin and, in the same durable transaction, removes the row of the session
-    /// that produced it: the session *becomes* the pin, so a crash leaves one or the other.
-    pub fn put_pin_ending_sessions(&self, r: &PinRecord, sessions: &[u64]) -> Result<()> {
-        let root: crate::content::ContentId =
-            r.id.parse()
-                .map_err(|e: crate::content::ContentError| self.err(e))?;
+    /// Writes a holding and, in the same durable transaction, removes the rows of the
+    /// sessions given (the one that produced it, and others ended since the last write): the
+    /// session *becomes* the holding, so a crash leaves one or the other.
+    pub fn put_holding(&self, h: &Holding, sessions: &[u64]) -> Result<()> {
+        let root = h.root().map_err(|e| self.err(e))?;
         let mut bytes = Vec::new();
-        ciborium::into_writer(r, &mut bytes).map_err(|e| self.err(e))?;
+        match h {
+            Holding::Pin(r) => ciborium::into_writer(r, &mut bytes),
+            Holding::Replica(r) => ciborium::into_writer(r, &mut bytes),
+        }
+        .map_err(|e| self.err(e))?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
-            let mut t = tx.open_table(PINS).map_err(|e| self.err(e))?;
-            t.insert(root.root.digest(), bytes.as_slice())
+            let table = match h {
+                Holding::Pin(_) => PINS,
+                Holding::Replica(_) => REPLICAS,
+            };
+            let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
+            t.insert(root.digest(), bytes.as_slice())
                 .map_err(|e| self.err(e))?;
             let mut s = tx.open_table(SESSIONS).map_err(|e| self.err(e))?;
             for id in sessions {
@@ -233,6 +289,45 @@ impl Index {
             }
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn get_replica(&self, root: &BlockAddress) -> Result<Option<ReplicaRecord>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(REPLICAS).map_err(|e| self.err(e))?;
+        match t.get(root.digest()).map_err(|e| self.err(e))? {
+            Some(v) => Ok(Some(self.decode_replica(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn decode_replica(&self, bytes: &[u8]) -> Result<ReplicaRecord> {
+        ciborium::from_reader(bytes).map_err(|e| self.err(format!("replica record: {e}")))
+    }
+
+    /// Every replica held, by root.
+    pub fn replicas(&self) -> Result<Vec<ReplicaRecord>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(REPLICAS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(self.decode_replica(v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn remove_replica(&self, root: &BlockAddress) -> Result<Option<ReplicaRecord>> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let old = {
+            let mut t = tx.open_table(REPLICAS).map_err(|e| self.err(e))?;
+            let v = t.remove(root.digest()).map_err(|e| self.err(e))?;
+            match v {
+                Some(v) => Some(self.decode_replica(v.value())?),
+                None => None,
+            }
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(old)
     }
 
     /// Records a session before it touches any block (durably: a crash must leave a trace),
@@ -325,6 +420,7 @@ impl Index {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let blocks = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
         let pins = tx.open_table(PINS).map_err(|e| self.err(e))?;
+        let replicas = tx.open_table(REPLICAS).map_err(|e| self.err(e))?;
         let meta = tx.open_table(META).map_err(|e| self.err(e))?;
         Ok(StoreStats {
             blocks: blocks.len().map_err(|e| self.err(e))?,
@@ -334,6 +430,7 @@ impl Index {
                 .map(|v| v.value())
                 .unwrap_or(0),
             pins: pins.len().map_err(|e| self.err(e))?,
+            replicas: replicas.len().map_err(|e| self.err(e))?,
         })
     }
 

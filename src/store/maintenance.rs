@@ -40,9 +40,11 @@ pub struct VerifyReport {
     pub missing: Vec<String>,
     /// Complete block files the index did not name yet (left by a kill); now indexed.
     pub adopted: u64,
-    /// Pinned items that can no longer be read in full: content ID → blocks they lack.
+    /// Held items (pins by content ID, replicas by root) that can no longer be read in full,
+    /// and how many blocks they lack.
     pub damaged_items: Vec<(String, u64)>,
-    /// Items still being fetched (partial pins): content ID → chunks not yet here. Not damage.
+    /// Items still arriving (partial pins and replicas) and the blocks still to come. Not
+    /// damage.
     #[serde(default)]
     pub incomplete_items: Vec<(String, u64)>,
 }
@@ -56,6 +58,13 @@ impl VerifyReport {
 /// Blocks removed per sweep step: each step holds the session registry's lock (so no
 /// session can claim a block while GC decides on it) for one index commit and its unlinks.
 const SWEEP_BATCH: usize = 1024;
+
+/// A holding as GC and verify see it.
+struct HoldingRef {
+    name: String,
+    root: Result<BlockAddress, crate::content::ContentError>,
+    partial: bool,
+}
 
 /// Why an item's manifests could not be walked.
 struct Unwalkable(String);
@@ -101,6 +110,34 @@ impl Store {
         Ok(())
     }
 
+    /// Every holding (pins, then replicas), named as a person knows it: a pin by its content
+    /// ID, a replica by its root address.
+    fn holdings(&self) -> Result<Vec<HoldingRef>> {
+        let mut out: Vec<HoldingRef> = self
+            .parts
+            .index
+            .pins()?
+            .into_iter()
+            .map(|p| HoldingRef {
+                root: p.id.parse::<ContentId>().map(|id| id.root),
+                partial: p.partial,
+                name: p.id,
+            })
+            .collect();
+        out.extend(
+            self.parts
+                .index
+                .replicas()?
+                .into_iter()
+                .map(|r| HoldingRef {
+                    name: r.root.to_string(),
+                    root: Ok(r.root),
+                    partial: !r.complete,
+                }),
+        );
+        Ok(out)
+    }
+
     /// Every held block reachable from `root` (what GC keeps for it), or why it cannot be
     /// walked.
     pub fn item_blocks(&self, root: &BlockAddress) -> Result<HashSet<BlockAddress>> {
@@ -134,13 +171,13 @@ impl Store {
         // after this snapshot belongs to a session whose claims protect its blocks until the
         // sweep ends (released claims are kept too: `released_during_gc`).
         let mut live = HashSet::new();
-        for pin in index.pins()? {
-            let walked = match pin.id.parse::<ContentId>() {
-                Ok(id) => self.mark(&id.root, &mut live),
-                Err(e) => Err(Unwalkable(format!("pin record: {e}"))),
+        for h in self.holdings()? {
+            let walked = match h.root {
+                Ok(root) => self.mark(&root, &mut live),
+                Err(e) => Err(Unwalkable(format!("holding record: {e}"))),
             };
             if let Err(Unwalkable(why)) = walked {
-                report.unwalkable_items.push((pin.id, why));
+                report.unwalkable_items.push((h.name, why));
             }
         }
         if !report.unwalkable_items.is_empty() {
@@ -237,10 +274,10 @@ impl Store {
         self.parts.index.remove_blocks(&bad)?;
         report.adopted = adopt.len() as u64;
         self.parts.index.add_blocks(&adopt)?;
-        for pin in self.parts.index.pins()? {
+        for h in self.holdings()? {
             let mut reached = HashSet::new();
-            let walked = match pin.id.parse::<ContentId>() {
-                Ok(id) => self.mark(&id.root, &mut reached),
+            let walked = match h.root {
+                Ok(root) => self.mark(&root, &mut reached),
                 Err(e) => Err(Unwalkable(e.to_string())),
             };
             let lacking = match walked {
@@ -253,10 +290,10 @@ impl Store {
                 Err(_) => 1,
             };
             if lacking > 0 {
-                if pin.partial {
-                    report.incomplete_items.push((pin.id.clone(), lacking));
+                if h.partial {
+                    report.incomplete_items.push((h.name, lacking));
                 } else {
-                    report.damaged_items.push((pin.id.clone(), lacking));
+                    report.damaged_items.push((h.name, lacking));
                 }
             }
         }

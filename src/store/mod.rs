@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use crate::content::{BlockAddress, ContentId, ConvergenceSecret};
 
 pub use blocks::BlockWriter;
-pub use index::{DhtTable, PinRecord, StoreStats};
+pub use index::{DhtTable, Holding, PinRecord, ReplicaRecord, StoreStats};
 pub use maintenance::{GcReport, VerifyReport};
 pub use session::{Session, SessionKind, SessionRecord};
 
@@ -197,6 +197,20 @@ impl Store {
             .index
             .remove_pin(&id.root)?
             .ok_or_else(|| StoreError::NotPinned(id.to_string()))
+    }
+
+    /// Every replica held for the network.
+    pub fn replicas(&self) -> Result<Vec<ReplicaRecord>> {
+        self.parts.index.replicas()
+    }
+
+    pub fn replica_of(&self, root: &BlockAddress) -> Result<Option<ReplicaRecord>> {
+        self.parts.index.get_replica(root)
+    }
+
+    /// Drops a replica (its blocks go at the next GC unless something else holds them).
+    pub fn drop_replica(&self, root: &BlockAddress) -> Result<Option<ReplicaRecord>> {
+        self.parts.index.remove_replica(root)
     }
 
     pub fn pin_of(&self, root: &BlockAddress) -> Result<Option<PinRecord>> {

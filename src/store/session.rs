@@ -33,7 +33,7 @@ use crate::content::manifest::{self, LinkKind, MAX_MANIFEST_BLOCK};
 use crate::content::BlockAddress;
 
 use super::blocks::{BlockFiles, BlockWriter};
-use super::index::{Index, PinRecord};
+use super::index::{Holding, Index};
 use super::lock::DirLock;
 use super::{Result, StoreError};
 
@@ -237,46 +237,42 @@ impl Session {
         Ok(missing)
     }
 
-    /// Ends the session by pinning `record`'s item: every block it reaches is claimed and
-    /// must be held (an incomplete item is refused, never reported as pinned), then the pin
-    /// is written and this session's row removed in one transaction.
-    pub fn commit_pin(&self, record: &PinRecord) -> Result<()> {
-        let id: crate::content::ContentId =
-            record
-                .id
-                .parse()
-                .map_err(|e: crate::content::ContentError| StoreError::Index {
-                    path: self.parts.dir.join("index.redb"),
-                    message: format!("pin record: {e}"),
-                })?;
-        let missing = self.claim_item(&id.root)?;
-        if !missing.is_empty() {
-            return Err(StoreError::Incomplete {
-                root: id.root,
-                missing: missing.len() as u64,
-            });
-        }
-        self.put_pin(record, Some(self.id))
-    }
-
-    fn put_pin(&self, record: &PinRecord, ending: Option<u64>) -> Result<()> {
+    /// Commits a holding (a pin, or a replica held for the network). A whole one ends the
+    /// session: every block it reaches is claimed and must be held (an incomplete item is
+    /// refused, never reported as held), then the holding is written and this session's row
+    /// removed in one transaction. A partial one (an item still arriving) is written as it is,
+    /// so that what has arrived survives a restart and the transfer resumes.
+    pub fn commit(&self, holding: &Holding) -> Result<()> {
+        let root = holding.root().map_err(|e| StoreError::Index {
+            path: self.parts.dir.join("index.redb"),
+            message: format!("holding: {e}"),
+        })?;
+        let ending = if holding.is_partial() {
+            None
+        } else {
+            let missing = self.claim_item(&root)?;
+            if !missing.is_empty() {
+                return Err(StoreError::Incomplete {
+                    root,
+                    missing: missing.len() as u64,
+                });
+            }
+            Some(self.id)
+        };
         let mut ended = self.parts.registry.take_ended();
         ended.extend(ending);
-        match self.parts.index.put_pin_ending_sessions(record, &ended) {
-            Ok(()) => Ok(()),
-            Err(e) => {
+        self.parts
+            .index
+            .put_holding(holding, &ended)
+            .inspect_err(|_| {
                 ended.retain(|id| Some(*id) != ending);
                 self.parts.registry.return_ended(ended);
-                Err(e)
-            }
-        }
+            })
     }
 
-    /// Records a partial pin (a fetch in progress) without the completeness check: it keeps
-    /// what has arrived across restarts so that an interrupted fetch resumes.
-    pub fn pin_partial(&self, record: &PinRecord) -> Result<()> {
-        debug_assert!(record.partial);
-        self.put_pin(record, None)
+    /// Ends the session by pinning the item: [`commit`](Self::commit) of a pin.
+    pub fn commit_pin(&self, record: &super::PinRecord) -> Result<()> {
+        self.commit(&Holding::Pin(record.clone()))
     }
 }
 

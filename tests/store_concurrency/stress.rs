@@ -253,13 +253,21 @@ struct ClientLoop {
     current_add: Option<(String, Arc<Vec<u8>>)>,
 }
 
+/// Items a client keeps pinned at most: past it an add becomes an unpin, so that a long run
+/// keeps the model's memory and the store's disk bounded.
+const MAX_PINNED: usize = 24;
+
 /// Each request may take at most this long; a hang is a failure.
 const OP_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl ClientLoop {
     async fn run(mut self, deadline: Instant) -> Outcome {
         while Instant::now() < deadline && !self.stop.load(Ordering::Acquire) {
-            let op = Op::pick(&mut self.rng);
+            let mut op = Op::pick(&mut self.rng);
+            let pinned = self.outcome.items.values().filter(|o| o.pinned).count();
+            if matches!(op, Op::Add) && pinned > MAX_PINNED {
+                op = Op::Unpin;
+            }
             let target = self.target(op);
             if matches!(op, Op::Pin | Op::Unpin | Op::Cat | Op::Fetch) && target.is_none() {
                 continue;

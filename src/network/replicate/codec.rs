@@ -1,0 +1,299 @@
+//! Wire format of `/storgo/replicate/1.0.0` (see `protocols/replicate-v1.md`).
+//!
+//! Every message is one frame on its own stream: `length (u32 BE, <= MAX_FRAME) | CBOR map`.
+//! Lengths are checked before anything is allocated; unknown map keys are ignored so that
+//! later versions can add fields.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    RefuseReason, ReplicateRequest, ReplicateResponse, MAX_FRAME, MAX_MESSAGE, MAX_REPLICATION,
+};
+use crate::content::BlockAddress;
+
+const OP_HOLD: u8 = 1;
+const OP_QUERY: u8 = 2;
+
+const ST_ACCEPTED: u8 = 0;
+const ST_REFUSED: u8 = 1;
+const ST_HOLDING: u8 = 2;
+const ST_NOT_HELD: u8 = 3;
+
+#[derive(Serialize, Deserialize)]
+struct RequestMap {
+    op: u8,
+    #[serde(rename = "r")]
+    root: serde_bytes::ByteBuf,
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    replication: Option<u8>,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResponseMap {
+    #[serde(rename = "s")]
+    status: u8,
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    complete: Option<bool>,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    reason: Option<u8>,
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn frame<T: Serialize>(map: &T) -> Vec<u8> {
+    let mut body = Vec::new();
+    // Serialising these plain structs into a Vec cannot fail.
+    let _ = ciborium::into_writer(map, &mut body);
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The CBOR map of a frame held in memory, its length checked.
+fn unframe(frame: &[u8]) -> io::Result<&[u8]> {
+    let Some((len, body)) = frame.split_first_chunk::<4>() else {
+        return Err(invalid("truncated frame"));
+    };
+    let len = u32::from_be_bytes(*len) as usize;
+    if len > MAX_FRAME {
+        return Err(invalid(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
+    }
+    if body.len() != len {
+        return Err(invalid("frame length does not match its contents"));
+    }
+    Ok(body)
+}
+
+pub fn encode_request(req: &ReplicateRequest) -> Vec<u8> {
+    let root = |a: &BlockAddress| serde_bytes::ByteBuf::from(a.to_cid_bytes().to_vec());
+    frame(&match req {
+        ReplicateRequest::Hold {
+            root: r,
+            replication,
+            bytes,
+        } => RequestMap {
+            op: OP_HOLD,
+            root: root(r),
+            replication: Some(*replication),
+            bytes: Some(*bytes),
+        },
+        ReplicateRequest::Query { root: r } => RequestMap {
+            op: OP_QUERY,
+            root: root(r),
+            replication: None,
+            bytes: None,
+        },
+    })
+}
+
+pub fn decode_request(map: &[u8]) -> io::Result<ReplicateRequest> {
+    let m: RequestMap =
+        ciborium::from_reader(map).map_err(|e| invalid(format!("request: {e}")))?;
+    let root = BlockAddress::from_cid_bytes(&m.root).map_err(|e| invalid(e.to_string()))?;
+    match m.op {
+        OP_HOLD => {
+            let replication = m.replication.ok_or_else(|| invalid("hold without n"))?;
+            if replication == 0 || replication > MAX_REPLICATION {
+                return Err(invalid(format!(
+                    "replication {replication} outside 1..={MAX_REPLICATION}"
+                )));
+            }
+            Ok(ReplicateRequest::Hold {
+                root,
+                replication,
+                bytes: m.bytes.ok_or_else(|| invalid("hold without b"))?,
+            })
+        }
+        OP_QUERY => Ok(ReplicateRequest::Query { root }),
+        op => Err(invalid(format!("unknown op {op}"))),
+    }
+}
+
+pub fn encode_response(resp: &ReplicateResponse) -> Vec<u8> {
+    let plain = |status| ResponseMap {
+        status,
+        complete: None,
+        reason: None,
+        message: None,
+    };
+    frame(&match resp {
+        ReplicateResponse::Accepted => plain(ST_ACCEPTED),
+        ReplicateResponse::Refused { reason, message } => ResponseMap {
+            reason: Some(*reason as u8),
+            message: Some(message.chars().take(MAX_MESSAGE).collect()),
+            ..plain(ST_REFUSED)
+        },
+        ReplicateResponse::Holding { complete } => ResponseMap {
+            complete: Some(*complete),
+            ..plain(ST_HOLDING)
+        },
+        ReplicateResponse::NotHeld => plain(ST_NOT_HELD),
+    })
+}
+
+pub fn decode_response(map: &[u8]) -> io::Result<ReplicateResponse> {
+    let m: ResponseMap =
+        ciborium::from_reader(map).map_err(|e| invalid(format!("response: {e}")))?;
+    match m.status {
+        ST_ACCEPTED => Ok(ReplicateResponse::Accepted),
+        ST_REFUSED => Ok(ReplicateResponse::Refused {
+            reason: m
+                .reason
+                .and_then(RefuseReason::from_u8)
+                .ok_or_else(|| invalid("refusal without a known reason"))?,
+            message: m
+                .message
+                .unwrap_or_default()
+                .chars()
+                .take(MAX_MESSAGE)
+                .collect(),
+        }),
+        ST_HOLDING => Ok(ReplicateResponse::Holding {
+            complete: m.complete.ok_or_else(|| invalid("holding without c"))?,
+        }),
+        ST_NOT_HELD => Ok(ReplicateResponse::NotHeld),
+        s => Err(invalid(format!("unknown status {s}"))),
+    }
+}
+
+/// Decodes a whole request frame held in memory (tests and the spec's vectors).
+pub fn decode_request_frame(frame: &[u8]) -> io::Result<ReplicateRequest> {
+    decode_request(unframe(frame)?)
+}
+
+/// Decodes a whole response frame held in memory.
+pub fn decode_response_frame(frame: &[u8]) -> io::Result<ReplicateResponse> {
+    decode_response(unframe(frame)?)
+}
+
+async fn read_map<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(invalid(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
+    }
+    let mut map = vec![0u8; len];
+    io.read_exact(&mut map).await?;
+    Ok(map)
+}
+
+/// The request-response codec of the replicate protocol.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicateCodec;
+
+impl libp2p::request_response::Codec for ReplicateCodec {
+    type Protocol = StreamProtocol;
+    type Request = ReplicateRequest;
+    type Response = ReplicateResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        decode_request(&read_map(io).await?)
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Self::Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        decode_response(&read_map(io).await?)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Self::Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode_request(&req)).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        resp: Self::Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode_response(&resp)).await?;
+        io.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> BlockAddress {
+        BlockAddress::from_digest([7; 32])
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for req in [
+            ReplicateRequest::Hold {
+                root: root(),
+                replication: 3,
+                bytes: 1 << 40,
+            },
+            ReplicateRequest::Query { root: root() },
+        ] {
+            assert_eq!(decode_request_frame(&encode_request(&req)).unwrap(), req);
+        }
+        for resp in [
+            ReplicateResponse::Accepted,
+            ReplicateResponse::Refused {
+                reason: RefuseReason::OverQuota,
+                message: "full".into(),
+            },
+            ReplicateResponse::Holding { complete: true },
+            ReplicateResponse::Holding { complete: false },
+            ReplicateResponse::NotHeld,
+        ] {
+            assert_eq!(decode_response_frame(&encode_response(&resp)).unwrap(), resp);
+        }
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let zero = encode_request(&ReplicateRequest::Hold {
+            root: root(),
+            replication: 0,
+            bytes: 1,
+        });
+        assert!(decode_request_frame(&zero).is_err());
+        let big = encode_request(&ReplicateRequest::Hold {
+            root: root(),
+            replication: MAX_REPLICATION + 1,
+            bytes: 1,
+        });
+        assert!(decode_request_frame(&big).is_err());
+        let mut over = (MAX_FRAME as u32 + 1).to_be_bytes().to_vec();
+        over.extend(vec![0; MAX_FRAME + 1]);
+        assert!(decode_request_frame(&over).is_err());
+        assert!(decode_response_frame(&[0, 0]).is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! Pulling a list of blocks from every provider in parallel, into a store session.
+//!
+//! Each provider gets a worker with a window of outstanding requests; a chunk that fails or
+//! times out goes back in the queue for another provider; a provider that sends bytes not
+//! matching the address is dropped; new providers join as discovery finds them. Every block
+//! is hashed (on the blocking pool) before it is written through the session, so memory is
+//! bounded by the windows and the writer's queue, not by the item's size.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use libp2p::PeerId;
+use tokio::sync::{mpsc, Notify};
+
+use crate::content::BlockAddress;
+use crate::network::{ChunkRequest, ChunkResponse};
+use crate::store::{Session, StoreError};
+
+use super::walk::ProviderPool;
+use super::{Client, FetchProgress, NodeError};
+
+/// Shared state of the chunk download.
+struct Transfer {
+    queue: Mutex<VecDeque<(BlockAddress, Option<usize>)>>,
+    changed: Notify,
+    remaining: AtomicUsize,
+    bytes_done: AtomicU64,
+}
+
+impl Transfer {
+    fn requeue(&self, job: (BlockAddress, Option<usize>)) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(job);
+        self.changed.notify_waiters();
+    }
+
+    /// The first queued job not known to be missing at this peer.
+    fn take(&self, skip: &HashSet<BlockAddress>) -> Option<(BlockAddress, Option<usize>)> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let i = q.iter().position(|(a, _)| !skip.contains(a))?;
+        q.remove(i)
+    }
+}
+
+/// What one chunk request came to.
+enum Outcome {
+    Good(Vec<u8>),
+    Corrupt,
+    NotHere,
+    Failed(String),
+}
+
+/// Why a provider's worker stopped.
+enum WorkerEnd {
+    Done,
+    Dropped(PeerId, &'static str),
+}
+
+async fn worker(
+    client: Client,
+    peer: PeerId,
+    t: Arc<Transfer>,
+    writer: mpsc::Sender<(BlockAddress, Vec<u8>)>,
+    window: usize,
+) -> WorkerEnd {
+    let mut inflight = FuturesUnordered::new();
+    let mut jobs: HashMap<BlockAddress, Option<usize>> = HashMap::new();
+    let mut missing_here = HashSet::new();
+    let mut failures = 0u32;
+    let drop_peer = |jobs: HashMap<BlockAddress, Option<usize>>, why| {
+        for j in jobs {
+            t.requeue(j);
+        }
+        WorkerEnd::Dropped(peer, why)
+    };
+    loop {
+        if t.remaining.load(Ordering::Acquire) == 0 {
+            return WorkerEnd::Done;
+        }
+        while inflight.len() < window {
+            let Some(job) = t.take(&missing_here) else {
+                break;
+            };
+            jobs.insert(job.0, job.1);
+            let c = client.clone();
+            inflight
+                .push(async move { (job.0, c.request(peer, ChunkRequest::GetChunk(job.0)).await) });
+        }
+        if inflight.is_empty() {
+            // Nothing this peer can do now; wait for requeued work or the end.
+            let _ = tokio::time::timeout(Duration::from_millis(500), t.changed.notified()).await;
+            continue;
+        }
+        let Some((address, result)) = inflight.next().await else {
+            continue;
+        };
+        let Some(len) = jobs.remove(&address) else {
+            continue;
+        };
+        // Hash on the blocking pool: on a current-thread runtime, hashing here would stall the
+        // event loop that is receiving the next chunks.
+        let outcome = match result {
+            // The length is known when the walk opened the manifests; either way the block
+            // must hash to its address.
+            Ok(ChunkResponse::Block(b)) if len.is_none_or(|l| b.len() == l) => {
+                match tokio::task::spawn_blocking(move || address.matches(&b).then_some(b)).await {
+                    Ok(Some(b)) => Outcome::Good(b),
+                    Ok(None) => Outcome::Corrupt,
+                    Err(_) => Outcome::Failed("verification task failed".into()),
+                }
+            }
+            Ok(ChunkResponse::Block(_)) => Outcome::Corrupt,
+            Ok(ChunkResponse::NotFound) => Outcome::NotHere,
+            Ok(other) => Outcome::Failed(format!("{other:?}")),
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        match outcome {
+            Outcome::Good(b) => {
+                failures = 0;
+                let n = b.len() as u64;
+                if writer.send((address, b)).await.is_err() {
+                    return WorkerEnd::Done;
+                }
+                client.add_fetched(n);
+                t.bytes_done.fetch_add(n, Ordering::Relaxed);
+                t.remaining.fetch_sub(1, Ordering::AcqRel);
+                t.changed.notify_waiters();
+            }
+            Outcome::Corrupt => {
+                tracing::warn!(peer = %peer, cid = %address, "peer sent bytes that do not match the chunk address; dropping it");
+                jobs.insert(address, len);
+                return drop_peer(jobs, "sent corrupt chunks");
+            }
+            Outcome::NotHere => {
+                missing_here.insert(address);
+                t.requeue((address, len));
+            }
+            Outcome::Failed(why) => {
+                tracing::debug!(peer = %peer, cid = %address, error = %why, "chunk request failed");
+                failures += 1;
+                t.requeue((address, len));
+            }
+        }
+        if failures >= 3 {
+            return drop_peer(jobs, "stopped answering");
+        }
+    }
+}
+
+/// What a pull did.
+pub(crate) struct Pulled {
+    pub blocks: usize,
+    pub bytes: u64,
+    pub peers_used: Vec<String>,
+}
+
+/// Pulls `missing` blocks into `session` from the providers `pool` finds. Every block that
+/// arrives is kept, even when the pull fails: the next attempt resumes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn pull(
+    client: &Client,
+    session: &Arc<Session>,
+    pool: &mut ProviderPool,
+    root: BlockAddress,
+    missing: VecDeque<(BlockAddress, Option<usize>)>,
+    total_chunks: usize,
+    window: usize,
+    stall_timeout: Duration,
+    progress: &(dyn Fn(FetchProgress) + Send + Sync),
+    dropped: &mut Vec<String>,
+) -> Result<Pulled, NodeError> {
+    let total_missing = missing.len();
+    // Unknown lengths (a keyless walk) count as the largest a chunk may be.
+    let bytes_total: u64 = missing.iter().map(|(_, l)| l.unwrap_or(0) as u64).sum();
+    let t = Arc::new(Transfer {
+        queue: Mutex::new(missing),
+        changed: Notify::new(),
+        remaining: AtomicUsize::new(total_missing),
+        bytes_done: AtomicU64::new(0),
+    });
+
+    let (wtx, mut wrx) = mpsc::channel::<(BlockAddress, Vec<u8>)>(16);
+    let s = Arc::clone(session);
+    let writer = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        let mut w = s.writer();
+        while let Some((a, b)) = wrx.blocking_recv() {
+            w.put(a, &b)?;
+        }
+        w.finish().map(|_| ())
+    });
+    let mut used = HashSet::new();
+    let mut workers = tokio::task::JoinSet::new();
+    let mut last_progress = (Instant::now(), 0usize);
+    let mut outcome: Result<(), NodeError> = Ok(());
+    pool.drain();
+    for p in pool.known.clone() {
+        if used.insert(p) {
+            workers.spawn(worker(
+                client.clone(),
+                p,
+                Arc::clone(&t),
+                wtx.clone(),
+                window,
+            ));
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while t.remaining.load(Ordering::Acquire) > 0 {
+        let remaining = t.remaining.load(Ordering::Acquire);
+        if remaining != last_progress.1 {
+            last_progress = (Instant::now(), remaining);
+        }
+        if last_progress.0.elapsed() > stall_timeout || (workers.is_empty() && pool.rx.is_none()) {
+            outcome = Err(NodeError::Incomplete {
+                root,
+                missing: remaining,
+                total: total_chunks,
+            });
+            break;
+        }
+        tokio::select! {
+            p = pool.next_new(Instant::now() + Duration::from_secs(3600)), if pool.rx.is_some() => {
+                if let Some(p) = p {
+                    if used.insert(p) {
+                        workers.spawn(worker(client.clone(), p, Arc::clone(&t), wtx.clone(), window));
+                    }
+                }
+            }
+            Some(end) = workers.join_next(), if !workers.is_empty() => {
+                if let Ok(WorkerEnd::Dropped(p, why)) = end {
+                    tracing::warn!(peer = %p, reason = why, "provider dropped");
+                    pool.bad.insert(p);
+                    dropped.push(p.to_string());
+                }
+            }
+            _ = tick.tick() => {
+                progress(FetchProgress {
+                    bytes_done: t.bytes_done.load(Ordering::Relaxed),
+                    bytes_total,
+                    peers: workers.len(),
+                });
+            }
+        }
+    }
+    workers.abort_all();
+    drop(wtx);
+    let written = writer
+        .await
+        .map_err(|e| StoreError::io("writing chunks to", "(store)", std::io::Error::other(e)))?;
+    outcome?;
+    written?;
+    progress(FetchProgress {
+        bytes_done: bytes_total,
+        bytes_total,
+        peers: 0,
+    });
+    Ok(Pulled {
+        blocks: total_missing,
+        bytes: t.bytes_done.load(Ordering::Relaxed),
+        peers_used: used.iter().map(|p| p.to_string()).collect(),
+    })
+}

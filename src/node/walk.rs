@@ -1,0 +1,298 @@
+//! Walking an item's manifests: the one walk that fetch, replica intake and repair share.
+//!
+//! From the root, each manifest block is taken from the store (claimed by the session) or
+//! fetched from a provider and checked against its address. With the item's key (a user's
+//! fetch) each manifest is opened, its kind checked and its chunks' lengths learnt; without it
+//! (a replica held for someone else) the walk follows the public link list in each
+//! manifest's header, which names every block the manifest points to and nothing more.
+//! Nothing is written here: the caller stores the new manifests in its session.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use crate::content::crypto::TAG_LEN;
+use crate::content::manifest::{self, LinkKind, MAX_MANIFEST_BLOCK};
+use crate::content::{BlockAddress, BlockKey, ContentError, Manifest, Tree};
+use crate::network::{ChunkRequest, ChunkResponse};
+use crate::store::{Session, StoreError};
+
+use super::{blocking, Client, NodeError};
+
+/// Most manifests one item may have: a bound on a crafted item's walk.
+const MAX_MANIFESTS: usize = 1_000_000;
+
+/// Providers as they are discovered, and the ones that misbehaved.
+pub(crate) struct ProviderPool {
+    pub(crate) rx: Option<mpsc::Receiver<PeerId>>,
+    pub(crate) known: Vec<PeerId>,
+    pub(crate) bad: HashSet<PeerId>,
+}
+
+impl ProviderPool {
+    /// Starts discovery: direct "have" questions to connected peers, and a DHT search.
+    pub(crate) async fn discover(client: &Client, root: BlockAddress) -> Result<Self, NodeError> {
+        let (tx, rx) = mpsc::channel(64);
+        let mut dht = client.providers(root).await?;
+        let fwd = tx.clone();
+        tokio::spawn(async move {
+            while let Some(p) = dht.recv().await {
+                if fwd.send(p).await.is_err() {
+                    break;
+                }
+            }
+        });
+        for peer in client.nearby_peers().await? {
+            let (client, tx) = (client.clone(), tx.clone());
+            tokio::spawn(async move {
+                let ask = client.request(peer, ChunkRequest::Have(vec![root]));
+                if let Ok(Ok(ChunkResponse::Have(bits))) =
+                    tokio::time::timeout(Duration::from_secs(5), ask).await
+                {
+                    if bits.first() == Some(&true) {
+                        let _ = tx.send(peer).await;
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            rx: Some(rx),
+            known: Vec::new(),
+            bad: HashSet::new(),
+        })
+    }
+
+    fn add(&mut self, p: PeerId) -> bool {
+        if self.bad.contains(&p) || self.known.contains(&p) {
+            return false;
+        }
+        self.known.push(p);
+        true
+    }
+
+    /// Takes every provider discovered so far without waiting.
+    pub(crate) fn drain(&mut self) {
+        while let Some(Ok(p)) = self.rx.as_mut().map(|rx| rx.try_recv()) {
+            self.add(p);
+        }
+    }
+
+    /// Waits for the next new provider until `deadline`; `None` when discovery is over.
+    pub(crate) async fn next_new(&mut self, deadline: Instant) -> Option<PeerId> {
+        loop {
+            let rx = self.rx.as_mut()?;
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some(p)) => {
+                    if self.add(p) {
+                        return Some(p);
+                    }
+                }
+                Ok(None) => {
+                    self.rx = None;
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// Fetches a manifest block from the store or from a provider.
+async fn manifest_block(
+    client: &Client,
+    session: &Arc<Session>,
+    pool: &mut ProviderPool,
+    address: BlockAddress,
+    stall: Duration,
+    dropped: &mut Vec<String>,
+) -> Result<(Vec<u8>, bool), NodeError> {
+    let s = Arc::clone(session);
+    match blocking(move || s.read_manifest(&address)).await? {
+        Ok(b) => return Ok((b, false)),
+        Err(StoreError::Missing { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let started = Instant::now();
+    let mut tried = HashSet::new();
+    loop {
+        pool.drain();
+        let candidate = pool
+            .known
+            .iter()
+            .find(|p| !tried.contains(*p) && !pool.bad.contains(*p))
+            .copied();
+        let peer = match candidate {
+            Some(p) => p,
+            None => match pool.next_new(started + stall).await {
+                Some(p) => p,
+                None => {
+                    return Err(NodeError::NoProviders {
+                        root: address,
+                        secs: started.elapsed().as_secs(),
+                    });
+                }
+            },
+        };
+        tried.insert(peer);
+        match client
+            .request(peer, ChunkRequest::GetManifest(address))
+            .await
+        {
+            Ok(ChunkResponse::Block(b)) if b.len() <= MAX_MANIFEST_BLOCK && address.matches(&b) => {
+                return Ok((b, true))
+            }
+            Ok(ChunkResponse::Block(_)) => {
+                tracing::warn!(peer = %peer, cid = %address, "peer sent a manifest that does not match its address; dropping it");
+                pool.bad.insert(peer);
+                dropped.push(peer.to_string());
+            }
+            Ok(other) => {
+                tracing::debug!(peer = %peer, cid = %address, response = ?other, "manifest not served")
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer, cid = %address, error = %e, "manifest request failed")
+            }
+        }
+    }
+}
+
+/// What a walk found.
+pub(crate) struct Walked {
+    /// The item's name, kind and plaintext size (only when walked with its key).
+    pub name: String,
+    pub kind: &'static str,
+    pub size: u64,
+    /// Manifest blocks fetched from the network, for the caller to store.
+    pub new_manifests: Vec<(BlockAddress, Vec<u8>)>,
+    /// Every chunk of the item, deduplicated, in order, with its sealed length when known.
+    pub chunks: Vec<(BlockAddress, Option<usize>)>,
+}
+
+enum Expect {
+    Item,
+    ChunkPage,
+    EntryPage,
+}
+
+/// Walks the item rooted at `root`, opening manifests with `key` when it is given.
+pub(crate) async fn walk(
+    client: &Client,
+    session: &Arc<Session>,
+    pool: &mut ProviderPool,
+    root: BlockAddress,
+    key: Option<BlockKey>,
+    stall: Duration,
+    dropped: &mut Vec<String>,
+) -> Result<Walked, NodeError> {
+    let mut out = Walked {
+        name: String::new(),
+        kind: "file",
+        size: 0,
+        new_manifests: vec![],
+        chunks: vec![],
+    };
+    let mut seen = HashSet::new();
+    let mut seen_chunks = HashSet::new();
+    let mut stack: VecDeque<(BlockAddress, Option<BlockKey>, Expect)> = VecDeque::new();
+    stack.push_back((root, key, Expect::Item));
+    let mut first = true;
+    while let Some((address, key, expect)) = stack.pop_front() {
+        // A manifest reached twice (shared subtrees) is walked once.
+        if !seen.insert(address) {
+            continue;
+        }
+        if seen.len() > MAX_MANIFESTS {
+            return Err(malformed(root, "more than a million manifests"));
+        }
+        let (block, new) = manifest_block(client, session, pool, address, stall, dropped).await?;
+        let opened = match &key {
+            Some(k) => Ok(Manifest::open(address, k, &block)?),
+            None => Err(manifest::parse_links(address, &block)
+                .map_err(|e| malformed(address, &e.to_string()))?),
+        };
+        if new {
+            out.new_manifests.push((address, block));
+        }
+        let m = match opened {
+            Ok(m) => m,
+            Err(links) => {
+                for l in links {
+                    match l.kind {
+                        LinkKind::Manifest => stack.push_back((l.address, None, Expect::Item)),
+                        LinkKind::Chunk if seen_chunks.insert(l.address) => {
+                            out.chunks.push((l.address, None))
+                        }
+                        LinkKind::Chunk => {}
+                    }
+                }
+                continue;
+            }
+        };
+        let ok = matches!(
+            (&m, &expect),
+            (Manifest::File(_) | Manifest::Dir(_), Expect::Item)
+                | (Manifest::ChunkPage(_), Expect::ChunkPage)
+                | (Manifest::EntryPage(_), Expect::EntryPage)
+        );
+        if !ok {
+            return Err(malformed(address, "manifest of an unexpected kind"));
+        }
+        let mut chunk_tree = |t: Tree<crate::content::ChunkRef>, stack: &mut VecDeque<_>| match t {
+            Tree::Leaves(v) => {
+                for c in v {
+                    if seen_chunks.insert(c.address) {
+                        out.chunks.push((c.address, Some(c.len as usize + TAG_LEN)));
+                    }
+                }
+            }
+            Tree::Pages(p) => stack.extend(
+                p.into_iter()
+                    .map(|p| (p.address, Some(p.key), Expect::ChunkPage)),
+            ),
+        };
+        match m {
+            Manifest::File(f) => {
+                if first {
+                    (out.name, out.size, out.kind) = (f.name.clone(), f.size, "file");
+                }
+                chunk_tree(f.chunks, &mut stack);
+            }
+            Manifest::ChunkPage(t) => chunk_tree(t, &mut stack),
+            Manifest::Dir(d) => {
+                if first {
+                    (out.name, out.size, out.kind) = (d.name.clone(), d.size, "dir");
+                }
+                entry_tree(d.entries, &mut stack);
+            }
+            Manifest::EntryPage(t) => entry_tree(t, &mut stack),
+        }
+        first = false;
+    }
+    Ok(out)
+}
+
+fn malformed(address: BlockAddress, reason: &str) -> NodeError {
+    NodeError::Content(ContentError::MalformedManifest {
+        address,
+        reason: reason.into(),
+    })
+}
+
+fn entry_tree(
+    t: Tree<crate::content::DirEntry>,
+    stack: &mut VecDeque<(BlockAddress, Option<BlockKey>, Expect)>,
+) {
+    match t {
+        Tree::Leaves(v) => stack.extend(
+            v.into_iter()
+                .map(|e| (e.address, Some(e.key), Expect::Item)),
+        ),
+        Tree::Pages(p) => stack.extend(
+            p.into_iter()
+                .map(|p| (p.address, Some(p.key), Expect::EntryPage)),
+        ),
+    }
+}
