@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::content::ContentId;
 use crate::files::{self, AddOptions};
-use crate::node::{begin_session, fetch, fetch_in, Client, FetchOptions};
+use crate::node::{begin_session, fetch, fetch_in, Client, FetchOptions, Replicator};
 use crate::store::{PinRecord, Session, SessionKind, Store};
 
 /// File in the data dir naming the running node's API.
@@ -34,6 +34,7 @@ pub const API_FILE: &str = "api";
 #[derive(Clone)]
 struct Api {
     client: Client,
+    replicator: Replicator,
     store: Arc<Store>,
     token: Arc<String>,
     fetch: FetchOptions,
@@ -74,12 +75,14 @@ async fn blocking<T: Send + 'static>(
 /// Starts the API on 127.0.0.1 (port 0) and writes `DATA_DIR/api`.
 pub async fn serve(
     client: Client,
+    replicator: Replicator,
     store: Arc<Store>,
     fetch: FetchOptions,
 ) -> std::io::Result<SocketAddr> {
     let token = hex::encode(rand::random::<[u8; 16]>());
     let state = Api {
         client,
+        replicator,
         store: Arc::clone(&store),
         token: Arc::new(token.clone()),
         fetch,
@@ -100,6 +103,9 @@ pub async fn serve(
         .route("/verify", post(verify))
         .route("/stat/{id}", get(stat))
         .route("/fetch/{id}", post(fetch_item))
+        .route("/replicas", get(replicas))
+        .route("/replicas/{id}/wait", post(wait_replicas))
+        .route("/repair", post(repair))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
     let app = Router::new().nest("/api/v1", v1);
@@ -151,6 +157,20 @@ pub struct Status {
     pub store: crate::store::StoreStats,
     #[serde(default)]
     pub sessions: SessionStatus,
+    #[serde(default)]
+    pub replication: ReplicationStatus,
+}
+
+/// Replication as `storgo status` shows it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    /// Copies the network keeps of each item this node adds.
+    pub replication: u8,
+    /// Replicas this node holds for the network (whole ones; the rest are still arriving).
+    pub replicas_held: u64,
+    pub replicas_arriving: u64,
+    /// The last repair round, if one has run.
+    pub last_round: Option<crate::node::RepairReport>,
 }
 
 /// Store sessions (adds, fetches, pins and reads in progress; see `store::session`).
@@ -169,10 +189,19 @@ async fn status(State(api): State<Api>) -> Result<Json<Status>, ApiError> {
         live: api.store.live_sessions(),
         interrupted_at_start: api.store.interrupted_sessions().len(),
     };
+    let held = api.store.replicas().map_err(failed)?;
+    let whole = held.iter().filter(|r| r.complete).count() as u64;
+    let replication = ReplicationStatus {
+        replication: api.replicator.config().replication,
+        replicas_held: whole,
+        replicas_arriving: held.len() as u64 - whole,
+        last_round: api.replicator.last_round(),
+    };
     Ok(Json(Status {
         node,
         store,
         sessions,
+        replication,
     }))
 }
 
@@ -187,12 +216,17 @@ async fn providers(
     let id = parse_id(&id)?;
     let mut rx = api.client.providers(id.root).await.map_err(failed)?;
     let mut out = Vec::new();
-    if api
+    let pinned = api
         .store
         .pin_of(&id.root)
         .map_err(failed)?
-        .is_some_and(|p| !p.partial)
-    {
+        .is_some_and(|p| !p.partial);
+    let replica = api
+        .store
+        .replica_of(&id.root)
+        .map_err(failed)?
+        .is_some_and(|r| r.complete);
+    if pinned || replica {
         out.push(api.client.peer_id().to_string());
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
@@ -211,6 +245,9 @@ pub struct AddRequest {
     pub recursive: bool,
     #[serde(default = "yes")]
     pub pin: bool,
+    /// Copies the network should keep (default: the node's `--replication`).
+    #[serde(default)]
+    pub replicas: Option<u8>,
 }
 
 fn yes() -> bool {
@@ -234,23 +271,32 @@ async fn add(
         recursive: req.recursive,
         pin: req.pin,
     };
-    let pin = opts.pin;
+    let pin = opts.pin.then_some(req.replicas);
     let added =
         blocking(move || files::add_path(&store, &req.path, &opts, &|_| {}).map_err(bad)).await?;
     announce_added(&api, added, pin).await
 }
 
-/// Provides a newly pinned item and answers with its ID.
+/// Provides a newly pinned item, starts placing its replicas (without waiting for them: the
+/// local copy is already safe), and answers with its ID. `pin` is `None` for an unpinned add,
+/// else the replication asked for.
 async fn announce_added(
     api: &Api,
     added: files::Added,
-    pin: bool,
+    pin: Option<Option<u8>>,
 ) -> Result<Json<AddResponse>, ApiError> {
-    if pin {
+    if let Some(replicas) = pin {
         api.client
             .start_providing(added.id.root)
             .await
             .map_err(failed)?;
+        let r = replicas.unwrap_or(api.replicator.config().replication);
+        let (replicator, root) = (api.replicator.clone(), added.id.root);
+        tokio::spawn(async move {
+            if let Err(e) = replicator.repair_item(root, r).await {
+                tracing::warn!(cid = %root, error = %e, "placing replicas failed; the next repair round retries");
+            }
+        });
     }
     Ok(Json(AddResponse {
         id: added.id.to_string(),
@@ -266,6 +312,8 @@ struct StreamQuery {
     name: String,
     #[serde(default = "yes")]
     pin: bool,
+    #[serde(default)]
+    replicas: Option<u8>,
 }
 
 /// Adds the request body as one file (what `storgo add -` sends).
@@ -297,7 +345,7 @@ async fn add_stream(
         pin: q.pin,
     };
     let name = q.name;
-    let pin = opts.pin;
+    let pin = opts.pin.then_some(q.replicas);
     let added = blocking(move || {
         files::add_reader(
             &store,
@@ -359,7 +407,7 @@ async fn ensure_local(
     api: &Api,
     id: &ContentId,
 ) -> Result<(files::ItemStat, Arc<Session>), ApiError> {
-    let session = begin_session(&api.store, SessionKind::Read, id)
+    let session = begin_session(&api.store, SessionKind::Read, id.to_string())
         .await
         .map_err(failed)?;
     let (s, store, i) = (Arc::clone(&session), Arc::clone(&api.store), *id);
@@ -468,6 +516,92 @@ async fn pin(
         .ok_or_else(|| failed("pin vanished"))
 }
 
+async fn replicas(
+    State(api): State<Api>,
+) -> Result<Json<Vec<crate::store::ReplicaRecord>>, ApiError> {
+    api.store.replicas().map(Json).map_err(failed)
+}
+
+async fn repair(State(api): State<Api>) -> Json<crate::node::RepairReport> {
+    Json(api.replicator.round().await)
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    replicas: Option<u8>,
+    #[serde(default = "default_wait")]
+    timeout_secs: u64,
+}
+
+fn default_wait() -> u64 {
+    120
+}
+
+/// One line of the newline-delimited JSON `/replicas/{id}/wait` streams back.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaLine {
+    /// Peers (not pinning it) that hold the item whole so far.
+    Progress {
+        confirmed: usize,
+        wanted: u8,
+    },
+    /// The peers that hold it whole when the wait ended (enough, or the timeout).
+    Done {
+        confirmed: Vec<String>,
+        wanted: u8,
+    },
+    Error(String),
+}
+
+/// Places an item's replicas (again) and streams how many peers hold it whole until the
+/// replication is reached or the timeout passes.
+async fn wait_replicas(
+    State(api): State<Api>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let wanted = q.replicas.unwrap_or(api.replicator.config().replication);
+    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
+    let line = |l: &ReplicaLine| {
+        let mut v = serde_json::to_vec(l).unwrap_or_default();
+        v.push(b'\n');
+        Ok(bytes::Bytes::from(v))
+    };
+    tokio::spawn(async move {
+        let r = &api.replicator;
+        let ptx = tx.clone();
+        let progress = move |n| {
+            let _ = ptx.try_send(line(&ReplicaLine::Progress {
+                confirmed: n,
+                wanted,
+            }));
+        };
+        let result = match r.repair_item(id.root, wanted).await {
+            Ok(_) => {
+                r.wait_for_replicas(
+                    id.root,
+                    wanted,
+                    std::time::Duration::from_secs(q.timeout_secs),
+                    &progress,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        let last = match result {
+            Ok(peers) => ReplicaLine::Done {
+                confirmed: peers.iter().map(|p| p.to_string()).collect(),
+                wanted,
+            },
+            Err(e) => ReplicaLine::Error(e.to_string()),
+        };
+        let _ = tx.send(line(&last)).await;
+    });
+    Ok(Body::from_stream(tokio_stream_from(rx)).into_response())
+}
+
 async fn unpin(
     State(api): State<Api>,
     UrlPath(id): UrlPath<String>,
@@ -531,7 +665,7 @@ async fn fetch_item(
             ..api.fetch.clone()
         };
         let ptx = tx.clone();
-        let session = match begin_session(&api.store, SessionKind::Fetch, &id).await {
+        let session = match begin_session(&api.store, SessionKind::Fetch, id.to_string()).await {
             Ok(s) => s,
             Err(e) => {
                 let _ = tx.send(line(&FetchLine::Error(e.to_string()))).await;

@@ -76,6 +76,16 @@ pub enum Command {
         /// Do not pin (the blocks go at the next gc).
         #[arg(long)]
         no_pin: bool,
+        /// Copies the network keeps of this item (default: the node's --replication).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
+        replicas: Option<u8>,
+        /// Wait until that many peers hold it whole, showing progress; fail, naming how many
+        /// did, if they do not within --wait-timeout.
+        #[arg(long)]
+        wait_replicas: bool,
+        /// How long --wait-replicas waits (e.g. 90s, 5m).
+        #[arg(long, default_value = "2m", value_name = "DURATION")]
+        wait_timeout: humantime::Duration,
     },
     /// Write a file's bytes to stdout.
     Cat { id: String },
@@ -86,10 +96,12 @@ pub enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// List pinned items.
+    /// List pinned items (with --replicas: the replicas this node holds for the network).
     Ls {
         #[arg(long)]
         json: bool,
+        #[arg(long)]
+        replicas: bool,
     },
     /// Pin an item (fetching it first when a node runs and it is not all here).
     Pin { id: String },
@@ -123,8 +135,14 @@ pub enum Command {
     },
     /// PeerIds that provide an item, one per line.
     Providers { id: String },
-    /// Routing-table size, records provided, bytes stored and served.
+    /// Routing-table size, records provided, bytes stored and served, replication health.
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a repair round now: every item pinned or held gets its R replicas on the peers
+    /// closest to it, and replicas no longer needed here are handed off.
+    Repair {
         #[arg(long)]
         json: bool,
     },
@@ -154,6 +172,12 @@ pub struct NodeArgs {
     /// How often provider records are re-announced (keep well under the TTL).
     #[arg(long, value_name = "SECS")]
     pub republish_interval: Option<u64>,
+    /// Copies the network keeps of each item added here (besides this node's pin).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub replication: u8,
+    /// Time between repair rounds, jittered by ±25% (e.g. 30s, 10m; 0s: only `storgo repair`).
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub repair_interval: humantime::Duration,
 }
 
 fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {
@@ -311,6 +335,7 @@ async fn run_async(cli: Cli) -> Result<()> {
         Command::Peers { json } => return net::peers(&cli, *json).await,
         Command::Providers { id } => return net::providers(&cli, id).await,
         Command::Status { json } => return net::status(&cli, *json).await,
+        Command::Repair { json } => return net::repair(&cli, *json).await,
         _ => {}
     }
     if let Some(api) = crate::api::client::ApiClient::discover(&data_dir(&cli)?).await {
@@ -327,7 +352,14 @@ fn run_local(cli: &Cli) -> Result<()> {
             recursive,
             name,
             no_pin,
+            wait_replicas,
+            ..
         } => {
+            if *wait_replicas {
+                bail!(
+                    "--wait-replicas needs a running node on this data dir (start `storgo node`)"
+                );
+            }
             let store = open_store(cli)?;
             let opts = AddOptions {
                 recursive: *recursive,
@@ -383,9 +415,13 @@ fn run_local(cli: &Cli) -> Result<()> {
             r?;
             eprintln!("storgo: wrote {}", dest.display());
         }
-        Command::Ls { json } => {
+        Command::Ls { json, replicas } => {
             let store = open_store(cli)?;
-            print_pins(&store.pins()?, *json)?;
+            if *replicas {
+                print_replicas(&store.replicas()?, *json)?;
+            } else {
+                print_pins(&store.pins()?, *json)?;
+            }
         }
         Command::Pin { id } => {
             let id = parse_id(id)?;
@@ -496,6 +532,28 @@ fn print_stat(st: &files::ItemStat, json: bool) -> Result<()> {
         println!("files: {}", st.files);
         println!("chunks: {}", st.chunks);
         println!("chunks held locally: {}", st.chunks_local);
+    }
+    Ok(())
+}
+
+fn print_replicas(replicas: &[crate::store::ReplicaRecord], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(replicas)?)?;
+    } else {
+        for r in replicas {
+            let state = if r.complete { "whole" } else { "arriving" };
+            writeln!(
+                out,
+                "{}\t{state}\tR={}\t{} bytes\tsince {}",
+                r.root,
+                r.replication,
+                r.bytes,
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.since)
+                )
+            )?;
+        }
     }
     Ok(())
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::{
-    data_dir, default_output, open_store, parse_id, print_gc, print_pins, print_stat, print_verify,
-    progress_bar, Cli, Command, NetArgs, NodeArgs,
+    data_dir, default_output, open_store, parse_id, print_gc, print_pins, print_replicas,
+    print_stat, print_verify, progress_bar, Cli, Command, NetArgs, NodeArgs,
 };
 use crate::api::client::ApiClient;
 use crate::api::{self, AddRequest, AddResponse, FetchLine, GetRequest, Status};
@@ -62,9 +62,16 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     if cfg.republish_interval >= cfg.provider_ttl {
         bail!("--republish-interval must be shorter than --provider-ttl, or records expire between announcements");
     }
-    let node = Node::start(Arc::clone(&store), cfg).await?;
+    let interval: Duration = args.repair_interval.into();
+    let replication = crate::node::ReplicationConfig {
+        replication: args.replication,
+        repair_interval: (!interval.is_zero()).then_some(interval),
+        ..Default::default()
+    };
+    let node = Node::start_with(Arc::clone(&store), cfg, replication).await?;
     let api_addr = api::serve(
         node.client.clone(),
+        node.replicator.clone(),
         Arc::clone(&store),
         FetchOptions::default(),
     )
@@ -310,6 +317,90 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
             "store sessions: {} in progress, {} left by a crash removed at start",
             s.sessions.live, s.sessions.interrupted_at_start
         );
+        println!("replication: {} copies per item", s.replication.replication);
+        println!(
+            "replicas held for the network: {} whole, {} arriving",
+            s.replication.replicas_held, s.replication.replicas_arriving
+        );
+        match &s.replication.last_round {
+            Some(r) => println!(
+                "last repair round: {} ({} ms): {} items, {} under-replicated, {} pushed, {} handed off, {} failed",
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(r.started)
+                ),
+                r.duration_ms,
+                r.items,
+                r.under_replicated,
+                r.pushes,
+                r.handed_off,
+                r.failed.len()
+            ),
+            None => println!("last repair round: none yet"),
+        }
+    }
+    Ok(())
+}
+
+/// Streams `/replicas/{id}/wait` and shows how many peers hold the item whole; fails, naming
+/// how many did, when fewer than wanted do by the timeout.
+async fn wait_for_replicas(
+    api: &ApiClient,
+    id: &str,
+    replicas: Option<u8>,
+    timeout: Duration,
+) -> Result<()> {
+    let mut path = format!(
+        "/replicas/{id}/wait?timeout_secs={}",
+        timeout.as_secs().max(1)
+    );
+    if let Some(n) = replicas {
+        path.push_str(&format!("&replicas={n}"));
+    }
+    let mut pending = Vec::new();
+    let mut last = None;
+    api.stream(reqwest::Method::POST, &path, |b| {
+        pending.extend_from_slice(b);
+        while let Some(i) = pending.iter().position(|c| *c == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            match serde_json::from_slice::<api::ReplicaLine>(&line) {
+                Ok(api::ReplicaLine::Progress { confirmed, wanted }) => {
+                    eprintln!("storgo: {confirmed} of {wanted} replicas whole");
+                }
+                Ok(other) => last = Some(other),
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    match last {
+        Some(api::ReplicaLine::Done { confirmed, wanted }) if confirmed.len() >= wanted as usize => {
+            eprintln!("storgo: {} peers hold it: {}", confirmed.len(), confirmed.join(", "));
+            Ok(())
+        }
+        Some(api::ReplicaLine::Done { confirmed, wanted }) => bail!(
+            "only {} of {wanted} peers confirmed a replica of {id} within {} (too few peers, or they refused); it is safe on this node and the next repair round tries again",
+            confirmed.len(),
+            humantime::format_duration(timeout)
+        ),
+        Some(api::ReplicaLine::Error(e)) => bail!(e),
+        _ => bail!("the node ended the wait for replicas without an answer"),
+    }
+}
+
+/// `storgo repair`: one repair round now.
+pub async fn repair(cli: &Cli, json: bool) -> Result<()> {
+    let r: crate::node::RepairReport = need_api(cli).await?.post("/repair", &()).await?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "repaired {} items in {} ms: {} replicas pushed, {} refusals, {} handed off, {} under-replicated, {} failed",
+            r.items, r.duration_ms, r.pushes, r.refusals, r.handed_off, r.under_replicated, r.failed.len()
+        );
+        for (root, why) in &r.failed {
+            println!("failed {root}: {why}");
+        }
     }
     Ok(())
 }
@@ -322,6 +413,9 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
             recursive,
             name,
             no_pin,
+            replicas,
+            wait_replicas,
+            wait_timeout,
         } => {
             let r: AddResponse = if path.as_os_str() == "-" {
                 let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
@@ -347,7 +441,10 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                 });
                 let mut rx = rx;
                 let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-                let path = format!("/add/stream?name={}&pin={}", urlencode(name), !no_pin);
+                let mut path = format!("/add/stream?name={}&pin={}", urlencode(name), !no_pin);
+                if let Some(n) = replicas {
+                    path.push_str(&format!("&replicas={n}"));
+                }
                 api.post_stream(&path, reqwest::Body::wrap_stream(stream))
                     .await?
             } else {
@@ -355,6 +452,7 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                     path: absolute(path)?,
                     recursive: *recursive,
                     pin: !no_pin,
+                    replicas: *replicas,
                 };
                 api.post("/add", &req).await?
             };
@@ -362,6 +460,9 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                 eprintln!("storgo: skipped {s} (not a regular file or directory)");
             }
             println!("{}", r.id);
+            if *wait_replicas {
+                wait_for_replicas(api, &r.id, *replicas, (*wait_timeout).into()).await?;
+            }
         }
         Command::Cat { id } => {
             let id = parse_id(id)?;
@@ -394,9 +495,14 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
             let _: serde_json::Value = api.post("/get", &req).await?;
             eprintln!("storgo: wrote {}", dest.display());
         }
-        Command::Ls { json } => {
-            let pins: Vec<PinRecord> = api.get("/ls").await?;
-            print_pins(&pins, *json)?;
+        Command::Ls { json, replicas } => {
+            if *replicas {
+                let r: Vec<crate::store::ReplicaRecord> = api.get("/replicas").await?;
+                print_replicas(&r, *json)?;
+            } else {
+                let pins: Vec<PinRecord> = api.get("/ls").await?;
+                print_pins(&pins, *json)?;
+            }
         }
         Command::Pin { id } => {
             let id = parse_id(id)?;

@@ -6,12 +6,13 @@
 //! decide *what* to fetch or store — that is the node's event loop (`crate::node`).
 //!
 //! Behaviours: Kademlia under `/storgo/kad/1.0.0` (storgo's own DHT, not IPFS's), the chunk
-//! exchange, identify, ping, mDNS (optional), AutoNAT and connection limits, over TCP
+//! exchange, the replicate protocol ([`replicate`]), identify, ping, mDNS (optional), AutoNAT and connection limits, over TCP
 //! (Noise + Yamux) and QUIC.
 
 pub mod chunks;
 pub mod identity;
 pub mod records;
+pub mod replicate;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use libp2p::{
 
 pub use chunks::{ChunkCodec, ChunkRequest, ChunkResponse};
 pub use records::DhtStore;
+pub use replicate::{RefuseReason, ReplicateCodec, ReplicateRequest, ReplicateResponse};
 
 /// Kademlia protocol name: storgo forms its own DHT.
 pub const KAD_PROTOCOL: &str = "/storgo/kad/1.0.0";
@@ -96,6 +98,7 @@ impl Default for NetworkConfig {
 pub struct Behaviour {
     pub kad: kad::Behaviour<DhtStore>,
     pub chunks: request_response::Behaviour<ChunkCodec>,
+    pub replicate: request_response::Behaviour<ReplicateCodec>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -164,6 +167,16 @@ pub fn build_swarm(
                             .with_request_timeout(request_timeout)
                             .with_max_concurrent_streams(256),
                     ),
+                    replicate: request_response::Behaviour::with_codec(
+                        ReplicateCodec,
+                        [(
+                            StreamProtocol::new(replicate::PROTOCOL),
+                            request_response::ProtocolSupport::Full,
+                        )],
+                        request_response::Config::default()
+                            .with_request_timeout(request_timeout)
+                            .with_max_concurrent_streams(64),
+                    ),
                     identify: identify::Behaviour::new(
                         identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                             .with_agent_version(format!("storgo/{}", env!("CARGO_PKG_VERSION")))
@@ -190,4 +203,11 @@ pub fn provider_key(root: &crate::content::BlockAddress) -> kad::RecordKey {
     k.extend_from_slice(&[0x12, 0x20]);
     k.extend_from_slice(root.digest());
     kad::RecordKey::from(k)
+}
+
+/// Sorts `peers` by XOR distance to `root`'s DHT key, closest first: the order in which the
+/// DHT places the item's provider records and its replicas.
+pub fn distance_order(root: &crate::content::BlockAddress, peers: &mut [libp2p::PeerId]) {
+    let target = kad::KBucketKey::new(provider_key(root).to_vec());
+    peers.sort_by_key(|p| kad::KBucketKey::from(*p).distance(&target));
 }

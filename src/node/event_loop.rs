@@ -18,14 +18,15 @@ use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, StreamProtocol, Swarm
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::content::manifest::MAX_MANIFEST_BLOCK;
-use crate::content::MAX_BLOCK_SIZE;
+use crate::content::{BlockAddress, MAX_BLOCK_SIZE};
 use crate::network::chunks::{ErrorCode, MAX_HAVE};
 use crate::network::{
-    provider_key, Behaviour, BehaviourEvent, ChunkRequest, ChunkResponse, NetworkConfig,
-    KAD_PROTOCOL,
+    distance_order, provider_key, Behaviour, BehaviourEvent, ChunkRequest, ChunkResponse,
+    NetworkConfig, RefuseReason, ReplicateRequest, ReplicateResponse, KAD_PROTOCOL,
 };
 use crate::store::{Store, StoreError};
 
+use super::replicate::InboundReplicate;
 use super::{Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
 
 type Inbound = (ResponseChannel<ChunkResponse>, ChunkResponse);
@@ -51,6 +52,11 @@ pub struct EventLoop {
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
     pending_provides: HashMap<kad::QueryId, oneshot::Sender<()>>,
     pending_lookups: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Lookup>)>,
+    pending_closest: HashMap<kad::QueryId, (BlockAddress, oneshot::Sender<Vec<PeerId>>)>,
+    pending_replicate:
+        HashMap<OutboundRequestId, oneshot::Sender<Result<ReplicateResponse, NodeError>>>,
+    /// Inbound replicate requests go to the replica service (`node::replicate`).
+    replica_tx: mpsc::Sender<InboundReplicate>,
     rtt: HashMap<PeerId, Duration>,
     /// Peers seen lately (disconnected, or found by mDNS), asked first when fetching.
     recent: HashMap<PeerId, std::time::Instant>,
@@ -61,13 +67,14 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    pub fn new(
+    pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
         store: Arc<Store>,
         cfg: &NetworkConfig,
         listen_tx: watch::Sender<Vec<Multiaddr>>,
         counters: Arc<Counters>,
+        replica_tx: mpsc::Sender<InboundReplicate>,
     ) -> Self {
         let (inbound_tx, inbound_rx) = mpsc::channel(64);
         Self {
@@ -83,6 +90,9 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             pending_provides: HashMap::new(),
             pending_lookups: HashMap::new(),
+            pending_closest: HashMap::new(),
+            pending_replicate: HashMap::new(),
+            replica_tx,
             rtt: HashMap::new(),
             recent: HashMap::new(),
             remote_addr: HashMap::new(),
@@ -189,6 +199,23 @@ impl EventLoop {
             } => {
                 let id = behaviour.chunks.send_request(&peer, request);
                 self.pending_requests.insert(id, reply);
+            }
+            Command::Replicate {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = behaviour.replicate.send_request(&peer, request);
+                self.pending_replicate.insert(id, reply);
+            }
+            Command::RespondReplicate { channel, response } => {
+                let _ = behaviour.replicate.send_response(channel, response);
+            }
+            Command::ClosestPeers { root, reply } => {
+                let id = behaviour
+                    .kad
+                    .get_closest_peers(provider_key(&root).to_vec());
+                self.pending_closest.insert(id, (root, reply));
             }
             Command::Dial { addr, reply } => {
                 let peer = match addr.iter().last() {
@@ -343,6 +370,7 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Chunks(e) => self.on_chunks_event(e),
+            BehaviourEvent::Replicate(e) => self.on_replicate_event(e),
             BehaviourEvent::Kad(e) => self.on_kad_event(e),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 // identify results are not fed to kad automatically; only peers that speak
@@ -409,6 +437,17 @@ impl EventLoop {
             return;
         }
         match result {
+            kad::QueryResult::GetClosestPeers(r) => {
+                if let Some((root, reply)) = self.pending_closest.remove(&id) {
+                    let peers = match r {
+                        Ok(ok) => ok.peers,
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    };
+                    let mut peers: Vec<PeerId> = peers.into_iter().map(|p| p.peer_id).collect();
+                    distance_order(&root, &mut peers);
+                    let _ = reply.send(peers);
+                }
+            }
             kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
                 providers,
                 ..
@@ -443,6 +482,65 @@ impl EventLoop {
             if let Some(done) = self.pending_provides.remove(&id) {
                 let _ = done.send(());
             }
+        }
+    }
+
+    fn on_replicate_event(
+        &mut self,
+        event: request_response::Event<ReplicateRequest, ReplicateResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    // The replica service answers; when it is swamped, say so at once.
+                    if let Err(e) = self.replica_tx.try_send(InboundReplicate {
+                        peer,
+                        request,
+                        channel,
+                    }) {
+                        let refused = ReplicateResponse::Refused {
+                            reason: RefuseReason::Busy,
+                            message: "too many replicate requests".into(),
+                        };
+                        let channel = match e {
+                            mpsc::error::TrySendError::Full(r)
+                            | mpsc::error::TrySendError::Closed(r) => r.channel,
+                        };
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .replicate
+                            .send_response(channel, refused);
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending_replicate.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_replicate.remove(&request_id) {
+                    let _ = reply.send(Err(NodeError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(peer = %peer, error = %error, "inbound replicate request failed");
+            }
+            _ => {}
         }
     }
 

@@ -18,17 +18,15 @@
 //! Every block is checked against its address (and its expected length) before it is
 //! written; memory is bounded by the windows and the writer's queue, not the item size.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::content::{BlockAddress, ContentId};
-use crate::store::{PinRecord, Session, SessionKind, Store, StoreError};
+use crate::content::ContentId;
+use crate::store::{Holding, PinRecord, Session, SessionKind, Store, StoreError};
 
-use super::transfer::pull;
-use super::walk::{walk, ProviderPool};
+use super::transfer::bring;
 use super::{blocking, Client, NodeError};
 
 /// How a fetch behaves.
@@ -83,17 +81,17 @@ pub async fn fetch(
     opts: &FetchOptions,
     progress: &(dyn Fn(FetchProgress) + Send + Sync),
 ) -> Result<FetchReport, NodeError> {
-    let session = begin_session(store, SessionKind::Fetch, id).await?;
+    let session = begin_session(store, SessionKind::Fetch, id.to_string()).await?;
     fetch_in(client, store, &session, id, opts, progress).await
 }
 
-/// Starts a store session for work on `id` (off the async threads: it writes the index).
+/// Starts a store session (off the async threads: it writes the index).
 pub async fn begin_session(
     store: &Arc<Store>,
     kind: SessionKind,
-    id: &ContentId,
+    label: String,
 ) -> Result<Arc<Session>, NodeError> {
-    let (s, label) = (Arc::clone(store), id.to_string());
+    let s = Arc::clone(store);
     Ok(Arc::new(blocking(move || s.session(kind, &label)).await??))
 }
 
@@ -107,75 +105,35 @@ pub async fn fetch_in(
     opts: &FetchOptions,
     progress: &(dyn Fn(FetchProgress) + Send + Sync),
 ) -> Result<FetchReport, NodeError> {
-    let mut pool = ProviderPool::discover(client, id.root).await?;
-    let mut dropped = Vec::new();
-    let walked = walk(
-        client,
-        session,
-        &mut pool,
-        id.root,
-        Some(id.key),
-        opts.stall_timeout,
-        &mut dropped,
-    )
-    .await?;
-
-    // Manifests first, then a partial pin: from here on GC keeps whatever arrives, even
-    // across a restart of the node (the session's claims keep it until then).
+    // Manifests first, then a partial pin: from here on whatever arrives survives a restart
+    // of the node (the session's claims keep it until then).
     let already = store.pin_of(&id.root)?;
-    let record = PinRecord {
+    let pin_partial = already.as_ref().is_none_or(|p| p.partial);
+    let pinned_at = already
+        .as_ref()
+        .map(|p| p.pinned_at)
+        .unwrap_or_else(now_secs);
+    let record = |w: &super::walk::Walked| PinRecord {
         id: id.to_string(),
-        name: walked.name.clone(),
-        kind: walked.kind.into(),
-        size: walked.size,
-        pinned_at: already
-            .as_ref()
-            .map(|p| p.pinned_at)
-            .unwrap_or_else(now_secs),
+        name: w.name.clone(),
+        kind: w.kind.into(),
+        size: w.size,
+        pinned_at,
         partial: true,
     };
-    let pin_partial = already.as_ref().is_none_or(|p| p.partial);
-    {
-        let (s, manifests, record) = (Arc::clone(session), walked.new_manifests, record.clone());
-        blocking(move || -> Result<(), StoreError> {
-            let mut w = s.writer();
-            for (a, b) in &manifests {
-                w.put(*a, b)?;
-            }
-            w.finish()?;
-            if pin_partial {
-                s.commit_pin(&record)?;
-            }
-            Ok(())
-        })
-        .await??;
-    }
-
-    let addrs: Vec<BlockAddress> = walked.chunks.iter().map(|(a, _)| *a).collect();
-    let have = {
-        let s = Arc::clone(session);
-        blocking(move || s.claim_present(&addrs)).await??
-    };
-    let missing: VecDeque<(BlockAddress, Option<usize>)> = walked
-        .chunks
-        .iter()
-        .zip(have)
-        .filter(|(_, h)| !h)
-        .map(|(c, _)| *c)
-        .collect();
-    let pulled = pull(
+    let brought = bring(
         client,
         session,
-        &mut pool,
         id.root,
-        missing,
-        walked.chunks.len(),
+        Some(id.key),
+        &|w| pin_partial.then(|| Holding::Pin(record(w))),
         opts.window,
         opts.stall_timeout,
         progress,
-        &mut dropped,
     )
     .await?;
+    let (walked, pulled, mut dropped) = (brought.walked, brought.pulled, brought.dropped);
+    let record = record(&walked);
 
     if opts.pin || !pin_partial {
         // The session's commit walks the whole item again and refuses it unless every

@@ -13,10 +13,12 @@
 
 pub mod event_loop;
 pub mod fetch;
+pub mod replicate;
 mod transfer;
 mod walk;
 
 pub use fetch::{begin_session, fetch, fetch_in, FetchOptions, FetchProgress, FetchReport};
+pub use replicate::{ItemRepair, RepairReport, ReplicationConfig, Replicator};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,7 +30,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::content::{BlockAddress, ContentError};
 use crate::files::FilesError;
-use crate::network::{self, ChunkRequest, ChunkResponse, NetworkConfig, NetworkError};
+use crate::network::{
+    self, ChunkRequest, ChunkResponse, NetworkConfig, NetworkError, ReplicateRequest,
+    ReplicateResponse,
+};
 use crate::store::{Store, StoreError};
 
 /// Errors of the node layer.
@@ -108,6 +113,22 @@ pub enum Command {
         request: ChunkRequest,
         reply: oneshot::Sender<Result<ChunkResponse, NodeError>>,
     },
+    /// Sends a replicate-protocol request.
+    Replicate {
+        peer: PeerId,
+        request: ReplicateRequest,
+        reply: oneshot::Sender<Result<ReplicateResponse, NodeError>>,
+    },
+    /// Answers an inbound replicate-protocol request.
+    RespondReplicate {
+        channel: libp2p::request_response::ResponseChannel<ReplicateResponse>,
+        response: ReplicateResponse,
+    },
+    /// The peers the DHT knows closest to `root` (never this node), closest first.
+    ClosestPeers {
+        root: BlockAddress,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
     Dial {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), NodeError>>,
@@ -174,6 +195,37 @@ impl Client {
         })
         .await?;
         rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    pub async fn replicate(
+        &self,
+        peer: PeerId,
+        request: ReplicateRequest,
+    ) -> Result<ReplicateResponse, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Replicate {
+            peer,
+            request,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    pub(crate) async fn respond_replicate(
+        &self,
+        channel: libp2p::request_response::ResponseChannel<ReplicateResponse>,
+        response: ReplicateResponse,
+    ) -> Result<(), NodeError> {
+        self.send(Command::RespondReplicate { channel, response })
+            .await
+    }
+
+    /// The peers closest to `root` that a DHT walk finds (not this node), closest first.
+    pub async fn closest_peers(&self, root: BlockAddress) -> Result<Vec<PeerId>, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::ClosestPeers { root, reply }).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
     }
 
     pub async fn providers(&self, root: BlockAddress) -> Result<mpsc::Receiver<PeerId>, NodeError> {
@@ -265,13 +317,25 @@ pub(crate) async fn blocking<T: Send + 'static>(
 pub struct Node {
     pub client: Client,
     pub store: Arc<Store>,
+    pub replicator: Replicator,
     task: tokio::task::JoinHandle<()>,
+    /// The replica service and the repair loop, stopped with the node.
+    helpers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
     /// Starts a node on `store`: builds the swarm, listens, dials the bootstrap peers, and
     /// re-provides every pinned root. Returns once every listener has an address.
     pub async fn start(store: Arc<Store>, cfg: NetworkConfig) -> Result<Node, NodeError> {
+        Self::start_with(store, cfg, ReplicationConfig::default()).await
+    }
+
+    /// [`start`](Self::start) with replication settings of its own.
+    pub async fn start_with(
+        store: Arc<Store>,
+        cfg: NetworkConfig,
+        replication: ReplicationConfig,
+    ) -> Result<Node, NodeError> {
         let keypair = network::identity::load_or_create(store.dir())?;
         let peer_id = keypair.public().to_peer_id();
         let dht = network::DhtStore::new(Arc::clone(&store), peer_id);
@@ -293,9 +357,22 @@ impl Node {
             listen: listen_rx.clone(),
             counters: Arc::clone(&counters),
         };
-        let event_loop =
-            event_loop::EventLoop::new(swarm, rx, Arc::clone(&store), &cfg, listen_tx, counters);
+        let (replica_tx, replica_rx) = mpsc::channel(64);
+        let event_loop = event_loop::EventLoop::new(
+            swarm,
+            rx,
+            Arc::clone(&store),
+            &cfg,
+            listen_tx,
+            counters,
+            replica_tx,
+        );
         let task = tokio::spawn(event_loop.run());
+        let replicator = Replicator::new(client.clone(), Arc::clone(&store), replication);
+        let helpers = vec![
+            tokio::spawn(replicator.clone().serve(replica_rx)),
+            tokio::spawn(replicator.clone().repair_loop()),
+        ];
         let mut watch = listen_rx;
         let wanted = cfg.listen.len();
         let ready = tokio::time::timeout(Duration::from_secs(10), async {
@@ -318,12 +395,17 @@ impl Node {
         Ok(Node {
             client,
             store,
+            replicator,
             task,
+            helpers,
         })
     }
 
     /// Stops the event loop and waits for it.
     pub async fn stop(self) {
+        for h in &self.helpers {
+            h.abort();
+        }
         self.client.shutdown().await;
         let _ = self.task.await;
     }

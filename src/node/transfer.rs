@@ -20,8 +20,11 @@ use crate::content::BlockAddress;
 use crate::network::{ChunkRequest, ChunkResponse};
 use crate::store::{Session, StoreError};
 
-use super::walk::ProviderPool;
-use super::{Client, FetchProgress, NodeError};
+use crate::content::BlockKey;
+use crate::store::Holding;
+
+use super::walk::{walk, ProviderPool, Walked};
+use super::{blocking, Client, FetchProgress, NodeError};
 
 /// Shared state of the chunk download.
 struct Transfer {
@@ -264,5 +267,89 @@ pub(crate) async fn pull(
         blocks: total_missing,
         bytes: t.bytes_done.load(Ordering::Relaxed),
         peers_used: used.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+/// What bringing an item into a session did.
+pub(crate) struct Brought {
+    pub walked: Walked,
+    pub pulled: Pulled,
+    /// Providers dropped for sending bad blocks or not answering.
+    pub dropped: Vec<String>,
+}
+
+/// Brings the item rooted at `root` into `session`: finds providers, walks its manifests
+/// (opening them with `key` when given), stores the new manifests, commits the holding
+/// `partial` returns (so that what arrives survives a restart and is resumed), then pulls
+/// every chunk not yet here. The caller commits the whole holding.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn bring(
+    client: &Client,
+    session: &Arc<Session>,
+    root: BlockAddress,
+    key: Option<BlockKey>,
+    partial: &(dyn Fn(&Walked) -> Option<Holding> + Sync),
+    window: usize,
+    stall_timeout: Duration,
+    progress: &(dyn Fn(FetchProgress) + Send + Sync),
+) -> Result<Brought, NodeError> {
+    let mut pool = ProviderPool::discover(client, root).await?;
+    let mut dropped = Vec::new();
+    let mut walked = walk(
+        client,
+        session,
+        &mut pool,
+        root,
+        key,
+        stall_timeout,
+        &mut dropped,
+    )
+    .await?;
+    {
+        let s = Arc::clone(session);
+        let manifests = std::mem::take(&mut walked.new_manifests);
+        let holding = partial(&walked);
+        blocking(move || -> Result<(), StoreError> {
+            let mut w = s.writer();
+            for (a, b) in &manifests {
+                w.put(*a, b)?;
+            }
+            w.finish()?;
+            if let Some(h) = holding {
+                s.commit(&h)?;
+            }
+            Ok(())
+        })
+        .await??;
+    }
+    let addrs: Vec<BlockAddress> = walked.chunks.iter().map(|(a, _)| *a).collect();
+    let have = {
+        let s = Arc::clone(session);
+        blocking(move || s.claim_present(&addrs)).await??
+    };
+    let missing: VecDeque<(BlockAddress, Option<usize>)> = walked
+        .chunks
+        .iter()
+        .zip(have)
+        .filter(|(_, h)| !h)
+        .map(|(c, _)| *c)
+        .collect();
+    let pulled = pull(
+        client,
+        session,
+        &mut pool,
+        root,
+        missing,
+        walked.chunks.len(),
+        window,
+        stall_timeout,
+        progress,
+        &mut dropped,
+    )
+    .await?;
+    Ok(Brought {
+        walked,
+        pulled,
+        dropped,
     })
 }

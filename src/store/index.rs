@@ -203,6 +203,20 @@ impl Index {
             .collect()
     }
 
+    /// The stored size of each block, `None` where it is not held.
+    pub fn block_sizes(&self, addrs: &[BlockAddress]) -> Result<Vec<Option<u64>>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        addrs
+            .iter()
+            .map(|a| {
+                Ok(t.get(a.digest())
+                    .map_err(|e| self.err(e))?
+                    .map(|v| v.value()))
+            })
+            .collect()
+    }
+
     /// Names blocks as held; sizes of blocks already named are not counted twice.
     pub fn add_blocks(&self, blocks: &[(BlockAddress, u64)]) -> Result<()> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;

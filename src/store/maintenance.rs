@@ -157,6 +157,18 @@ impl Store {
             .collect())
     }
 
+    /// Stored bytes of every held block reachable from `root` (what a replica of it costs).
+    pub fn item_bytes(&self, root: &BlockAddress) -> Result<u64> {
+        let blocks: Vec<BlockAddress> = self.item_blocks(root)?.into_iter().collect();
+        Ok(self
+            .parts
+            .index
+            .block_sizes(&blocks)?
+            .into_iter()
+            .flatten()
+            .sum())
+    }
+
     /// Removes every block that no holding reaches and no session claims; see
     /// DESIGN.md, "What keeps a block".
     pub fn gc(&self) -> Result<GcReport> {

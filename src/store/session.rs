@@ -49,6 +49,8 @@ pub enum SessionKind {
     Pin,
     /// Reading an item no holding protects (`cat` of an unpinned item through a node).
     Read,
+    /// Taking an item in as a replica held for the network.
+    Replica,
 }
 
 /// A session's row in the index: enough to say what a crash interrupted.

@@ -40,6 +40,8 @@ struct ResponseMap {
     status: u8,
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     complete: Option<bool>,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pinned: Option<bool>,
     #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     reason: Option<u8>,
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
@@ -98,8 +100,7 @@ pub fn encode_request(req: &ReplicateRequest) -> Vec<u8> {
 }
 
 pub fn decode_request(map: &[u8]) -> io::Result<ReplicateRequest> {
-    let m: RequestMap =
-        ciborium::from_reader(map).map_err(|e| invalid(format!("request: {e}")))?;
+    let m: RequestMap = ciborium::from_reader(map).map_err(|e| invalid(format!("request: {e}")))?;
     let root = BlockAddress::from_cid_bytes(&m.root).map_err(|e| invalid(e.to_string()))?;
     match m.op {
         OP_HOLD => {
@@ -124,6 +125,7 @@ pub fn encode_response(resp: &ReplicateResponse) -> Vec<u8> {
     let plain = |status| ResponseMap {
         status,
         complete: None,
+        pinned: None,
         reason: None,
         message: None,
     };
@@ -134,8 +136,9 @@ pub fn encode_response(resp: &ReplicateResponse) -> Vec<u8> {
             message: Some(message.chars().take(MAX_MESSAGE).collect()),
             ..plain(ST_REFUSED)
         },
-        ReplicateResponse::Holding { complete } => ResponseMap {
+        ReplicateResponse::Holding { complete, pinned } => ResponseMap {
             complete: Some(*complete),
+            pinned: Some(*pinned),
             ..plain(ST_HOLDING)
         },
         ReplicateResponse::NotHeld => plain(ST_NOT_HELD),
@@ -161,6 +164,7 @@ pub fn decode_response(map: &[u8]) -> io::Result<ReplicateResponse> {
         }),
         ST_HOLDING => Ok(ReplicateResponse::Holding {
             complete: m.complete.ok_or_else(|| invalid("holding without c"))?,
+            pinned: m.pinned.unwrap_or(false),
         }),
         ST_NOT_HELD => Ok(ReplicateResponse::NotHeld),
         s => Err(invalid(format!("unknown status {s}"))),
@@ -269,11 +273,20 @@ mod tests {
                 reason: RefuseReason::OverQuota,
                 message: "full".into(),
             },
-            ReplicateResponse::Holding { complete: true },
-            ReplicateResponse::Holding { complete: false },
+            ReplicateResponse::Holding {
+                complete: true,
+                pinned: false,
+            },
+            ReplicateResponse::Holding {
+                complete: false,
+                pinned: true,
+            },
             ReplicateResponse::NotHeld,
         ] {
-            assert_eq!(decode_response_frame(&encode_response(&resp)).unwrap(), resp);
+            assert_eq!(
+                decode_response_frame(&encode_response(&resp)).unwrap(),
+                resp
+            );
         }
     }
 

@@ -73,9 +73,10 @@ pub enum ReplicateResponse {
         reason: RefuseReason,
         message: String,
     },
-    /// `Query`: the peer holds the item (pinned or as a replica); `complete` once every block
-    /// is there.
-    Holding { complete: bool },
+    /// `Query`: the peer holds the item; `complete` once every block is there; `pinned` when
+    /// its own user pinned it (a pin is kept whatever the network needs, so it does not count
+    /// as one of the item's R replicas).
+    Holding { complete: bool, pinned: bool },
     /// `Query`: the peer does not hold it.
     NotHeld,
 }

@@ -1,0 +1,593 @@
+//! Replication: every item kept on the R peers closest to its root, repaired when peers come
+//! and go (DESIGN.md, "Replication and repair").
+//!
+//! - The **replica service** answers the replicate protocol: `Query` (do you hold it, whole?)
+//!   and `Hold` (take it in). An accepted item is brought in by a keyless walk and pull inside
+//!   a store session, kept as a partial replica while it arrives, committed whole, and then
+//!   provided. Intake is bounded (concurrent items, quota headroom); beyond it, a refusal
+//!   with a reason.
+//! - [`Replicator::repair_item`] is the one placement rule, used after an add, in every repair
+//!   round and for handoff: the target set is the R peers closest to the root that do not pin
+//!   it (a pin is kept whatever happens, so it is not one of the R); only the closest whole
+//!   holder pushes to the target's missing members (so holders do not all push at once), and
+//!   a replica holder outside the target drops its replica only once R closer holders are
+//!   whole (never fewer than R copies during a move).
+//!
+//! This module decides what to place where; it must not touch the Swarm (it talks to the
+//! event loop through the [`Client`]) nor block the async threads on the store.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::request_response::ResponseChannel;
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::content::BlockAddress;
+use crate::network::{distance_order, RefuseReason, ReplicateRequest, ReplicateResponse};
+use crate::store::{Holding, ReplicaRecord, SessionKind, Store};
+
+use super::fetch::begin_session;
+use super::transfer::bring;
+use super::{blocking, Client, NodeError};
+
+/// How a node replicates and repairs; `Default` is what `storgo node` uses.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    /// Copies the network keeps of each item besides the adder's pin (`--replication`).
+    pub replication: u8,
+    /// Time between repair rounds, jittered by ±25% so that nodes do not repair in step
+    /// (`--repair-interval`); `None` runs rounds only when asked (`storgo repair`).
+    pub repair_interval: Option<Duration>,
+    /// Items taken in at once; a `Hold` beyond it is refused as busy.
+    pub max_intake: usize,
+    /// Replicas may fill at most this share of `--max-storage`, so that the user's own adds
+    /// always find room: replicas are refused first when the disk fills.
+    pub replica_share: f64,
+    /// How long an intake may make no progress before it gives up.
+    pub stall_timeout: Duration,
+    /// Outstanding chunk requests per provider during intake.
+    pub window: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            replication: 3,
+            // Reasoned in DESIGN.md: a laptop closing its lid is noticed within the hour.
+            repair_interval: Some(Duration::from_secs(30 * 60)),
+            max_intake: 4,
+            replica_share: 0.9,
+            stall_timeout: Duration::from_secs(60),
+            window: 8,
+        }
+    }
+}
+
+/// An inbound replicate request, handed from the event loop to the replica service.
+pub(crate) struct InboundReplicate {
+    pub peer: PeerId,
+    pub request: ReplicateRequest,
+    pub channel: ResponseChannel<ReplicateResponse>,
+}
+
+/// What one peer said it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    No,
+    Partial { pinned: bool },
+    Whole { pinned: bool },
+}
+
+impl Held {
+    fn from_response(r: &ReplicateResponse) -> Option<Held> {
+        match r {
+            ReplicateResponse::Holding { complete, pinned } => Some(if *complete {
+                Held::Whole { pinned: *pinned }
+            } else {
+                Held::Partial { pinned: *pinned }
+            }),
+            ReplicateResponse::NotHeld => Some(Held::No),
+            _ => None,
+        }
+    }
+
+    fn pinned(self) -> bool {
+        matches!(
+            self,
+            Held::Partial { pinned: true } | Held::Whole { pinned: true }
+        )
+    }
+
+    fn whole(self) -> bool {
+        matches!(self, Held::Whole { .. })
+    }
+
+    fn response(self) -> ReplicateResponse {
+        match self {
+            Held::No => ReplicateResponse::NotHeld,
+            Held::Partial { pinned } => ReplicateResponse::Holding {
+                complete: false,
+                pinned,
+            },
+            Held::Whole { pinned } => ReplicateResponse::Holding {
+                complete: true,
+                pinned,
+            },
+        }
+    }
+}
+
+/// What this node holds of `root`.
+fn held_here(store: &Store, root: &BlockAddress) -> Result<Held, crate::store::StoreError> {
+    if let Some(p) = store.pin_of(root)? {
+        return Ok(if p.partial {
+            Held::Partial { pinned: true }
+        } else {
+            Held::Whole { pinned: true }
+        });
+    }
+    Ok(match store.replica_of(root)? {
+        Some(r) if r.complete => Held::Whole { pinned: false },
+        Some(_) => Held::Partial { pinned: false },
+        None => Held::No,
+    })
+}
+
+/// What one [`Replicator::repair_item`] did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ItemRepair {
+    pub root: String,
+    pub replication: u8,
+    /// Whole replicas among the target set before this round's pushes.
+    pub whole_before: usize,
+    /// Peers asked to hold it that accepted.
+    pub pushed: Vec<String>,
+    /// Peers that refused, with their reasons.
+    pub refused: Vec<(String, String)>,
+    /// This node dropped its replica: R closer peers hold it whole.
+    pub handed_off: bool,
+    /// Fewer than R peers hold it or will (too few peers, or refusals).
+    pub under_replicated: bool,
+}
+
+/// What a repair round did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RepairReport {
+    /// Unix seconds when the round started.
+    pub started: u64,
+    pub duration_ms: u64,
+    pub items: usize,
+    pub under_replicated: usize,
+    pub pushes: usize,
+    pub refusals: usize,
+    pub handed_off: usize,
+    /// Items whose repair failed (the DHT walk or the store), with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Replication for one node: the replica service's state and the repair logic.
+#[derive(Clone)]
+pub struct Replicator {
+    client: Client,
+    store: Arc<Store>,
+    cfg: ReplicationConfig,
+    intake: Arc<Semaphore>,
+    last_round: Arc<Mutex<Option<RepairReport>>>,
+}
+
+impl Replicator {
+    pub(crate) fn new(client: Client, store: Arc<Store>, cfg: ReplicationConfig) -> Self {
+        Self {
+            client,
+            store,
+            intake: Arc::new(Semaphore::new(cfg.max_intake.max(1))),
+            cfg,
+            last_round: Arc::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ReplicationConfig {
+        &self.cfg
+    }
+
+    /// The last repair round's report.
+    pub fn last_round(&self) -> Option<RepairReport> {
+        self.last_round
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Answers inbound replicate requests until the event loop stops.
+    pub(crate) async fn serve(self, mut rx: mpsc::Receiver<InboundReplicate>) {
+        while let Some(InboundReplicate {
+            peer,
+            request,
+            channel,
+        }) = rx.recv().await
+        {
+            let response = match request {
+                ReplicateRequest::Query { root } => self.query(root).await,
+                ReplicateRequest::Hold {
+                    root,
+                    replication,
+                    bytes,
+                } => self.hold(peer, root, replication, bytes).await,
+            };
+            if self
+                .client
+                .respond_replicate(channel, response)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+
+    async fn query(&self, root: BlockAddress) -> ReplicateResponse {
+        let store = Arc::clone(&self.store);
+        match blocking(move || held_here(&store, &root)).await {
+            Ok(Ok(h)) => h.response(),
+            _ => ReplicateResponse::Refused {
+                reason: RefuseReason::Busy,
+                message: "store unavailable".into(),
+            },
+        }
+    }
+
+    async fn hold(
+        &self,
+        peer: PeerId,
+        root: BlockAddress,
+        replication: u8,
+        bytes: u64,
+    ) -> ReplicateResponse {
+        let refuse = |reason, message: String| ReplicateResponse::Refused { reason, message };
+        let store = Arc::clone(&self.store);
+        let state = blocking(move || -> Result<_, crate::store::StoreError> {
+            Ok((held_here(&store, &root)?, store.stats()?.bytes))
+        })
+        .await;
+        let (held, used) = match state {
+            Ok(Ok(s)) => s,
+            _ => return refuse(RefuseReason::Busy, "store unavailable".into()),
+        };
+        if held != Held::No {
+            return ReplicateResponse::Accepted;
+        }
+        if let Some(limit) = self.store.max_storage() {
+            let room = (limit as f64 * self.cfg.replica_share) as u64;
+            if used.saturating_add(bytes) > room {
+                return refuse(
+                    RefuseReason::OverQuota,
+                    format!(
+                        "{bytes} bytes would pass this node's replica room of {room} ({used} used)"
+                    ),
+                );
+            }
+        }
+        let Ok(permit) = Arc::clone(&self.intake).try_acquire_owned() else {
+            return refuse(RefuseReason::Busy, "taking in other items now".into());
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = me.take_in(root, replication, bytes).await {
+                tracing::warn!(cid = %root, peer = %peer, error = %e, "replica intake failed");
+            }
+        });
+        ReplicateResponse::Accepted
+    }
+
+    /// Brings `root` in as a replica: keyless walk and pull in a session, a partial replica
+    /// while it arrives, the whole replica committed, then provided.
+    async fn take_in(
+        &self,
+        root: BlockAddress,
+        replication: u8,
+        bytes: u64,
+    ) -> Result<(), NodeError> {
+        let session = begin_session(&self.store, SessionKind::Replica, root.to_string()).await?;
+        let since = now_secs();
+        let record = move |complete| ReplicaRecord {
+            root,
+            replication,
+            bytes,
+            since,
+            complete,
+            last_verified: complete.then(now_secs),
+        };
+        let brought = bring(
+            &self.client,
+            &session,
+            root,
+            None,
+            &|_| Some(Holding::Replica(record(false))),
+            self.cfg.window,
+            self.cfg.stall_timeout,
+            &|_| {},
+        )
+        .await;
+        if let Err(e) = brought {
+            // Nothing keeps a failed intake: the next repair round pushes it again.
+            let store = Arc::clone(&self.store);
+            let _ = blocking(move || store.drop_replica(&root)).await;
+            return Err(e);
+        }
+        let s = Arc::clone(&session);
+        blocking(move || s.commit(&Holding::Replica(record(true)))).await??;
+        self.client.start_providing(root).await?;
+        tracing::info!(cid = %root, replication, "holding a replica");
+        Ok(())
+    }
+
+    /// Asks `peers` what they hold of `root`, at most eight at a time; unreachable peers
+    /// are left out.
+    async fn survey(&self, root: BlockAddress, peers: &[PeerId]) -> Vec<(PeerId, Held)> {
+        let asks: Vec<_> = peers
+            .iter()
+            .copied()
+            .map(|p| {
+                let c = self.client.clone();
+                async move {
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        c.replicate(p, ReplicateRequest::Query { root }),
+                    )
+                    .await;
+                    match r {
+                        Ok(Ok(resp)) => Held::from_response(&resp).map(|h| (p, h)),
+                        _ => None,
+                    }
+                }
+            })
+            .collect();
+        futures::stream::iter(asks)
+            .buffered(8)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await
+    }
+
+    /// Places `root` on the R peers closest to it; see the module docs.
+    pub async fn repair_item(
+        &self,
+        root: BlockAddress,
+        replication: u8,
+    ) -> Result<ItemRepair, NodeError> {
+        let r = replication.max(1) as usize;
+        let me = self.client.peer_id();
+        let store = Arc::clone(&self.store);
+        let mine = blocking(move || held_here(&store, &root)).await??;
+        let closest = self.client.closest_peers(root).await?;
+        let mut known = self
+            .survey(root, &closest[..closest.len().min(r + 8)])
+            .await;
+        known.push((me, mine));
+        let mut order: Vec<PeerId> = known.iter().map(|(p, _)| *p).collect();
+        distance_order(&root, &mut order);
+        let held = |p: &PeerId| {
+            known
+                .iter()
+                .find(|(q, _)| q == p)
+                .map(|(_, h)| *h)
+                .unwrap_or(Held::No)
+        };
+        // Replica slots go to the closest peers that do not pin it (this node included).
+        let candidates: Vec<PeerId> = order
+            .iter()
+            .copied()
+            .filter(|p| !held(p).pinned())
+            .collect();
+        let mut report = ItemRepair {
+            root: root.to_string(),
+            replication,
+            whole_before: candidates
+                .iter()
+                .take(r)
+                .filter(|p| held(p).whole())
+                .count(),
+            ..ItemRepair::default()
+        };
+        // Only the closest whole holder pushes.
+        let pusher = order.iter().find(|p| held(p).whole()).copied();
+        if pusher == Some(me) {
+            let bytes = {
+                let store = Arc::clone(&self.store);
+                blocking(move || store.item_bytes(&root)).await??
+            };
+            let mut filled = 0;
+            for p in &candidates {
+                if filled == r {
+                    break;
+                }
+                if held(p) != Held::No {
+                    filled += 1;
+                    continue;
+                }
+                let ask = ReplicateRequest::Hold {
+                    root,
+                    replication,
+                    bytes,
+                };
+                match self.client.replicate(*p, ask).await {
+                    Ok(ReplicateResponse::Accepted) => {
+                        filled += 1;
+                        report.pushed.push(p.to_string());
+                    }
+                    Ok(ReplicateResponse::Refused { reason, message }) => {
+                        tracing::info!(peer = %p, cid = %root, ?reason, message, "replica refused");
+                        report
+                            .refused
+                            .push((p.to_string(), format!("{reason:?}: {message}")));
+                    }
+                    Ok(other) => {
+                        tracing::debug!(peer = %p, response = ?other, "unexpected answer to hold")
+                    }
+                    Err(e) => tracing::debug!(peer = %p, error = %e, "hold request failed"),
+                }
+            }
+            report.under_replicated = filled < r;
+        } else {
+            let filled = candidates
+                .iter()
+                .take(r)
+                .filter(|p| held(p) != Held::No)
+                .count();
+            report.under_replicated = filled < r;
+        }
+        // Handoff: a replica beyond R closer whole holders is no longer needed here.
+        if mine == (Held::Whole { pinned: false }) {
+            let closer_whole = candidates
+                .iter()
+                .take_while(|p| **p != me)
+                .filter(|p| held(p).whole())
+                .count();
+            if closer_whole >= r {
+                let store = Arc::clone(&self.store);
+                blocking(move || store.drop_replica(&root)).await??;
+                self.client.stop_providing(root).await?;
+                report.handed_off = true;
+                tracing::info!(cid = %root, "replica handed off to closer peers");
+            }
+        }
+        Ok(report)
+    }
+
+    /// Waits until `replication` peers that do not pin `root` hold it whole, or `timeout`
+    /// passes; `progress` is told each count as it changes. Returns the peers that do.
+    pub async fn wait_for_replicas(
+        &self,
+        root: BlockAddress,
+        replication: u8,
+        timeout: Duration,
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<Vec<PeerId>, NodeError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = usize::MAX;
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            poll.tick().await;
+            let closest = self.client.closest_peers(root).await?;
+            let held = self
+                .survey(
+                    root,
+                    &closest[..closest.len().min(replication as usize + 8)],
+                )
+                .await;
+            let whole: Vec<PeerId> = held
+                .iter()
+                .filter(|(_, h)| *h == Held::Whole { pinned: false })
+                .map(|(p, _)| *p)
+                .collect();
+            if whole.len() != last {
+                last = whole.len();
+                progress(last);
+            }
+            if whole.len() >= replication as usize || Instant::now() >= deadline {
+                return Ok(whole);
+            }
+        }
+    }
+
+    /// One repair round over every item this node pins or holds whole.
+    pub async fn round(&self) -> RepairReport {
+        let started = Instant::now();
+        let mut report = RepairReport {
+            started: now_secs(),
+            ..RepairReport::default()
+        };
+        let store = Arc::clone(&self.store);
+        let default_r = self.cfg.replication;
+        let items = blocking(
+            move || -> Result<Vec<(BlockAddress, u8)>, crate::store::StoreError> {
+                let mut v: Vec<(BlockAddress, u8)> = store
+                    .pins()?
+                    .into_iter()
+                    .filter(|p| !p.partial)
+                    .filter_map(|p| p.id.parse::<crate::content::ContentId>().ok())
+                    .map(|id| (id.root, default_r))
+                    .collect();
+                v.extend(
+                    store
+                        .replicas()?
+                        .into_iter()
+                        .filter(|r| r.complete)
+                        .map(|r| (r.root, r.replication)),
+                );
+                Ok(v)
+            },
+        )
+        .await;
+        let items = match items {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                report.failed.push(("(store)".into(), e.to_string()));
+                return self.finish_round(report, started);
+            }
+            Err(e) => {
+                report.failed.push(("(store)".into(), e.to_string()));
+                return self.finish_round(report, started);
+            }
+        };
+        report.items = items.len();
+        let results: Vec<_> = futures::stream::iter(items)
+            .map(|(root, r)| async move { (root, self.repair_item(root, r).await) })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        for (root, result) in results {
+            match result {
+                Ok(item) => {
+                    report.under_replicated += item.under_replicated as usize;
+                    report.pushes += item.pushed.len();
+                    report.refusals += item.refused.len();
+                    report.handed_off += item.handed_off as usize;
+                }
+                Err(e) => report.failed.push((root.to_string(), e.to_string())),
+            }
+        }
+        self.finish_round(report, started)
+    }
+
+    fn finish_round(&self, mut report: RepairReport, started: Instant) -> RepairReport {
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            items = report.items,
+            under_replicated = report.under_replicated,
+            pushes = report.pushes,
+            handed_off = report.handed_off,
+            failed = report.failed.len(),
+            ms = report.duration_ms,
+            "repair round"
+        );
+        *self.last_round.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+        report
+    }
+
+    /// Runs repair rounds every `repair_interval` (jittered) until the node stops.
+    pub(crate) async fn repair_loop(self) {
+        let Some(every) = self.cfg.repair_interval else {
+            return;
+        };
+        loop {
+            let jitter = 0.75 + rand::random::<f64>() * 0.5;
+            tokio::time::sleep(every.mul_f64(jitter)).await;
+            if self.client.info().await.is_err() {
+                return; // the node has stopped
+            }
+            self.round().await;
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
