@@ -194,7 +194,7 @@ async fn status(State(api): State<Api>) -> Result<Json<Status>, ApiError> {
     let replication = ReplicationStatus {
         replication: api.replicator.config().replication,
         replicas_held: whole,
-        replicas_arriving: held.len() as u64 - whole,
+        replicas_arriving: api.replicator.intakes_in_progress() as u64,
         last_round: api.replicator.last_round(),
     };
     Ok(Json(Status {

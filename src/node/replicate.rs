@@ -193,6 +193,11 @@ impl Replicator {
         &self.cfg
     }
 
+    /// Items being taken in now (counted from the moment a `Hold` is accepted).
+    pub fn intakes_in_progress(&self) -> usize {
+        self.cfg.max_intake.max(1) - self.intake.available_permits()
+    }
+
     /// The last repair round's report.
     pub fn last_round(&self) -> Option<RepairReport> {
         self.last_round

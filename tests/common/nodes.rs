@@ -88,3 +88,48 @@ pub fn chunk_files(dir: &Path) -> Vec<std::path::PathBuf> {
         })
         .collect()
 }
+
+/// A node with a store quota and replication settings of its own (no periodic repair: the
+/// tests run rounds themselves, so what they observe follows from what they did).
+pub async fn start_replicating_node(
+    dir: &Path,
+    bootstrap: Vec<Multiaddr>,
+    max_storage: Option<u64>,
+    replication: u8,
+) -> Node {
+    let opts = StoreOptions {
+        max_storage,
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(Store::open(dir, opts).expect("open store"));
+    let cfg = storgo::node::ReplicationConfig {
+        replication,
+        repair_interval: None,
+        stall_timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
+    Node::start_with(store, loopback_config(bootstrap), cfg)
+        .await
+        .expect("start node")
+}
+
+/// Adds random bytes as a file on `node` (pinned and provided, no replication yet).
+pub async fn add_random(
+    node: &Node,
+    dir: &Path,
+    name: &str,
+    len: usize,
+    seed: u64,
+) -> (storgo::content::ContentId, Vec<u8>) {
+    let path = dir.join(name);
+    let data = crate::common::write_random(&path, len, seed);
+    (add_and_provide(node, &path).await, data)
+}
+
+/// Whether `node` holds a whole replica of `root`.
+pub fn holds_replica(node: &Node, root: &storgo::content::BlockAddress) -> bool {
+    node.store
+        .replica_of(root)
+        .expect("replica table")
+        .is_some_and(|r| r.complete)
+}

@@ -170,6 +170,7 @@ pub async fn add_sources(
             path,
             recursive: false,
             pin: true,
+            replicas: None,
         };
         let r: AddResponse = api.post("/add", &req).await.expect("add a source item");
         out.push((r.id, data));
@@ -351,6 +352,7 @@ impl ClientLoop {
                     path: path.clone(),
                     recursive: false,
                     pin: true,
+                    replicas: None,
                 };
                 let r: AddResponse = self.api.post("/add", &req).await.map_err(e)?;
                 let _ = std::fs::remove_file(&path);
@@ -552,15 +554,20 @@ pub fn check_store_at_rest(node_dir: &Path) {
         "byte count vs block files after gc (before: {} vs {on_disk})",
         stats.bytes
     );
+    // Holdings are pins and the replicas this node keeps for the other node (each node's
+    // adds are replicated to the other).
     let mut reached = HashSet::new();
     for p in store.pins().expect("pins") {
         let id: storgo::content::ContentId = p.id.parse().expect("pin id");
         reached.extend(store.item_blocks(&id.root).expect("walk a pinned item"));
     }
+    for r in store.replicas().expect("replicas") {
+        reached.extend(store.item_blocks(&r.root).expect("walk a replica"));
+    }
     assert_eq!(
         files.len(),
         reached.len(),
-        "after two GCs the store holds {} blocks but the pins reach {}",
+        "after two GCs the store holds {} blocks but the holdings reach {}",
         files.len(),
         reached.len()
     );
