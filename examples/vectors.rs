@@ -119,6 +119,50 @@ fn main() {
         println!("frame: {}", hex::encode(frame));
         println!("```\n");
     }
+
+    use storgo::network::replicate::codec as rc;
+    use storgo::network::replicate::{RefuseReason, ReplicateRequest, ReplicateResponse};
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "request-hold",
+            rc::encode_request(&ReplicateRequest::Hold {
+                root: daddr,
+                replication: 3,
+                bytes: 1_048_576,
+            }),
+        ),
+        (
+            "request-query",
+            rc::encode_request(&ReplicateRequest::Query { root: daddr }),
+        ),
+        (
+            "response-accepted",
+            rc::encode_response(&ReplicateResponse::Accepted),
+        ),
+        (
+            "response-refused",
+            rc::encode_response(&ReplicateResponse::Refused {
+                reason: RefuseReason::OverQuota,
+                message: "full".into(),
+            }),
+        ),
+        (
+            "response-holding",
+            rc::encode_response(&ReplicateResponse::Holding {
+                complete: true,
+                pinned: false,
+            }),
+        ),
+        (
+            "response-not-held",
+            rc::encode_response(&ReplicateResponse::NotHeld),
+        ),
+    ];
+    for (name, frame) in frames {
+        println!("```vector replicate-{name}");
+        println!("frame: {}", hex::encode(frame));
+        println!("```\n");
+    }
 }
 
 fn sha(b: &[u8]) -> [u8; 32] {

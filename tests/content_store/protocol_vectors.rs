@@ -82,6 +82,46 @@ fn code_matches_every_vector() {
             assert_eq!(id.key, key32(f, "key"));
             assert_eq!(id.to_string(), f["text"]);
             assert_eq!(f["text"].parse::<ContentId>().unwrap(), id);
+        } else if let Some(kind) = name.strip_prefix("replicate-") {
+            use storgo::network::replicate::codec::*;
+            use storgo::network::replicate::{RefuseReason, ReplicateRequest, ReplicateResponse};
+            let frame = h(f, "frame");
+            let dir = all
+                .iter()
+                .find(|(k, _)| k == "manifest-dir-1")
+                .expect("vector");
+            let root: BlockAddress = dir.1["address"].parse().unwrap();
+            if kind.starts_with("request") {
+                let req = decode_request_frame(&frame).expect("request decodes");
+                assert_eq!(encode_request(&req), frame, "{name}: re-encode");
+                let want = match kind {
+                    "request-hold" => ReplicateRequest::Hold {
+                        root,
+                        replication: 3,
+                        bytes: 1_048_576,
+                    },
+                    "request-query" => ReplicateRequest::Query { root },
+                    _ => panic!("unknown vector {name}"),
+                };
+                assert_eq!(req, want, "{name}");
+            } else {
+                let resp = decode_response_frame(&frame).expect("response decodes");
+                assert_eq!(encode_response(&resp), frame, "{name}: re-encode");
+                let want = match kind {
+                    "response-accepted" => ReplicateResponse::Accepted,
+                    "response-refused" => ReplicateResponse::Refused {
+                        reason: RefuseReason::OverQuota,
+                        message: "full".into(),
+                    },
+                    "response-holding" => ReplicateResponse::Holding {
+                        complete: true,
+                        pinned: false,
+                    },
+                    "response-not-held" => ReplicateResponse::NotHeld,
+                    _ => panic!("unknown vector {name}"),
+                };
+                assert_eq!(resp, want, "{name}");
+            }
         } else if let Some(kind) = name.strip_prefix("chunks-") {
             use storgo::network::chunks::codec::*;
             use storgo::network::chunks::{ChunkRequest, ChunkResponse, ErrorCode};
@@ -124,5 +164,5 @@ fn code_matches_every_vector() {
         }
         checked += 1;
     }
-    assert!(checked >= 11, "found only {checked} vectors");
+    assert!(checked >= 17, "found only {checked} vectors");
 }

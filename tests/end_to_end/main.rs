@@ -6,4 +6,5 @@ mod common;
 mod procs;
 
 mod lan_discovery_across_namespaces;
+mod replicas_outlive_a_killed_adder;
 mod three_processes_add_and_fetch;
