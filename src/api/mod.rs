@@ -171,6 +171,9 @@ pub struct ReplicationStatus {
     pub replicas_arriving: u64,
     /// The last repair round, if one has run.
     pub last_round: Option<crate::node::RepairReport>,
+    /// The background scrub of replicas since the node started.
+    #[serde(default)]
+    pub scrub: crate::node::ScrubTotals,
 }
 
 /// Store sessions (adds, fetches, pins and reads in progress; see `store::session`).
@@ -196,6 +199,7 @@ async fn status(State(api): State<Api>) -> Result<Json<Status>, ApiError> {
         replicas_held: whole,
         replicas_arriving: api.replicator.intakes_in_progress() as u64,
         last_round: api.replicator.last_round(),
+        scrub: api.replicator.scrub_totals(),
     };
     Ok(Json(Status {
         node,

@@ -178,6 +178,9 @@ pub struct NodeArgs {
     /// Time between repair rounds, jittered by ±25% (e.g. 30s, 10m; 0s: only `storgo repair`).
     #[arg(long, default_value = "30m", value_name = "DURATION")]
     pub repair_interval: humantime::Duration,
+    /// Bytes per second the background scrub re-reads replicas at (e.g. 4MiB; 0: off).
+    #[arg(long, default_value = "4MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub scrub_rate: u64,
 }
 
 fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {

@@ -66,6 +66,7 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     let replication = crate::node::ReplicationConfig {
         replication: args.replication,
         repair_interval: (!interval.is_zero()).then_some(interval),
+        scrub_rate: (args.scrub_rate > 0).then_some(args.scrub_rate),
         ..Default::default()
     };
     let node = Node::start_with(Arc::clone(&store), cfg, replication).await?;
@@ -337,6 +338,12 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
             ),
             None => println!("last repair round: none yet"),
         }
+        println!(
+            "scrub: {} bytes re-checked, {} blocks repaired, {} failures",
+            s.replication.scrub.checked_bytes,
+            s.replication.scrub.repaired_blocks,
+            s.replication.scrub.failed
+        );
     }
     Ok(())
 }

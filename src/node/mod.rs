@@ -18,7 +18,9 @@ mod transfer;
 mod walk;
 
 pub use fetch::{begin_session, fetch, fetch_in, FetchOptions, FetchProgress, FetchReport};
-pub use replicate::{ItemRepair, RepairReport, ReplicationConfig, Replicator};
+pub use replicate::{
+    ItemRepair, RepairReport, ReplicationConfig, Replicator, ScrubReport, ScrubTotals,
+};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -372,6 +374,7 @@ impl Node {
         let helpers = vec![
             tokio::spawn(replicator.clone().serve(replica_rx)),
             tokio::spawn(replicator.clone().repair_loop()),
+            tokio::spawn(replicator.clone().scrub_loop()),
         ];
         let mut watch = listen_rx;
         let wanted = cfg.listen.len();

@@ -46,6 +46,9 @@ pub struct ReplicationConfig {
     /// Replicas may fill at most this share of `--max-storage`, so that the user's own adds
     /// always find room: replicas are refused first when the disk fills.
     pub replica_share: f64,
+    /// Bytes per second the background scrub re-reads and re-hashes replicas at
+    /// (`--scrub-rate`); `None` turns it off.
+    pub scrub_rate: Option<u64>,
     /// How long an intake may make no progress before it gives up.
     pub stall_timeout: Duration,
     /// Outstanding chunk requests per provider during intake.
@@ -60,6 +63,8 @@ impl Default for ReplicationConfig {
             repair_interval: Some(Duration::from_secs(30 * 60)),
             max_intake: 4,
             replica_share: 0.9,
+            // Gentle on a laptop disk: a 10 GB share of replicas is re-checked every ~40 min.
+            scrub_rate: Some(4 << 20),
             stall_timeout: Duration::from_secs(60),
             window: 8,
         }
@@ -168,6 +173,24 @@ pub struct RepairReport {
     pub failed: Vec<(String, String)>,
 }
 
+/// What scrubbing one replica did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScrubReport {
+    pub root: String,
+    pub checked_blocks: u64,
+    pub checked_bytes: u64,
+    /// Blocks that were corrupt or missing and have been fetched again from other holders.
+    pub repaired_blocks: u64,
+}
+
+/// Totals of the background scrub since the node started, for `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScrubTotals {
+    pub checked_bytes: u64,
+    pub repaired_blocks: u64,
+    pub failed: u64,
+}
+
 /// Replication for one node: the replica service's state and the repair logic.
 #[derive(Clone)]
 pub struct Replicator {
@@ -176,6 +199,7 @@ pub struct Replicator {
     cfg: ReplicationConfig,
     intake: Arc<Semaphore>,
     last_round: Arc<Mutex<Option<RepairReport>>>,
+    scrubbed: Arc<Mutex<ScrubTotals>>,
 }
 
 impl Replicator {
@@ -186,6 +210,7 @@ impl Replicator {
             intake: Arc::new(Semaphore::new(cfg.max_intake.max(1))),
             cfg,
             last_round: Arc::default(),
+            scrubbed: Arc::default(),
         }
     }
 
@@ -572,6 +597,122 @@ impl Replicator {
         );
         *self.last_round.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         report
+    }
+
+    /// Totals of the background scrub.
+    pub fn scrub_totals(&self) -> ScrubTotals {
+        self.scrubbed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-checks every block of the replica `root` against its address at `rate` bytes/s
+    /// (unbounded when `None`); blocks found corrupt are set aside and, with missing ones,
+    /// fetched again from the other holders; the replica's `last_verified` is updated.
+    pub async fn scrub_item(
+        &self,
+        root: BlockAddress,
+        rate: Option<u64>,
+    ) -> Result<ScrubReport, NodeError> {
+        let session =
+            begin_session(&self.store, SessionKind::Replica, format!("scrub {root}")).await?;
+        let mut report = ScrubReport {
+            root: root.to_string(),
+            ..ScrubReport::default()
+        };
+        // Twice at most: blocks under a manifest that had to be fetched again are only
+        // reached on the second pass.
+        for _ in 0..2 {
+            let (store, s) = (Arc::clone(&self.store), Arc::clone(&session));
+            let checked = blocking(move || {
+                let mut pace = |n: u64| {
+                    if let Some(rate) = rate.filter(|r| *r > 0) {
+                        std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+                    }
+                };
+                store.check_item(&s, &root, &mut pace)
+            })
+            .await??;
+            report.checked_blocks += checked.checked_blocks;
+            report.checked_bytes += checked.checked_bytes;
+            if checked.lacking.is_empty() {
+                break;
+            }
+            tracing::warn!(cid = %root, blocks = checked.lacking.len(), "scrub found bad or missing blocks; fetching them again");
+            let brought = bring(
+                &self.client,
+                &session,
+                root,
+                None,
+                &|_| None,
+                self.cfg.window,
+                self.cfg.stall_timeout,
+                &|_| {},
+            )
+            .await?;
+            report.repaired_blocks +=
+                (brought.walked.new_manifests_count + brought.pulled.blocks) as u64;
+        }
+        let store = Arc::clone(&self.store);
+        let s = Arc::clone(&session);
+        blocking(move || -> Result<(), crate::store::StoreError> {
+            if let Some(mut r) = store.replica_of(&root)? {
+                r.complete = true;
+                r.last_verified = Some(now_secs());
+                s.commit(&Holding::Replica(r))?;
+            }
+            Ok(())
+        })
+        .await??;
+        let mut t = self.scrubbed.lock().unwrap_or_else(|e| e.into_inner());
+        t.checked_bytes += report.checked_bytes;
+        t.repaired_blocks += report.repaired_blocks;
+        Ok(report)
+    }
+
+    /// Scrubs replicas one after another, the least recently verified first, at the
+    /// configured rate, until the node stops.
+    pub(crate) async fn scrub_loop(self) {
+        let Some(rate) = self.cfg.scrub_rate.filter(|r| *r > 0) else {
+            return;
+        };
+        loop {
+            let store = Arc::clone(&self.store);
+            let next = blocking(move || {
+                store.replicas().ok().and_then(|v| {
+                    v.into_iter()
+                        .filter(|r| r.complete)
+                        .min_by_key(|r| r.last_verified.unwrap_or(0))
+                })
+            })
+            .await;
+            let due = next.ok().flatten().filter(|r| {
+                // Re-check a replica at most once an hour; otherwise wait for one to be due.
+                r.last_verified
+                    .is_none_or(|t| now_secs().saturating_sub(t) >= 3600)
+            });
+            match due {
+                Some(r) => {
+                    if let Err(e) = self.scrub_item(r.root, Some(rate)).await {
+                        if matches!(e, NodeError::Stopped) {
+                            return;
+                        }
+                        tracing::warn!(cid = %r.root, error = %e, "scrub failed");
+                        self.scrubbed
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .failed += 1;
+                    }
+                }
+                None => {
+                    if self.client.info().await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+            }
+        }
     }
 
     /// Runs repair rounds every `repair_interval` (jittered) until the node stops.

@@ -167,6 +167,8 @@ pub(crate) struct Walked {
     pub size: u64,
     /// Manifest blocks fetched from the network, for the caller to store.
     pub new_manifests: Vec<(BlockAddress, Vec<u8>)>,
+    /// How many there were (the list itself is handed to the writer).
+    pub new_manifests_count: usize,
     /// Every chunk of the item, deduplicated, in order, with its sealed length when known.
     pub chunks: Vec<(BlockAddress, Option<usize>)>,
 }
@@ -192,6 +194,7 @@ pub(crate) async fn walk(
         kind: "file",
         size: 0,
         new_manifests: vec![],
+        new_manifests_count: 0,
         chunks: vec![],
     };
     let mut seen = HashSet::new();
@@ -215,6 +218,7 @@ pub(crate) async fn walk(
         };
         if new {
             out.new_manifests.push((address, block));
+            out.new_manifests_count += 1;
         }
         let m = match opened {
             Ok(m) => m,

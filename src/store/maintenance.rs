@@ -55,6 +55,26 @@ impl VerifyReport {
     }
 }
 
+/// What checking one block found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockCheck {
+    /// The block matches its address; its size.
+    Good(u64),
+    /// It did not: it has been moved to `corrupt/` and dropped from the index.
+    SetAside,
+    /// It is not held.
+    Missing,
+}
+
+/// What [`Store::check_item`] found.
+#[derive(Debug, Default, Clone)]
+pub struct CheckedItem {
+    pub checked_blocks: u64,
+    pub checked_bytes: u64,
+    /// Blocks corrupt (now set aside) or missing.
+    pub lacking: Vec<BlockAddress>,
+}
+
 /// Blocks removed per sweep step: each step holds the session registry's lock (so no
 /// session can claim a block while GC decides on it) for one index commit and its unlinks.
 const SWEEP_BATCH: usize = 1024;
@@ -155,6 +175,77 @@ impl Store {
             .zip(held)
             .filter_map(|(a, h)| h.then_some(a))
             .collect())
+    }
+
+    /// Checks one block against its address (what scrub does, block by block); a corrupt one
+    /// is moved aside and unindexed, so that it counts as missing and is fetched again.
+    pub fn check_block(&self, a: &BlockAddress) -> Result<BlockCheck> {
+        if !self.parts.index.has_block(a)? {
+            return Ok(BlockCheck::Missing);
+        }
+        match self.parts.blocks.read_verified(a, MAX_BLOCK_SIZE) {
+            Ok(b) => Ok(BlockCheck::Good(b.len() as u64)),
+            Err(StoreError::Missing { .. }) => {
+                self.parts.index.remove_blocks(&[*a])?;
+                Ok(BlockCheck::Missing)
+            }
+            Err(StoreError::Corrupt { .. }) => {
+                // Unindex first: a reader must not be sent to a block being moved away.
+                self.parts.index.remove_blocks(&[*a])?;
+                match self.parts.blocks.quarantine(a) {
+                    Ok(to) => {
+                        tracing::warn!(block = %a, moved = %to.display(), "corrupt block moved aside")
+                    }
+                    Err(e) => {
+                        tracing::warn!(block = %a, error = %e, "corrupt block could not be moved aside")
+                    }
+                }
+                Ok(BlockCheck::SetAside)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks every block of the item rooted at `root` against its address inside `session`
+    /// (which claims them), setting corrupt ones aside. `pace` is told each block's size, to
+    /// bound the rate. Returns what it checked and the blocks now lacking (corrupt or
+    /// missing); the blocks under a lacking manifest are not reached until it is fetched again.
+    pub fn check_item(
+        &self,
+        session: &super::Session,
+        root: &BlockAddress,
+        pace: &mut dyn FnMut(u64),
+    ) -> Result<CheckedItem> {
+        let mut out = CheckedItem::default();
+        let mut seen = HashSet::new();
+        let mut stack = vec![(*root, LinkKind::Manifest)];
+        while let Some((a, kind)) = stack.pop() {
+            if !seen.insert(a) {
+                continue;
+            }
+            session.claim([a]);
+            match self.check_block(&a)? {
+                BlockCheck::Good(n) => {
+                    out.checked_blocks += 1;
+                    out.checked_bytes += n;
+                    pace(n);
+                }
+                BlockCheck::SetAside | BlockCheck::Missing => {
+                    out.lacking.push(a);
+                    continue;
+                }
+            }
+            if kind == LinkKind::Manifest {
+                let block = self.parts.blocks.read(&a, MAX_MANIFEST_BLOCK)?;
+                let links = manifest::parse_links(a, &block).map_err(|e| StoreError::Corrupt {
+                    address: a,
+                    path: self.parts.blocks.path_of(&a),
+                    reason: e.to_string(),
+                })?;
+                stack.extend(links.into_iter().map(|l| (l.address, l.kind)));
+            }
+        }
+        Ok(out)
     }
 
     /// Stored bytes of every held block reachable from `root` (what a replica of it costs).

@@ -29,7 +29,7 @@ use crate::content::{BlockAddress, ContentId, ConvergenceSecret};
 
 pub use blocks::BlockWriter;
 pub use index::{DhtTable, Holding, PinRecord, ReplicaRecord, StoreStats};
-pub use maintenance::{GcReport, VerifyReport};
+pub use maintenance::{BlockCheck, CheckedItem, GcReport, VerifyReport};
 pub use session::{Session, SessionKind, SessionRecord};
 
 /// File in the data dir that holds the convergence secret (64 hex digits).
