@@ -274,6 +274,7 @@ async fn add(
     let opts = AddOptions {
         recursive: req.recursive,
         pin: req.pin,
+        replicas: req.replicas,
     };
     let pin = opts.pin.then_some(req.replicas);
     let added =
@@ -347,6 +348,7 @@ async fn add_stream(
     let opts = AddOptions {
         recursive: false,
         pin: q.pin,
+        replicas: q.replicas,
     };
     let name = q.name;
     let pin = opts.pin.then_some(q.replicas);

@@ -356,6 +356,7 @@ fn run_local(cli: &Cli) -> Result<()> {
             name,
             no_pin,
             wait_replicas,
+            replicas,
             ..
         } => {
             if *wait_replicas {
@@ -367,6 +368,7 @@ fn run_local(cli: &Cli) -> Result<()> {
             let opts = AddOptions {
                 recursive: *recursive,
                 pin: !no_pin,
+                replicas: *replicas,
             };
             let added = if path.as_os_str() == "-" {
                 let pb = progress_bar(None, "adding");

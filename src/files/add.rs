@@ -26,6 +26,8 @@ pub struct AddOptions {
     pub recursive: bool,
     /// Pin the root (what `storgo add` does); without it the blocks are garbage at the next GC.
     pub pin: bool,
+    /// Copies the network keeps of it, recorded with the pin (`None`: the node's default).
+    pub replicas: Option<u8>,
 }
 
 impl Default for AddOptions {
@@ -33,6 +35,7 @@ impl Default for AddOptions {
         Self {
             recursive: false,
             pin: true,
+            replicas: None,
         }
     }
 }
@@ -199,6 +202,7 @@ fn finish(
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             partial: false,
+            replicas: opts.replicas,
         })?;
     }
     tracing::info!(cid = %address, bytes = size, new_bytes = stats.new_bytes, "added");

@@ -120,6 +120,7 @@ pub async fn fetch_in(
         size: w.size,
         pinned_at,
         partial: true,
+        replicas: already.as_ref().and_then(|p| p.replicas),
     };
     let brought = bring(
         client,

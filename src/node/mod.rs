@@ -164,6 +164,8 @@ pub struct Lookup {
 pub struct Counters {
     pub bytes_served: AtomicU64,
     pub bytes_fetched: AtomicU64,
+    /// Replicate-protocol requests sent (queries and holds): the cost of placement and repair.
+    pub replicate_requests: AtomicU64,
 }
 
 /// The handle the rest of the program uses to talk to the node.
@@ -204,6 +206,9 @@ impl Client {
         peer: PeerId,
         request: ReplicateRequest,
     ) -> Result<ReplicateResponse, NodeError> {
+        self.counters
+            .replicate_requests
+            .fetch_add(1, Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
         self.send(Command::Replicate {
             peer,
@@ -291,6 +296,14 @@ impl Client {
     /// Full listen addresses, each ending in `/p2p/PEERID`.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.listen.borrow().clone()
+    }
+
+    /// Bytes this node has fetched from peers, and replicate requests it has sent, so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.counters.bytes_fetched.load(Ordering::Relaxed),
+            self.counters.replicate_requests.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn add_fetched(&self, n: u64) {

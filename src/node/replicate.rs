@@ -444,6 +444,7 @@ impl Replicator {
                     replication,
                     bytes,
                 };
+                tracing::debug!(cid = %root, peer = %p, replication, "asking to hold");
                 match self.client.replicate(*p, ask).await {
                     Ok(ReplicateResponse::Accepted) => {
                         filled += 1;
@@ -477,6 +478,13 @@ impl Replicator {
                 .take_while(|p| **p != me)
                 .filter(|p| held(p).whole())
                 .count();
+            tracing::debug!(
+                cid = %root,
+                closer_whole,
+                asked = closest.len().min(r + 8),
+                answered = known.len() - 1,
+                "replica placement seen by a holder"
+            );
             if closer_whole >= r {
                 let store = Arc::clone(&self.store);
                 blocking(move || store.drop_replica(&root)).await??;
@@ -484,6 +492,12 @@ impl Replicator {
                 report.handed_off = true;
                 tracing::info!(cid = %root, "replica handed off to closer peers");
             }
+        }
+        // Re-announce what this node keeps, so that its provider record sits on the peers
+        // closest to the root *now* (after churn the first announcement's peers may be gone).
+        // One DHT walk per root per round: the batched republish will replace it.
+        if matches!(mine, Held::Whole { .. }) && !report.handed_off {
+            self.client.start_providing(root).await?;
         }
         Ok(report)
     }
@@ -539,8 +553,10 @@ impl Replicator {
                     .pins()?
                     .into_iter()
                     .filter(|p| !p.partial)
-                    .filter_map(|p| p.id.parse::<crate::content::ContentId>().ok())
-                    .map(|id| (id.root, default_r))
+                    .filter_map(|p| {
+                        let id = p.id.parse::<crate::content::ContentId>().ok()?;
+                        Some((id.root, p.replicas.unwrap_or(default_r)))
+                    })
                     .collect();
                 v.extend(
                     store

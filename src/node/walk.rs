@@ -33,31 +33,49 @@ pub(crate) struct ProviderPool {
 }
 
 impl ProviderPool {
-    /// Starts discovery: direct "have" questions to connected peers, and a DHT search.
+    /// Starts discovery: direct "have" questions to connected and recently seen peers, and
+    /// a DHT search, again and again (1 s doubling to 30 s between attempts) for as long as
+    /// the pool lives — a first search that ends empty on a young or churning network is not
+    /// the last word; the caller's stall timeout is.
     pub(crate) async fn discover(client: &Client, root: BlockAddress) -> Result<Self, NodeError> {
         let (tx, rx) = mpsc::channel(64);
-        let mut dht = client.providers(root).await?;
-        let fwd = tx.clone();
+        // Fail now, not in the background, if the node has stopped.
+        client.nearby_peers().await?;
+        let client = client.clone();
         tokio::spawn(async move {
-            while let Some(p) = dht.recv().await {
-                if fwd.send(p).await.is_err() {
-                    break;
+            let mut pause = Duration::from_secs(1);
+            loop {
+                let Ok(nearby) = client.nearby_peers().await else {
+                    return;
+                };
+                for peer in nearby {
+                    let (client, tx) = (client.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let ask = client.request(peer, ChunkRequest::Have(vec![root]));
+                        if let Ok(Ok(ChunkResponse::Have(bits))) =
+                            tokio::time::timeout(Duration::from_secs(5), ask).await
+                        {
+                            if bits.first() == Some(&true) {
+                                let _ = tx.send(peer).await;
+                            }
+                        }
+                    });
                 }
-            }
-        });
-        for peer in client.nearby_peers().await? {
-            let (client, tx) = (client.clone(), tx.clone());
-            tokio::spawn(async move {
-                let ask = client.request(peer, ChunkRequest::Have(vec![root]));
-                if let Ok(Ok(ChunkResponse::Have(bits))) =
-                    tokio::time::timeout(Duration::from_secs(5), ask).await
-                {
-                    if bits.first() == Some(&true) {
-                        let _ = tx.send(peer).await;
+                let Ok(mut dht) = client.providers(root).await else {
+                    return;
+                };
+                while let Some(p) = dht.recv().await {
+                    if tx.send(p).await.is_err() {
+                        return;
                     }
                 }
-            });
-        }
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        });
         Ok(Self {
             rx: Some(rx),
             known: Vec::new(),

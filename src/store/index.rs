@@ -65,6 +65,9 @@ pub struct PinRecord {
     /// interrupted fetch resumes instead of starting over.
     #[serde(default)]
     pub partial: bool,
+    /// Copies the network keeps of it (`add --replicas`); `None`: the node's `--replication`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u8>,
 }
 
 /// An item held as a replica for the network, as `ls --replicas` shows it. Holders never

@@ -18,8 +18,10 @@ impl NodeProc {
     /// Starts `storgo node` with `args` (after the subcommand) and waits for its API line.
     pub fn start_with(mut cmd: Command, data_dir: &Path, args: &[&str]) -> NodeProc {
         cmd.arg("--data-dir").arg(data_dir).arg("node").args(args);
+        // The node's log goes next to its data dir, for reading when a test fails.
+        let log = std::fs::File::create(data_dir.with_extension("log")).expect("node log file");
         cmd.stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn storgo node");
         let stdout = child.stdout.take().expect("stdout");

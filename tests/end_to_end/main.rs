@@ -6,5 +6,7 @@ mod common;
 mod procs;
 
 mod lan_discovery_across_namespaces;
+mod netns;
+mod partition_heals_to_r_holders;
 mod replicas_outlive_a_killed_adder;
 mod three_processes_add_and_fetch;

@@ -1,0 +1,154 @@
+//! Churn at scale: 60 nodes, 300 items of 1 KiB to 8 MiB added at random nodes, R = 3. Ten
+//! rounds of: kill 10% of the nodes at random, start as many new ones, run one repair round
+//! everywhere. At the end every item is fetchable byte for byte and has R live holders.
+//! Prints the messages and bytes each round moved. `STORGO_CHURN_NODES`, `_ITEMS` and
+//! `_ROUNDS` scale it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use storgo::node::Node;
+
+use crate::nodes::*;
+use crate::{fetch_and_compare, settle};
+
+const R: u8 = 3;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn traffic(nodes: &[Arc<Node>]) -> (u64, u64) {
+    nodes
+        .iter()
+        .map(|n| n.client.traffic())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_at_scale_keeps_every_item_whole_on_r_live_holders() {
+    let (n_nodes, n_items, n_rounds) = (
+        env("STORGO_CHURN_NODES", 60),
+        env("STORGO_CHURN_ITEMS", 300),
+        env("STORGO_CHURN_ROUNDS", 10),
+    );
+    let seed: u64 = std::env::var("STORGO_CHURN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("churn seed {seed}: {n_nodes} nodes, {n_items} items, {n_rounds} rounds");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tmp.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let first = Arc::new(start_replicating_node(&tmp.path().join("d0"), vec![], None, R).await);
+    let boot = addr(&first);
+    let mut nodes = vec![first];
+    let mut made = 1;
+    let start = |made: &mut usize| {
+        *made += 1;
+        let dir = tmp.path().join(format!("d{made}"));
+        let boot = boot.clone();
+        async move { Arc::new(start_replicating_node(&dir, vec![boot], None, R).await) }
+    };
+    for _ in 1..n_nodes {
+        nodes.push(start(&mut made).await);
+    }
+    for n in &nodes {
+        wait_routing(n, 10).await;
+    }
+
+    // Items of 1 KiB to 8 MiB (log-uniform), each added at a random node and placed.
+    let t0 = Instant::now();
+    let mut items = Vec::new();
+    for i in 0..n_items {
+        let len = (1024f64 * 8192f64.powf(rng.gen::<f64>())) as usize;
+        let at = Arc::clone(&nodes[rng.gen_range(0..nodes.len())]);
+        let (id, data) = add_random(&at, &files, &format!("item-{i}"), len, seed ^ i as u64).await;
+        at.replicator.repair_item(id.root, R).await.expect("place");
+        items.push((id, data));
+    }
+    settle(&nodes).await;
+    let total: usize = items.iter().map(|(_, d)| d.len()).sum();
+    eprintln!(
+        "added and placed {n_items} items ({} MiB) in {:?}",
+        total >> 20,
+        t0.elapsed()
+    );
+
+    // The adders are gone for good after the first rounds: only replicas keep the items.
+    for round in 1..=n_rounds {
+        let kill = (nodes.len() / 10).max(1);
+        for _ in 0..kill {
+            let victim = nodes.swap_remove(rng.gen_range(0..nodes.len()));
+            Arc::into_inner(victim).expect("sole owner").stop().await;
+        }
+        for _ in 0..kill {
+            nodes.push(start(&mut made).await);
+        }
+        let before = traffic(&nodes);
+        let t = Instant::now();
+        let reports = futures::future::join_all(nodes.iter().map(|n| n.replicator.round())).await;
+        settle(&nodes).await;
+        let after = traffic(&nodes);
+        let under: usize = reports.iter().map(|r| r.under_replicated).sum();
+        let pushes: usize = reports.iter().map(|r| r.pushes).sum();
+        let failed: Vec<_> = reports.iter().flat_map(|r| r.failed.iter()).collect();
+        if !failed.is_empty() {
+            eprintln!("round {round}: failures {failed:?}");
+        }
+        eprintln!(
+            "round {round}: killed {kill}, started {kill}; {pushes} pushes, {under} under-replicated views; {} replicate messages, {} KiB moved, {:?}",
+            after.1.saturating_sub(before.1),
+            after.0.saturating_sub(before.0) >> 10,
+            t.elapsed()
+        );
+    }
+
+    // Every item: R live whole holders (replicas, or the adder's pin plus replicas), and
+    // fetchable byte for byte at a node that does not hold it.
+    let mut short = Vec::new();
+    for (id, _) in &items {
+        let holders = nodes.iter().filter(|n| holds_replica(n, &id.root)).count();
+        if holders < R as usize {
+            let pinners = nodes
+                .iter()
+                .filter(|n| n.store.pin_of(&id.root).unwrap().is_some())
+                .count();
+            let partial = nodes
+                .iter()
+                .filter(|n| {
+                    n.store
+                        .replica_of(&id.root)
+                        .unwrap()
+                        .is_some_and(|r| !r.complete)
+                })
+                .count();
+            short.push((id.root, holders, pinners, partial));
+        }
+    }
+    assert!(
+        short.is_empty(),
+        "items with fewer than {R} live replica holders (root, replicas, pins, partial): {short:?}"
+    );
+    let deadline = Duration::from_secs(600);
+    tokio::time::timeout(deadline, async {
+        for (i, (id, data)) in items.iter().enumerate() {
+            let reader = nodes
+                .iter()
+                .cycle()
+                .skip(i)
+                .find(|n| {
+                    !holds_replica(n, &id.root) && n.store.pin_of(&id.root).unwrap().is_none()
+                })
+                .expect("a node without the item");
+            fetch_and_compare(reader, id, data).await;
+        }
+    })
+    .await
+    .expect("every item fetched in time");
+}
