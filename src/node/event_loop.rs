@@ -489,103 +489,91 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<ReplicateRequest, ReplicateResponse>,
     ) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    // The replica service answers; when it is swamped, say so at once.
-                    if let Err(e) = self.replica_tx.try_send(InboundReplicate {
-                        peer,
-                        request,
-                        channel,
-                    }) {
-                        let refused = ReplicateResponse::Refused {
-                            reason: RefuseReason::Busy,
-                            message: "too many replicate requests".into(),
-                        };
-                        let channel = match e {
-                            mpsc::error::TrySendError::Full(r)
-                            | mpsc::error::TrySendError::Closed(r) => r.channel,
-                        };
-                        let _ = self
-                            .swarm
-                            .behaviour_mut()
-                            .replicate
-                            .send_response(channel, refused);
-                    }
+        let Some((peer, request, channel)) =
+            route_replies(&mut self.pending_replicate, event, "replicate")
+        else {
+            return;
+        };
+        // The replica service answers; when it is swamped, say so at once.
+        if let Err(e) = self.replica_tx.try_send(InboundReplicate {
+            peer,
+            request,
+            channel,
+        }) {
+            let refused = ReplicateResponse::Refused {
+                reason: RefuseReason::Busy,
+                message: "too many replicate requests".into(),
+            };
+            let channel = match e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => {
+                    r.channel
                 }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.pending_replicate.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                if let Some(reply) = self.pending_replicate.remove(&request_id) {
-                    let _ = reply.send(Err(NodeError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(peer = %peer, error = %error, "inbound replicate request failed");
-            }
-            _ => {}
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .replicate
+                .send_response(channel, refused);
         }
     }
 
     fn on_chunks_event(&mut self, event: request_response::Event<ChunkRequest, ChunkResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let store = Arc::clone(&self.store);
-                    let tx = self.inbound_tx.clone();
-                    tracing::trace!(peer = %peer, request = ?request, "serving");
-                    tokio::task::spawn_blocking(move || {
-                        let response = serve(&store, request);
-                        let _ = tx.blocking_send((channel, response));
-                    });
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some(reply) = self.pending_requests.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                if let Some(reply) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Err(NodeError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(peer = %peer, error = %error, "inbound chunk request failed");
-            }
-            _ => {}
-        }
+        let Some((peer, request, channel)) =
+            route_replies(&mut self.pending_requests, event, "chunk")
+        else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        let tx = self.inbound_tx.clone();
+        tracing::trace!(peer = %peer, request = ?request, "serving");
+        tokio::task::spawn_blocking(move || {
+            let response = serve(&store, request);
+            let _ = tx.blocking_send((channel, response));
+        });
     }
+}
+
+/// What every request-response protocol handles alike: an answer to one of our requests goes
+/// to the caller waiting in `pending`, an outbound failure fails that caller, an inbound
+/// failure is logged. An inbound request is returned for the protocol's own handler.
+fn route_replies<Req, Resp>(
+    pending: &mut HashMap<OutboundRequestId, oneshot::Sender<Result<Resp, NodeError>>>,
+    event: request_response::Event<Req, Resp>,
+    protocol: &'static str,
+) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
+    match event {
+        request_response::Event::Message { peer, message, .. } => match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => return Some((peer, request, channel)),
+            request_response::Message::Response {
+                request_id,
+                response,
+            } => {
+                if let Some(reply) = pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+        },
+        request_response::Event::OutboundFailure {
+            peer,
+            request_id,
+            error,
+            ..
+        } => {
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply.send(Err(NodeError::Request {
+                    peer,
+                    reason: error.to_string(),
+                }));
+            }
+        }
+        request_response::Event::InboundFailure { peer, error, .. } => {
+            tracing::debug!(peer = %peer, error = %error, protocol, "inbound request failed");
+        }
+        _ => {}
+    }
+    None
 }
 
 /// Answers one chunk-exchange request from the local store.
