@@ -174,6 +174,9 @@ pub struct ReplicationStatus {
     /// The background scrub of replicas since the node started.
     #[serde(default)]
     pub scrub: crate::node::ScrubTotals,
+    /// The last batched republish of provider records.
+    #[serde(default)]
+    pub last_republish: Option<crate::node::RepublishReport>,
 }
 
 /// Store sessions (adds, fetches, pins and reads in progress; see `store::session`).
@@ -200,6 +203,7 @@ async fn status(State(api): State<Api>) -> Result<Json<Status>, ApiError> {
         replicas_arriving: api.replicator.intakes_in_progress() as u64,
         last_round: api.replicator.last_round(),
         scrub: api.replicator.scrub_totals(),
+        last_republish: api.replicator.republisher().last(),
     };
     Ok(Json(Status {
         node,
@@ -528,8 +532,11 @@ async fn replicas(
     api.store.replicas().map(Json).map_err(failed)
 }
 
+/// A repair round, then a republish sweep (so that records follow the replicas it moved).
 async fn repair(State(api): State<Api>) -> Json<crate::node::RepairReport> {
-    Json(api.replicator.round().await)
+    let mut report = api.replicator.round().await;
+    report.republish = Some(api.replicator.republisher().sweep().await);
+    Json(report)
 }
 
 #[derive(Deserialize)]

@@ -141,7 +141,8 @@ pub enum Command {
         json: bool,
     },
     /// Run a repair round now: every item pinned or held gets its R replicas on the peers
-    /// closest to it, and replicas no longer needed here are handed off.
+    /// closest to it, replicas no longer needed here are handed off, and the provider records
+    /// of everything held are republished.
     Repair {
         #[arg(long)]
         json: bool,
@@ -166,12 +167,13 @@ pub struct NetArgs {
 pub struct NodeArgs {
     #[command(flatten)]
     pub net: NetArgs,
-    /// Lifetime of this node's provider records on other peers.
-    #[arg(long, value_name = "SECS")]
-    pub provider_ttl: Option<u64>,
-    /// How often provider records are re-announced (keep well under the TTL).
-    #[arg(long, value_name = "SECS")]
-    pub republish_interval: Option<u64>,
+    /// How long provider records that peers announce are kept here (e.g. 24h).
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub provider_ttl: humantime::Duration,
+    /// How often everything held is re-announced in one batched sweep, jittered by ±10%
+    /// (keep well under the peers' TTL; 0s: only `storgo repair`).
+    #[arg(long, default_value = "6h", value_name = "DURATION")]
+    pub republish_interval: humantime::Duration,
     /// Copies the network keeps of each item added here (besides this node's pin).
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     pub replication: u8,

@@ -53,13 +53,10 @@ async fn shutdown_signal() {
 pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     let store = Arc::new(open_store(cli)?);
     let mut cfg = network_config(&args.net, true);
-    if let Some(t) = args.provider_ttl {
-        cfg.provider_ttl = Duration::from_secs(t);
-    }
-    if let Some(r) = args.republish_interval {
-        cfg.republish_interval = Duration::from_secs(r);
-    }
-    if cfg.republish_interval >= cfg.provider_ttl {
+    cfg.provider_ttl = args.provider_ttl.into();
+    let republish: Duration = args.republish_interval.into();
+    cfg.republish_interval = (!republish.is_zero()).then_some(republish);
+    if republish >= cfg.provider_ttl {
         bail!("--republish-interval must be shorter than --provider-ttl, or records expire between announcements");
     }
     let interval: Duration = args.repair_interval.into();
@@ -338,6 +335,21 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
             ),
             None => println!("last repair round: none yet"),
         }
+        match &s.replication.last_republish {
+            Some(r) => println!(
+                "last republish: {} ({} ms): {} items to {} peers in {} batches, {} DHT walks, {} failed",
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(r.started)
+                ),
+                r.duration_ms,
+                r.roots,
+                r.peers,
+                r.batches,
+                r.walks,
+                r.failed.len()
+            ),
+            None => println!("last republish: none yet"),
+        }
         println!(
             "scrub: {} bytes re-checked, {} blocks repaired, {} failures",
             s.replication.scrub.checked_bytes,
@@ -407,6 +419,17 @@ pub async fn repair(cli: &Cli, json: bool) -> Result<()> {
         );
         for (root, why) in &r.failed {
             println!("failed {root}: {why}");
+        }
+        if let Some(p) = &r.republish {
+            println!(
+                "republished {} items to {} peers in {} ms: {} batches, {} DHT walks, {} failed",
+                p.roots,
+                p.peers,
+                p.duration_ms,
+                p.batches,
+                p.walks,
+                p.failed.len()
+            );
         }
     }
     Ok(())

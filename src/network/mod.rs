@@ -6,10 +6,13 @@
 //! decide *what* to fetch or store — that is the node's event loop (`crate::node`).
 //!
 //! Behaviours: Kademlia under `/storgo/kad/1.0.0` (storgo's own DHT, not IPFS's), the chunk
-//! exchange, the replicate protocol ([`replicate`]), identify, ping, mDNS (optional), AutoNAT and connection limits, over TCP
+//! exchange, the replicate protocol ([`replicate`]), the batched provider announcements
+//! ([`announce`]), identify, ping, mDNS (optional), AutoNAT and connection limits, over TCP
 //! (Noise + Yamux) and QUIC.
 
+pub mod announce;
 pub mod chunks;
+mod framing;
 pub mod identity;
 pub mod records;
 pub mod replicate;
@@ -24,12 +27,16 @@ use libp2p::{
     Multiaddr, StreamProtocol, Swarm,
 };
 
+pub use announce::{AnnounceCodec, AnnounceResponse, Announcement};
 pub use chunks::{ChunkCodec, ChunkRequest, ChunkResponse};
 pub use records::DhtStore;
 pub use replicate::{RefuseReason, ReplicateCodec, ReplicateRequest, ReplicateResponse};
 
 /// Kademlia protocol name: storgo forms its own DHT.
 pub const KAD_PROTOCOL: &str = "/storgo/kad/1.0.0";
+/// Kademlia's k: how many peers a lookup returns and how many closest peers hold each provider
+/// record (libp2p's default, set explicitly because the batched republish relies on it).
+pub const DHT_K: usize = 20;
 /// identify protocol version.
 pub const IDENTIFY_PROTOCOL: &str = "/storgo/id/1.0.0";
 /// Default port for TCP and QUIC.
@@ -58,8 +65,10 @@ pub struct NetworkConfig {
     pub dht_server: bool,
     /// How long a provider record lives on the peers that hold it.
     pub provider_ttl: Duration,
-    /// How often this node re-announces what it provides (must be well under the TTL).
-    pub republish_interval: Duration,
+    /// How often this node re-announces what it provides (must be well under the TTL), in one
+    /// batched sweep (`node::republish`) rather than kad's one walk per key; `None` sweeps
+    /// only when asked (`storgo repair`).
+    pub republish_interval: Option<Duration>,
     /// How often the node walks the DHT to refresh its routing table.
     pub bootstrap_interval: Duration,
     pub idle_timeout: Duration,
@@ -84,7 +93,7 @@ impl Default for NetworkConfig {
             // Reasoned in DESIGN.md: records outlive a night-long laptop sleep; republishing
             // every quarter of the TTL tolerates three missed rounds.
             provider_ttl: Duration::from_secs(24 * 3600),
-            republish_interval: Duration::from_secs(6 * 3600),
+            republish_interval: Some(Duration::from_secs(6 * 3600)),
             bootstrap_interval: Duration::from_secs(5 * 60),
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
@@ -99,6 +108,7 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<DhtStore>,
     pub chunks: request_response::Behaviour<ChunkCodec>,
     pub replicate: request_response::Behaviour<ReplicateCodec>,
+    pub announce: request_response::Behaviour<AnnounceCodec>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -116,7 +126,9 @@ pub fn build_swarm(
     let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_cfg
         .set_provider_record_ttl(Some(cfg.provider_ttl))
-        .set_provider_publication_interval(Some(cfg.republish_interval))
+        // storgo's batched republish (`node::republish`) replaces kad's one walk per key.
+        .set_provider_publication_interval(None)
+        .set_replication_factor(std::num::NonZeroUsize::new(DHT_K).expect("k > 0"))
         .set_record_ttl(Some(cfg.provider_ttl))
         .set_periodic_bootstrap_interval(Some(cfg.bootstrap_interval))
         .set_query_timeout(Duration::from_secs(30));
@@ -177,6 +189,16 @@ pub fn build_swarm(
                             .with_request_timeout(request_timeout)
                             .with_max_concurrent_streams(64),
                     ),
+                    announce: request_response::Behaviour::with_codec(
+                        AnnounceCodec,
+                        [(
+                            StreamProtocol::new(announce::PROTOCOL),
+                            request_response::ProtocolSupport::Full,
+                        )],
+                        request_response::Config::default()
+                            .with_request_timeout(request_timeout)
+                            .with_max_concurrent_streams(16),
+                    ),
                     identify: identify::Behaviour::new(
                         identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                             .with_agent_version(format!("storgo/{}", env!("CARGO_PKG_VERSION")))
@@ -203,6 +225,23 @@ pub fn provider_key(root: &crate::content::BlockAddress) -> kad::RecordKey {
     k.extend_from_slice(&[0x12, 0x20]);
     k.extend_from_slice(root.digest());
     kad::RecordKey::from(k)
+}
+
+/// Where `root` sits in the DHT's key space: the SHA-256 of its provider key, as Kademlia
+/// measures distance.
+pub fn key_point(root: &crate::content::BlockAddress) -> [u8; 32] {
+    point_of(kad::KBucketKey::new(provider_key(root).to_vec()).hashed_bytes())
+}
+
+/// Where `peer` sits in the DHT's key space.
+pub fn peer_point(peer: &libp2p::PeerId) -> [u8; 32] {
+    point_of(kad::KBucketKey::from(*peer).hashed_bytes())
+}
+
+fn point_of(hashed: &[u8]) -> [u8; 32] {
+    let mut p = [0u8; 32];
+    p.copy_from_slice(&hashed[..32]);
+    p
 }
 
 /// Sorts `peers` by XOR distance to `root`'s DHT key, closest first: the order in which the

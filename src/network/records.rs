@@ -130,6 +130,59 @@ impl DhtStore {
         n
     }
 
+    /// Stores the provider records of an announcement (`announce-v1.md`): `provider` provides
+    /// every root in `roots`, reachable at `addrs`, for `ttl`. One transaction for the whole
+    /// batch, under the same limits as kad's own inserts. Returns the records stored.
+    pub fn add_announced(
+        &self,
+        provider: &PeerId,
+        addrs: &[Multiaddr],
+        roots: &[crate::content::BlockAddress],
+        ttl: Duration,
+    ) -> std::result::Result<u32, crate::store::StoreError> {
+        let row = encode(&ProviderRow {
+            expires_ms: Some(now_ms() + ttl.as_millis() as u64),
+            addrs: addrs
+                .iter()
+                .take(MAX_ADDRS)
+                .map(|a| serde_bytes::ByteBuf::from(a.to_vec()))
+                .collect(),
+        });
+        let rows: Vec<(Vec<u8>, usize, Vec<u8>)> = roots
+            .iter()
+            .map(|r| {
+                let key = super::provider_key(r);
+                let prefix = key_prefix(&key).len();
+                (provider_key(&key, provider), prefix, row.clone())
+            })
+            .collect();
+        self.store.dht().dht_insert_bounded(
+            DhtTable::Providers,
+            &rows,
+            MAX_PROVIDERS_PER_KEY,
+            MAX_PROVIDER_ROWS,
+        )
+    }
+
+    /// Records that this node provides `roots` (what `start_providing` writes locally), in one
+    /// transaction per table.
+    pub fn provide_locally(
+        &self,
+        roots: &[crate::content::BlockAddress],
+    ) -> std::result::Result<(), crate::store::StoreError> {
+        let row = encode(&ProviderRow {
+            expires_ms: None,
+            addrs: Vec::new(),
+        });
+        let keys: Vec<RecordKey> = roots.iter().map(super::provider_key).collect();
+        let rows: Vec<Vec<u8>> = keys.iter().map(|k| provider_key(k, &self.local)).collect();
+        let dht = self.store.dht();
+        let puts: Vec<(&[u8], &[u8])> = rows.iter().map(|k| (k.as_slice(), &row[..])).collect();
+        dht.dht_apply(DhtTable::Providers, &puts, &[])?;
+        let puts: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (k.as_ref(), &[][..])).collect();
+        dht.dht_apply(DhtTable::Provided, &puts, &[])
+    }
+
     /// Keys this node provides.
     pub fn provided_count(&self) -> u64 {
         self.store.dht().dht_len(DhtTable::Provided).unwrap_or(0)

@@ -18,18 +18,23 @@ use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, StreamProtocol, Swarm
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::content::manifest::MAX_MANIFEST_BLOCK;
-use crate::content::{BlockAddress, MAX_BLOCK_SIZE};
+use crate::content::MAX_BLOCK_SIZE;
 use crate::network::chunks::{ErrorCode, MAX_HAVE};
 use crate::network::{
-    distance_order, provider_key, Behaviour, BehaviourEvent, ChunkRequest, ChunkResponse,
-    NetworkConfig, RefuseReason, ReplicateRequest, ReplicateResponse, KAD_PROTOCOL,
+    provider_key, AnnounceResponse, Announcement, Behaviour, BehaviourEvent, ChunkRequest,
+    ChunkResponse, DhtStore, NetworkConfig, RefuseReason, ReplicateRequest, ReplicateResponse,
+    KAD_PROTOCOL,
 };
 use crate::store::{Store, StoreError};
 
 use super::replicate::InboundReplicate;
-use super::{Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
+use super::{Closest, Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
 
-type Inbound = (ResponseChannel<ChunkResponse>, ChunkResponse);
+/// An answer to an inbound request, prepared off the loop (disk work) and sent from it.
+enum Answer {
+    Chunk(ResponseChannel<ChunkResponse>, ChunkResponse),
+    Announce(ResponseChannel<AnnounceResponse>, AnnounceResponse),
+}
 
 /// How long a peer counts as "recently seen" for fetches.
 const RECENT: Duration = Duration::from_secs(600);
@@ -45,16 +50,21 @@ pub struct EventLoop {
     store: Arc<Store>,
     counters: Arc<Counters>,
     listen_tx: watch::Sender<Vec<Multiaddr>>,
-    inbound_tx: mpsc::Sender<Inbound>,
-    inbound_rx: mpsc::Receiver<Inbound>,
+    inbound_tx: mpsc::Sender<Answer>,
+    inbound_rx: mpsc::Receiver<Answer>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<ChunkResponse, NodeError>>>,
     pending_providers: HashMap<kad::QueryId, (mpsc::Sender<PeerId>, HashSet<PeerId>)>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
     pending_provides: HashMap<kad::QueryId, oneshot::Sender<()>>,
-    pending_lookups: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Lookup>)>,
-    pending_closest: HashMap<kad::QueryId, (BlockAddress, oneshot::Sender<Vec<PeerId>>)>,
+    pending_lookups: HashMap<kad::QueryId, (Lookup, HashSet<PeerId>, oneshot::Sender<Lookup>)>,
+    pending_closest: HashMap<kad::QueryId, oneshot::Sender<Closest>>,
     pending_replicate:
         HashMap<OutboundRequestId, oneshot::Sender<Result<ReplicateResponse, NodeError>>>,
+    pending_announce:
+        HashMap<OutboundRequestId, oneshot::Sender<Result<AnnounceResponse, NodeError>>>,
+    /// How long announced provider records live here (this node's TTL, not the sender's).
+    provider_ttl: Duration,
+    dht_server: bool,
     /// Inbound replicate requests go to the replica service (`node::replicate`).
     replica_tx: mpsc::Sender<InboundReplicate>,
     rtt: HashMap<PeerId, Duration>,
@@ -92,6 +102,9 @@ impl EventLoop {
             pending_lookups: HashMap::new(),
             pending_closest: HashMap::new(),
             pending_replicate: HashMap::new(),
+            pending_announce: HashMap::new(),
+            provider_ttl: cfg.provider_ttl,
+            dht_server: cfg.dht_server,
             replica_tx,
             rtt: HashMap::new(),
             recent: HashMap::new(),
@@ -114,12 +127,7 @@ impl EventLoop {
                     Some(Command::Shutdown) | None => break,
                     Some(c) => self.on_command(c),
                 },
-                Some((channel, response)) = self.inbound_rx.recv() => {
-                    if let ChunkResponse::Block(b) = &response {
-                        self.counters.bytes_served.fetch_add(b.len() as u64, Ordering::Relaxed);
-                    }
-                    let _ = self.swarm.behaviour_mut().chunks.send_response(channel, response);
-                }
+                Some(answer) = self.inbound_rx.recv() => self.send_answer(answer),
                 _ = retry.tick() => {
                     if !self.bootstrap.is_empty() && !self.bootstrap_connected() {
                         self.bootstrap_backoff = (self.bootstrap_backoff * 2).min(MAX_BACKOFF);
@@ -138,6 +146,23 @@ impl EventLoop {
             }
         }
         tracing::info!("node event loop stopped");
+    }
+
+    fn send_answer(&mut self, answer: Answer) {
+        let behaviour = self.swarm.behaviour_mut();
+        match answer {
+            Answer::Chunk(channel, response) => {
+                if let ChunkResponse::Block(b) = &response {
+                    self.counters
+                        .bytes_served
+                        .fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+                let _ = behaviour.chunks.send_response(channel, response);
+            }
+            Answer::Announce(channel, response) => {
+                let _ = behaviour.announce.send_response(channel, response);
+            }
+        }
     }
 
     fn remember(&mut self, peer: PeerId) {
@@ -190,7 +215,8 @@ impl EventLoop {
             }
             Command::FindProviders { root, reply } => {
                 let id = behaviour.kad.get_providers(provider_key(&root));
-                self.pending_lookups.insert(id, (HashSet::new(), reply));
+                self.pending_lookups
+                    .insert(id, (Lookup::default(), HashSet::new(), reply));
             }
             Command::Request {
                 peer,
@@ -211,11 +237,17 @@ impl EventLoop {
             Command::RespondReplicate { channel, response } => {
                 let _ = behaviour.replicate.send_response(channel, response);
             }
-            Command::ClosestPeers { root, reply } => {
-                let id = behaviour
-                    .kad
-                    .get_closest_peers(provider_key(&root).to_vec());
-                self.pending_closest.insert(id, (root, reply));
+            Command::ClosestPeers { key, reply } => {
+                let id = behaviour.kad.get_closest_peers(key);
+                self.pending_closest.insert(id, reply);
+            }
+            Command::Announce {
+                peer,
+                announcement,
+                reply,
+            } => {
+                let id = behaviour.announce.send_request(&peer, announcement);
+                self.pending_announce.insert(id, reply);
             }
             Command::Dial { addr, reply } => {
                 let peer = match addr.iter().last() {
@@ -371,6 +403,7 @@ impl EventLoop {
         match event {
             BehaviourEvent::Chunks(e) => self.on_chunks_event(e),
             BehaviourEvent::Replicate(e) => self.on_replicate_event(e),
+            BehaviourEvent::Announce(e) => self.on_announce_event(e),
             BehaviourEvent::Kad(e) => self.on_kad_event(e),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 // identify results are not fed to kad automatically; only peers that speak
@@ -407,6 +440,12 @@ impl EventLoop {
     }
 
     fn on_kad_event(&mut self, event: kad::Event) {
+        if let kad::Event::InboundRequest { .. } = event {
+            self.counters
+                .dht_requests_received
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let kad::Event::OutboundQueryProgressed {
             id,
             result,
@@ -416,36 +455,41 @@ impl EventLoop {
         else {
             return;
         };
-        if let Some((found, _)) = self.pending_lookups.get_mut(&id) {
+        if let Some((lookup, found, _)) = self.pending_lookups.get_mut(&id) {
             if let kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
                 providers,
                 ..
             })) = &result
             {
+                if found.is_empty() && !providers.is_empty() {
+                    lookup.first_provider_ms = stats.duration().map(|d| d.as_secs_f64() * 1e3);
+                    lookup.requests_to_first = Some(stats.num_requests());
+                }
                 found.extend(providers.iter().copied());
             }
             if step.last {
-                if let Some((found, reply)) = self.pending_lookups.remove(&id) {
-                    let _ = reply.send(Lookup {
-                        providers: found.iter().map(|p| p.to_string()).collect(),
-                        duration_ms: stats.duration().map(|d| d.as_millis() as u64).unwrap_or(0),
-                        requests: stats.num_requests(),
-                        successes: stats.num_successes(),
-                    });
+                if let Some((mut lookup, found, reply)) = self.pending_lookups.remove(&id) {
+                    lookup.providers = found.iter().map(|p| p.to_string()).collect();
+                    lookup.duration_ms =
+                        stats.duration().map(|d| d.as_millis() as u64).unwrap_or(0);
+                    lookup.requests = stats.num_requests();
+                    lookup.successes = stats.num_successes();
+                    let _ = reply.send(lookup);
                 }
             }
             return;
         }
         match result {
             kad::QueryResult::GetClosestPeers(r) => {
-                if let Some((root, reply)) = self.pending_closest.remove(&id) {
+                if let Some(reply) = self.pending_closest.remove(&id) {
                     let peers = match r {
                         Ok(ok) => ok.peers,
                         Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
                     };
-                    let mut peers: Vec<PeerId> = peers.into_iter().map(|p| p.peer_id).collect();
-                    distance_order(&root, &mut peers);
-                    let _ = reply.send(peers);
+                    let _ = reply.send(Closest {
+                        peers: peers.into_iter().map(|p| p.peer_id).collect(),
+                        requests: stats.num_requests(),
+                    });
                 }
             }
             kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
@@ -517,6 +561,63 @@ impl EventLoop {
         }
     }
 
+    fn on_announce_event(
+        &mut self,
+        event: request_response::Event<Announcement, AnnounceResponse>,
+    ) {
+        let Some((peer, announcement, channel)) =
+            route_replies(&mut self.pending_announce, event, "announce")
+        else {
+            return;
+        };
+        self.counters
+            .announcements_received
+            .fetch_add(1, Ordering::Relaxed);
+        let refuse = |reason, message: &str| AnnounceResponse::Refused {
+            reason,
+            message: message.into(),
+        };
+        if !self.dht_server {
+            let answer = refuse(RefuseReason::BadRequest, "not a DHT server");
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .announce
+                .send_response(channel, answer);
+            return;
+        }
+        if self.counters.stopping.load(Ordering::Relaxed) {
+            let answer = refuse(RefuseReason::ShuttingDown, "stopping");
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .announce
+                .send_response(channel, answer);
+            return;
+        }
+        let dht = DhtStore::new(Arc::clone(&self.store), *self.swarm.local_peer_id());
+        let (tx, ttl) = (self.inbound_tx.clone(), self.provider_ttl);
+        tokio::task::spawn_blocking(move || {
+            let n = announcement.roots.len();
+            let answer = match dht.add_announced(
+                &peer,
+                &announcement.addrs,
+                &announcement.roots,
+                ttl,
+            ) {
+                Ok(count) => {
+                    tracing::debug!(peer = %peer, records = n, stored = count, "announcement stored");
+                    AnnounceResponse::Stored { count }
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "cannot store announced records");
+                    refuse(RefuseReason::Busy, "record store unavailable")
+                }
+            };
+            let _ = tx.blocking_send(Answer::Announce(channel, answer));
+        });
+    }
+
     fn on_chunks_event(&mut self, event: request_response::Event<ChunkRequest, ChunkResponse>) {
         let Some((peer, request, channel)) =
             route_replies(&mut self.pending_requests, event, "chunk")
@@ -528,7 +629,7 @@ impl EventLoop {
         tracing::trace!(peer = %peer, request = ?request, "serving");
         tokio::task::spawn_blocking(move || {
             let response = serve(&store, request);
-            let _ = tx.blocking_send((channel, response));
+            let _ = tx.blocking_send(Answer::Chunk(channel, response));
         });
     }
 }

@@ -4,6 +4,9 @@
 //! Swarm, and nothing holds a lock around it.
 //!
 //! - [`event_loop`]: swarm events, commands, serving blocks to peers, providing roots.
+//! - [`replicate`]: replicas on the R closest peers, repair rounds, scrub.
+//! - [`republish`]: provider records re-announced in one batched sweep, over a map of the key
+//!   space (`regions`) that repair rounds share.
 //! - [`fetch`]: downloading an item by content ID from every provider in parallel, built on
 //!   `walk` (an item's manifests, with or without its key) and `transfer` (pulling blocks
 //!   from every provider in parallel into a store session).
@@ -13,14 +16,18 @@
 
 pub mod event_loop;
 pub mod fetch;
+mod regions;
 pub mod replicate;
+pub mod republish;
 mod transfer;
 mod walk;
 
 pub use fetch::{begin_session, fetch, fetch_in, FetchOptions, FetchProgress, FetchReport};
+pub use regions::KeyspaceMap;
 pub use replicate::{
     ItemRepair, RepairReport, ReplicationConfig, Replicator, ScrubReport, ScrubTotals,
 };
+pub use republish::{RepublishReport, Republisher};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,8 +40,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::content::{BlockAddress, ContentError};
 use crate::files::FilesError;
 use crate::network::{
-    self, ChunkRequest, ChunkResponse, NetworkConfig, NetworkError, ReplicateRequest,
-    ReplicateResponse,
+    self, AnnounceResponse, Announcement, ChunkRequest, ChunkResponse, NetworkConfig, NetworkError,
+    ReplicateRequest, ReplicateResponse,
 };
 use crate::store::{Store, StoreError};
 
@@ -126,10 +133,16 @@ pub enum Command {
         channel: libp2p::request_response::ResponseChannel<ReplicateResponse>,
         response: ReplicateResponse,
     },
-    /// The peers the DHT knows closest to `root` (never this node), closest first.
+    /// A DHT walk to the peers closest to the point `key` hashes to (never this node).
     ClosestPeers {
-        root: BlockAddress,
-        reply: oneshot::Sender<Vec<PeerId>>,
+        key: Vec<u8>,
+        reply: oneshot::Sender<Closest>,
+    },
+    /// Sends an announce-protocol request (a batch of provider records).
+    Announce {
+        peer: PeerId,
+        announcement: Announcement,
+        reply: oneshot::Sender<Result<AnnounceResponse, NodeError>>,
     },
     Dial {
         addr: Multiaddr,
@@ -148,10 +161,22 @@ pub enum Command {
     Shutdown,
 }
 
+/// What a walk to the closest peers found, and what it cost.
+#[derive(Debug, Clone, Default)]
+pub struct Closest {
+    /// The live peers closest to the target, in no particular order.
+    pub peers: Vec<PeerId>,
+    /// Peers asked on the way.
+    pub requests: u32,
+}
+
 /// The result of a complete provider lookup.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Lookup {
     pub providers: Vec<String>,
+    /// Time and peers asked until the first provider record arrived (what a fetch waits for).
+    pub first_provider_ms: Option<f64>,
+    pub requests_to_first: Option<u32>,
     /// Wall time from the first request to the query's end.
     pub duration_ms: u64,
     /// Peers asked, and how many answered: the cost of the walk through the DHT.
@@ -166,6 +191,22 @@ pub struct Counters {
     pub bytes_fetched: AtomicU64,
     /// Replicate-protocol requests sent (queries and holds): the cost of placement and repair.
     pub replicate_requests: AtomicU64,
+    /// Kademlia requests of any kind received from peers (the DHT's cost, counted where it
+    /// lands).
+    pub dht_requests_received: AtomicU64,
+    /// Announce-protocol requests (batches of provider records) received.
+    pub announcements_received: AtomicU64,
+    /// Set when the node begins to stop: new holds and announcements are refused.
+    pub stopping: std::sync::atomic::AtomicBool,
+}
+
+/// Traffic counters of one node, for status and benchmarks.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Traffic {
+    pub bytes_fetched: u64,
+    pub replicate_requests_sent: u64,
+    pub dht_requests_received: u64,
+    pub announcements_received: u64,
 }
 
 /// The handle the rest of the program uses to talk to the node.
@@ -230,9 +271,36 @@ impl Client {
 
     /// The peers closest to `root` that a DHT walk finds (not this node), closest first.
     pub async fn closest_peers(&self, root: BlockAddress) -> Result<Vec<PeerId>, NodeError> {
+        let mut peers = self
+            .closest_to(network::provider_key(&root).to_vec())
+            .await?
+            .peers;
+        network::distance_order(&root, &mut peers);
+        Ok(peers)
+    }
+
+    /// A DHT walk to the peers closest to the point `key` hashes to (as kad hashes record keys
+    /// and peer IDs), with its cost.
+    pub async fn closest_to(&self, key: Vec<u8>) -> Result<Closest, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::ClosestPeers { root, reply }).await?;
+        self.send(Command::ClosestPeers { key, reply }).await?;
         rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Hands `peer` a batch of provider records for this node.
+    pub async fn announce(
+        &self,
+        peer: PeerId,
+        announcement: Announcement,
+    ) -> Result<AnnounceResponse, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Announce {
+            peer,
+            announcement,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::Stopped)?
     }
 
     pub async fn providers(&self, root: BlockAddress) -> Result<mpsc::Receiver<PeerId>, NodeError> {
@@ -298,12 +366,20 @@ impl Client {
         self.listen.borrow().clone()
     }
 
-    /// Bytes this node has fetched from peers, and replicate requests it has sent, so far.
-    pub fn traffic(&self) -> (u64, u64) {
-        (
-            self.counters.bytes_fetched.load(Ordering::Relaxed),
-            self.counters.replicate_requests.load(Ordering::Relaxed),
-        )
+    /// What this node has fetched, sent and received so far.
+    pub fn traffic(&self) -> Traffic {
+        let c = &self.counters;
+        Traffic {
+            bytes_fetched: c.bytes_fetched.load(Ordering::Relaxed),
+            replicate_requests_sent: c.replicate_requests.load(Ordering::Relaxed),
+            dht_requests_received: c.dht_requests_received.load(Ordering::Relaxed),
+            announcements_received: c.announcements_received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// True once the node has begun to stop.
+    pub fn stopping(&self) -> bool {
+        self.counters.stopping.load(Ordering::Relaxed)
     }
 
     pub(crate) fn add_fetched(&self, n: u64) {
@@ -333,6 +409,7 @@ pub struct Node {
     pub client: Client,
     pub store: Arc<Store>,
     pub replicator: Replicator,
+    pub republisher: Republisher,
     task: tokio::task::JoinHandle<()>,
     /// The replica service and the repair loop, stopped with the node.
     helpers: Vec<tokio::task::JoinHandle<()>>,
@@ -340,7 +417,8 @@ pub struct Node {
 
 impl Node {
     /// Starts a node on `store`: builds the swarm, listens, dials the bootstrap peers, and
-    /// re-provides every pinned root. Returns once every listener has an address.
+    /// starts the replica service, repair, scrub and republish. Returns once every listener
+    /// has an address.
     pub async fn start(store: Arc<Store>, cfg: NetworkConfig) -> Result<Node, NodeError> {
         Self::start_with(store, cfg, ReplicationConfig::default()).await
     }
@@ -383,11 +461,19 @@ impl Node {
             replica_tx,
         );
         let task = tokio::spawn(event_loop.run());
-        let replicator = Replicator::new(client.clone(), Arc::clone(&store), replication);
+        let republisher =
+            Republisher::new(client.clone(), Arc::clone(&store), cfg.republish_interval);
+        let replicator = Replicator::new(
+            client.clone(),
+            Arc::clone(&store),
+            replication,
+            republisher.clone(),
+        );
         let helpers = vec![
             tokio::spawn(replicator.clone().serve(replica_rx)),
             tokio::spawn(replicator.clone().repair_loop()),
             tokio::spawn(replicator.clone().scrub_loop()),
+            tokio::spawn(republisher.clone().republish_loop()),
         ];
         let mut watch = listen_rx;
         let wanted = cfg.listen.len();
@@ -402,23 +488,24 @@ impl Node {
         if ready.is_err() {
             tracing::warn!("not every listener reported an address within 10 s");
         }
-        // Re-provide what this node holds whole; partial items are announced when complete.
-        for pin in store.pins()?.into_iter().filter(|p| !p.partial) {
-            if let Ok(id) = pin.id.parse::<crate::content::ContentId>() {
-                client.start_providing(id.root).await?;
-            }
-        }
+        // What this node holds is announced by the republish sweep once peers are known;
+        // locally it is findable at once.
+        let held = republish::held_roots(&store)?;
+        network::DhtStore::new(Arc::clone(&store), peer_id).provide_locally(&held)?;
         Ok(Node {
             client,
             store,
             replicator,
+            republisher,
             task,
             helpers,
         })
     }
 
-    /// Stops the event loop and waits for it.
+    /// Stops the event loop and waits for it. From the first moment, holds and announcements
+    /// from peers are refused as "shutting down".
     pub async fn stop(self) {
+        self.client.counters.stopping.store(true, Ordering::Relaxed);
         for h in &self.helpers {
             h.abort();
         }

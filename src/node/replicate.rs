@@ -30,6 +30,8 @@ use crate::network::{distance_order, RefuseReason, ReplicateRequest, ReplicateRe
 use crate::store::{Holding, ReplicaRecord, SessionKind, Store};
 
 use super::fetch::begin_session;
+use super::regions::KeyspaceMap;
+use super::republish::Republisher;
 use super::transfer::bring;
 use super::{blocking, Client, NodeError};
 
@@ -169,8 +171,14 @@ pub struct RepairReport {
     pub pushes: usize,
     pub refusals: usize,
     pub handed_off: usize,
+    /// DHT walks made to map the key space around every item (not one per item).
+    #[serde(default)]
+    pub walks: u32,
     /// Items whose repair failed (the DHT walk or the store), with the reason.
     pub failed: Vec<(String, String)>,
+    /// The republish sweep that followed, when the round was asked for (`storgo repair`).
+    #[serde(default)]
+    pub republish: Option<crate::node::RepublishReport>,
 }
 
 /// What scrubbing one replica did.
@@ -200,10 +208,16 @@ pub struct Replicator {
     intake: Arc<Semaphore>,
     last_round: Arc<Mutex<Option<RepairReport>>>,
     scrubbed: Arc<Mutex<ScrubTotals>>,
+    republisher: Republisher,
 }
 
 impl Replicator {
-    pub(crate) fn new(client: Client, store: Arc<Store>, cfg: ReplicationConfig) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        store: Arc<Store>,
+        cfg: ReplicationConfig,
+        republisher: Republisher,
+    ) -> Self {
         Self {
             client,
             store,
@@ -211,7 +225,13 @@ impl Replicator {
             cfg,
             last_round: Arc::default(),
             scrubbed: Arc::default(),
+            republisher,
         }
+    }
+
+    /// The node's republish of provider records (run after an asked-for round).
+    pub fn republisher(&self) -> &Republisher {
+        &self.republisher
     }
 
     pub fn config(&self) -> &ReplicationConfig {
@@ -277,6 +297,9 @@ impl Replicator {
         bytes: u64,
     ) -> ReplicateResponse {
         let refuse = |reason, message: String| ReplicateResponse::Refused { reason, message };
+        if self.client.stopping() {
+            return refuse(RefuseReason::ShuttingDown, "stopping".into());
+        }
         let store = Arc::clone(&self.store);
         let state = blocking(move || -> Result<_, crate::store::StoreError> {
             Ok((held_here(&store, &root)?, store.stats()?.bytes))
@@ -383,17 +406,27 @@ impl Replicator {
             .await
     }
 
-    /// Places `root` on the R peers closest to it; see the module docs.
+    /// Places `root` on the R peers closest to it (found with a DHT walk); see the module docs.
     pub async fn repair_item(
         &self,
         root: BlockAddress,
         replication: u8,
     ) -> Result<ItemRepair, NodeError> {
+        let closest = self.client.closest_peers(root).await?;
+        self.place(root, replication, closest).await
+    }
+
+    /// Places `root` given the live peers closest to it, closest first.
+    async fn place(
+        &self,
+        root: BlockAddress,
+        replication: u8,
+        closest: Vec<PeerId>,
+    ) -> Result<ItemRepair, NodeError> {
         let r = replication.max(1) as usize;
         let me = self.client.peer_id();
         let store = Arc::clone(&self.store);
         let mine = blocking(move || held_here(&store, &root)).await??;
-        let closest = self.client.closest_peers(root).await?;
         let mut known = self
             .survey(root, &closest[..closest.len().min(r + 8)])
             .await;
@@ -493,12 +526,6 @@ impl Replicator {
                 tracing::info!(cid = %root, "replica handed off to closer peers");
             }
         }
-        // Re-announce what this node keeps, so that its provider record sits on the peers
-        // closest to the root *now* (after churn the first announcement's peers may be gone).
-        // One DHT walk per root per round: the batched republish will replace it.
-        if matches!(mine, Held::Whole { .. }) && !report.handed_off {
-            self.client.start_providing(root).await?;
-        }
         Ok(report)
     }
 
@@ -581,8 +608,24 @@ impl Replicator {
             }
         };
         report.items = items.len();
+        // One map of the key space for every item instead of a DHT walk per item.
+        let roots: Vec<BlockAddress> = items.iter().map(|(root, _)| *root).collect();
+        let map = match KeyspaceMap::build(&self.client, &roots, crate::network::DHT_K).await {
+            Ok(m) => m,
+            Err(e) => {
+                report
+                    .failed
+                    .push(("(key space map)".into(), e.to_string()));
+                return self.finish_round(report, started);
+            }
+        };
+        report.walks = map.walks;
+        let map = &map;
         let results: Vec<_> = futures::stream::iter(items)
-            .map(|(root, r)| async move { (root, self.repair_item(root, r).await) })
+            .map(|(root, r)| async move {
+                let closest = map.closest(&root, crate::network::DHT_K);
+                (root, self.place(root, r, closest).await)
+            })
             .buffer_unordered(4)
             .collect()
             .await;

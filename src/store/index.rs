@@ -474,6 +474,52 @@ impl Index {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Writes many rows in one transaction (without waiting for the disk, as [`dht_apply`]),
+    /// each row `(key, prefix_len, value)`: an existing row is overwritten; a new one is
+    /// skipped when its key's first `prefix_len` bytes already start `per_prefix` rows or the
+    /// table holds `max_rows`. Returns how many rows were written.
+    ///
+    /// [`dht_apply`]: Self::dht_apply
+    pub fn dht_insert_bounded(
+        &self,
+        table: DhtTable,
+        rows: &[(Vec<u8>, usize, Vec<u8>)],
+        per_prefix: usize,
+        max_rows: u64,
+    ) -> Result<u32> {
+        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| self.err(e))?;
+        let mut written = 0u32;
+        {
+            let mut t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
+            let mut len = t.len().map_err(|e| self.err(e))?;
+            for (key, prefix_len, value) in rows {
+                let exists = t.get(key.as_slice()).map_err(|e| self.err(e))?.is_some();
+                if !exists {
+                    let prefix = &key[..(*prefix_len).min(key.len())];
+                    let mut same = 0;
+                    for row in t.range(prefix..).map_err(|e| self.err(e))? {
+                        let (k, _) = row.map_err(|e| self.err(e))?;
+                        if !k.value().starts_with(prefix) || same >= per_prefix {
+                            break;
+                        }
+                        same += 1;
+                    }
+                    if same >= per_prefix || len >= max_rows {
+                        continue;
+                    }
+                    len += 1;
+                }
+                t.insert(key.as_slice(), value.as_slice())
+                    .map_err(|e| self.err(e))?;
+                written += 1;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(written)
+    }
+
     pub fn dht_get(&self, table: DhtTable, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;

@@ -26,7 +26,9 @@ fn traffic(nodes: &[Arc<Node>]) -> (u64, u64) {
     nodes
         .iter()
         .map(|n| n.client.traffic())
-        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        .fold((0, 0), |a, t| {
+            (a.0 + t.bytes_fetched, a.1 + t.replicate_requests_sent)
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

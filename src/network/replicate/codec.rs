@@ -6,7 +6,7 @@
 
 use std::io;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,7 @@ use super::{
     RefuseReason, ReplicateRequest, ReplicateResponse, MAX_FRAME, MAX_MESSAGE, MAX_REPLICATION,
 };
 use crate::content::BlockAddress;
+use crate::network::framing::{frame, invalid, read_map, unframe};
 
 const OP_HOLD: u8 = 1;
 const OP_QUERY: u8 = 2;
@@ -46,35 +47,6 @@ struct ResponseMap {
     reason: Option<u8>,
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     message: Option<String>,
-}
-
-fn invalid(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-fn frame<T: Serialize>(map: &T) -> Vec<u8> {
-    let mut body = Vec::new();
-    // Serialising these plain structs into a Vec cannot fail.
-    let _ = ciborium::into_writer(map, &mut body);
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
-    out
-}
-
-/// The CBOR map of a frame held in memory, its length checked.
-fn unframe(frame: &[u8]) -> io::Result<&[u8]> {
-    let Some((len, body)) = frame.split_first_chunk::<4>() else {
-        return Err(invalid("truncated frame"));
-    };
-    let len = u32::from_be_bytes(*len) as usize;
-    if len > MAX_FRAME {
-        return Err(invalid(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
-    }
-    if body.len() != len {
-        return Err(invalid("frame length does not match its contents"));
-    }
-    Ok(body)
 }
 
 pub fn encode_request(req: &ReplicateRequest) -> Vec<u8> {
@@ -173,24 +145,12 @@ pub fn decode_response(map: &[u8]) -> io::Result<ReplicateResponse> {
 
 /// Decodes a whole request frame held in memory (tests and the spec's vectors).
 pub fn decode_request_frame(frame: &[u8]) -> io::Result<ReplicateRequest> {
-    decode_request(unframe(frame)?)
+    decode_request(unframe(frame, MAX_FRAME)?)
 }
 
 /// Decodes a whole response frame held in memory.
 pub fn decode_response_frame(frame: &[u8]) -> io::Result<ReplicateResponse> {
-    decode_response(unframe(frame)?)
-}
-
-async fn read_map<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    io.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(invalid(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
-    }
-    let mut map = vec![0u8; len];
-    io.read_exact(&mut map).await?;
-    Ok(map)
+    decode_response(unframe(frame, MAX_FRAME)?)
 }
 
 /// The request-response codec of the replicate protocol.
@@ -206,7 +166,7 @@ impl libp2p::request_response::Codec for ReplicateCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode_request(&read_map(io).await?)
+        decode_request(&read_map(io, MAX_FRAME).await?)
     }
 
     async fn read_response<T>(
@@ -217,7 +177,7 @@ impl libp2p::request_response::Codec for ReplicateCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode_response(&read_map(io).await?)
+        decode_response(&read_map(io, MAX_FRAME).await?)
     }
 
     async fn write_request<T>(

@@ -1,0 +1,270 @@
+//! Republishing provider records in one sweep (DESIGN.md, "Republishing provider records").
+//!
+//! Provider records expire on the peers that hold them, so everything a node holds whole
+//! (pins and replicas) is announced again every `republish_interval`. kad's own republish walks
+//! the DHT once per key and sends one record per message — tens of messages per root. The sweep
+//! instead maps the key space around all the roots at once ([`KeyspaceMap`]: a few walks per
+//! region of about 2k peers), computes each root's k closest peers locally, and hands each of
+//! those peers all of its records in batches of up to 4096 on the announce protocol
+//! (`protocols/announce-v1.md`). The receiver stores them in its Kademlia record store, where
+//! ordinary `get_providers` lookups find them.
+//!
+//! New items are still announced on their own at once (one walk), so that they are findable
+//! before the next sweep. This module decides what to announce to whom; it must not touch the
+//! Swarm (it talks to the event loop through the [`Client`]) nor block on the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+use crate::content::BlockAddress;
+use crate::network::announce::MAX_ROOTS;
+use crate::network::{AnnounceResponse, Announcement, DhtStore, DHT_K};
+use crate::store::Store;
+
+use super::regions::KeyspaceMap;
+use super::{blocking, Client, NodeError};
+
+/// Peers sent batches at once.
+const PARALLEL_PEERS: usize = 16;
+
+/// What one sweep did, for `storgo status`, `storgo repair` and the benchmark.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RepublishReport {
+    /// Unix seconds when it started.
+    pub started: u64,
+    pub duration_ms: u64,
+    /// Roots announced (every item held whole).
+    pub roots: usize,
+    /// Regions of the key space, DHT walks made to map them, and the requests those sent.
+    pub regions: usize,
+    pub walks: u32,
+    pub walk_requests: u64,
+    /// Peers that were sent records, batches sent, records in them, records the peers stored.
+    pub peers: usize,
+    pub batches: usize,
+    pub records_sent: u64,
+    pub records_stored: u64,
+    /// Peers that refused or could not be reached, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl RepublishReport {
+    /// Messages this sweep cost: walk requests plus announce batches.
+    pub fn messages(&self) -> u64 {
+        self.walk_requests + self.batches as u64
+    }
+}
+
+/// The periodic republish of one node.
+#[derive(Clone)]
+pub struct Republisher {
+    client: Client,
+    store: Arc<Store>,
+    interval: Option<Duration>,
+    last: Arc<Mutex<Option<RepublishReport>>>,
+    /// One sweep at a time: a sweep asked for while one runs waits for it.
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Republisher {
+    pub(crate) fn new(client: Client, store: Arc<Store>, interval: Option<Duration>) -> Self {
+        Self {
+            client,
+            store,
+            interval,
+            last: Arc::default(),
+            running: Arc::default(),
+        }
+    }
+
+    /// The last sweep's report.
+    pub fn last(&self) -> Option<RepublishReport> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Announces every item this node holds whole (pins and replicas).
+    pub async fn sweep(&self) -> RepublishReport {
+        let store = Arc::clone(&self.store);
+        let roots = match blocking(move || held_roots(&store)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return self.failed(e.to_string()),
+            Err(e) => return self.failed(e.to_string()),
+        };
+        self.announce(roots).await
+    }
+
+    fn failed(&self, reason: String) -> RepublishReport {
+        tracing::warn!(error = %reason, "republish could not list what this node holds");
+        let report = RepublishReport {
+            started: now_secs(),
+            failed: vec![("(store)".into(), reason)],
+            ..RepublishReport::default()
+        };
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+        report
+    }
+
+    /// Announces `roots` as provided by this node: locally, then to each root's k closest
+    /// peers in batches.
+    pub async fn announce(&self, roots: Vec<BlockAddress>) -> RepublishReport {
+        let _one = self.running.lock().await;
+        let started = Instant::now();
+        let mut report = RepublishReport {
+            started: now_secs(),
+            roots: roots.len(),
+            ..RepublishReport::default()
+        };
+        let result = self.announce_inner(&roots, &mut report).await;
+        if let Err(e) = result {
+            report.failed.push(("(node)".into(), e.to_string()));
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            roots = report.roots,
+            regions = report.regions,
+            walks = report.walks,
+            peers = report.peers,
+            batches = report.batches,
+            records = report.records_sent,
+            failed = report.failed.len(),
+            ms = report.duration_ms,
+            "republish sweep"
+        );
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+        report
+    }
+
+    async fn announce_inner(
+        &self,
+        roots: &[BlockAddress],
+        report: &mut RepublishReport,
+    ) -> Result<(), NodeError> {
+        let dht = DhtStore::new(Arc::clone(&self.store), self.client.peer_id());
+        let local = roots.to_vec();
+        blocking(move || dht.provide_locally(&local)).await??;
+        let map = KeyspaceMap::build(&self.client, roots, DHT_K).await?;
+        report.regions = map.regions;
+        report.walks = map.walks;
+        report.walk_requests = map.walk_requests;
+        let mut per_peer: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
+        for root in roots {
+            for peer in map.closest(root, DHT_K) {
+                per_peer.entry(peer).or_default().push(*root);
+            }
+        }
+        report.peers = per_peer.len();
+        let addrs = self.addresses();
+        let batches: Vec<(PeerId, Vec<BlockAddress>)> = per_peer
+            .into_iter()
+            .flat_map(|(peer, roots)| {
+                roots
+                    .chunks(MAX_ROOTS)
+                    .map(|c| (peer, c.to_vec()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        report.batches = batches.len();
+        let client = &self.client;
+        let mut sent = futures::stream::iter(batches)
+            .map(|(peer, roots)| {
+                let announcement = Announcement {
+                    roots,
+                    addrs: addrs.clone(),
+                };
+                async move {
+                    let n = announcement.roots.len() as u64;
+                    (peer, n, client.announce(peer, announcement).await)
+                }
+            })
+            .buffer_unordered(PARALLEL_PEERS);
+        while let Some((peer, n, answer)) = sent.next().await {
+            report.records_sent += n;
+            match answer {
+                Ok(AnnounceResponse::Stored { count }) => report.records_stored += u64::from(count),
+                Ok(AnnounceResponse::Refused { reason, message }) => {
+                    tracing::debug!(peer = %peer, ?reason, message, "announcement refused");
+                    report
+                        .failed
+                        .push((peer.to_string(), format!("{reason:?}: {message}")));
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %peer, error = %e, "announcement failed");
+                    report.failed.push((peer.to_string(), e.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// This node's listen addresses as provider records carry them (without `/p2p/…`).
+    fn addresses(&self) -> Vec<Multiaddr> {
+        self.client
+            .listen_addrs()
+            .into_iter()
+            .map(|mut a| {
+                if matches!(a.iter().last(), Some(Protocol::P2p(_))) {
+                    a.pop();
+                }
+                a
+            })
+            .collect()
+    }
+
+    /// Sweeps once the node knows some peers, then every `interval` (jittered ±10%) until
+    /// the node stops.
+    pub(crate) async fn republish_loop(self) {
+        let Some(every) = self.interval else {
+            return;
+        };
+        // The first sweep waits for a routing table to announce into (bootstrap, mDNS).
+        loop {
+            match self.client.info().await {
+                Err(_) => return,
+                Ok(info) if info.routing_table_size > 0 => break,
+                Ok(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+            }
+        }
+        loop {
+            self.sweep().await;
+            let jitter = 0.9 + rand::random::<f64>() * 0.2;
+            tokio::time::sleep(every.mul_f64(jitter)).await;
+            if self.client.info().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The roots of every item held whole: the user's pins and the network's replicas.
+pub(crate) fn held_roots(store: &Store) -> Result<Vec<BlockAddress>, crate::store::StoreError> {
+    let mut roots: Vec<BlockAddress> = store
+        .pins()?
+        .into_iter()
+        .filter(|p| !p.partial)
+        .filter_map(|p| p.id.parse::<crate::content::ContentId>().ok())
+        .map(|id| id.root)
+        .collect();
+    roots.extend(
+        store
+            .replicas()?
+            .into_iter()
+            .filter(|r| r.complete)
+            .map(|r| r.root),
+    );
+    roots.sort_unstable_by_key(|r| *r.digest());
+    roots.dedup();
+    Ok(roots)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
