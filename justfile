@@ -28,3 +28,9 @@ bench-net size_mib="1024":
     cargo build --release
     command -v sendme >/dev/null || cargo install sendme
     scripts/bench-net.sh {{size_mib}}
+
+# 50 in-process nodes: republishing 10,000 provider records, batched sweep next to one
+# start_providing per root in the same run, then get_providers latency (3 runs).
+bench-dht runs="3" *ARGS:
+    cargo build --release --example bench_dht
+    scripts/bench-dht.sh {{runs}} {{ARGS}}

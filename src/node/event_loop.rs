@@ -462,7 +462,14 @@ impl EventLoop {
             })) = &result
             {
                 if found.is_empty() && !providers.is_empty() {
-                    lookup.first_provider_ms = stats.duration().map(|d| d.as_secs_f64() * 1e3);
+                    // A record in this node's own store comes before any request is sent
+                    // (and before the query's clock starts).
+                    lookup.first_provider_ms = Some(
+                        stats
+                            .duration()
+                            .map(|d| d.as_secs_f64() * 1e3)
+                            .unwrap_or(0.0),
+                    );
                     lookup.requests_to_first = Some(stats.num_requests());
                 }
                 found.extend(providers.iter().copied());
