@@ -163,6 +163,40 @@ fn main() {
         println!("frame: {}", hex::encode(frame));
         println!("```\n");
     }
+    announce_vectors(daddr);
+}
+
+fn announce_vectors(daddr: storgo::content::BlockAddress) {
+    use storgo::network::announce::codec as ac;
+    use storgo::network::announce::{AnnounceResponse, Announcement, RefuseReason};
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "request",
+            ac::encode_request(&Announcement {
+                roots: vec![
+                    daddr,
+                    storgo::content::BlockAddress::from_digest([0x11; 32]),
+                ],
+                addrs: vec!["/ip4/10.0.0.7/tcp/4001".parse().expect("addr")],
+            }),
+        ),
+        (
+            "response-stored",
+            ac::encode_response(&AnnounceResponse::Stored { count: 2 }),
+        ),
+        (
+            "response-refused",
+            ac::encode_response(&AnnounceResponse::Refused {
+                reason: RefuseReason::ShuttingDown,
+                message: "stopping".into(),
+            }),
+        ),
+    ];
+    for (name, frame) in frames {
+        println!("```vector announce-{name}");
+        println!("frame: {}", hex::encode(frame));
+        println!("```\n");
+    }
 }
 
 fn sha(b: &[u8]) -> [u8; 32] {

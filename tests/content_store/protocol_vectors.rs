@@ -122,6 +122,36 @@ fn code_matches_every_vector() {
                 };
                 assert_eq!(resp, want, "{name}");
             }
+        } else if let Some(kind) = name.strip_prefix("announce-") {
+            use storgo::network::announce::codec::*;
+            use storgo::network::announce::{AnnounceResponse, Announcement, RefuseReason};
+            let frame = h(f, "frame");
+            let dir = all
+                .iter()
+                .find(|(k, _)| k == "manifest-dir-1")
+                .expect("vector");
+            let root: BlockAddress = dir.1["address"].parse().unwrap();
+            if kind == "request" {
+                let a = decode_request_frame(&frame).expect("request decodes");
+                assert_eq!(encode_request(&a), frame, "{name}: re-encode");
+                let want = Announcement {
+                    roots: vec![root, BlockAddress::from_digest([0x11; 32])],
+                    addrs: vec!["/ip4/10.0.0.7/tcp/4001".parse().unwrap()],
+                };
+                assert_eq!(a, want, "{name}");
+            } else {
+                let r = decode_response_frame(&frame).expect("response decodes");
+                assert_eq!(encode_response(&r), frame, "{name}: re-encode");
+                let want = match kind {
+                    "response-stored" => AnnounceResponse::Stored { count: 2 },
+                    "response-refused" => AnnounceResponse::Refused {
+                        reason: RefuseReason::ShuttingDown,
+                        message: "stopping".into(),
+                    },
+                    _ => panic!("unknown vector {name}"),
+                };
+                assert_eq!(r, want, "{name}");
+            }
         } else if let Some(kind) = name.strip_prefix("chunks-") {
             use storgo::network::chunks::codec::*;
             use storgo::network::chunks::{ChunkRequest, ChunkResponse, ErrorCode};
@@ -164,5 +194,5 @@ fn code_matches_every_vector() {
         }
         checked += 1;
     }
-    assert!(checked >= 17, "found only {checked} vectors");
+    assert!(checked >= 20, "found only {checked} vectors");
 }
