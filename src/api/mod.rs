@@ -532,11 +532,9 @@ async fn replicas(
     api.store.replicas().map(Json).map_err(failed)
 }
 
-/// A repair round, then a republish sweep (so that records follow the replicas it moved).
+/// A repair round (which also sends records to peers newly among an item's closest).
 async fn repair(State(api): State<Api>) -> Json<crate::node::RepairReport> {
-    let mut report = api.replicator.round().await;
-    report.republish = Some(api.replicator.republisher().sweep().await);
-    Json(report)
+    Json(api.replicator.round().await)
 }
 
 #[derive(Deserialize)]

@@ -141,8 +141,8 @@ pub enum Command {
         json: bool,
     },
     /// Run a repair round now: every item pinned or held gets its R replicas on the peers
-    /// closest to it, replicas no longer needed here are handed off, and the provider records
-    /// of everything held are republished.
+    /// closest to it, replicas no longer needed here are handed off, and provider records go
+    /// to peers newly among their items' closest.
     Repair {
         #[arg(long)]
         json: bool,

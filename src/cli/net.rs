@@ -422,13 +422,12 @@ pub async fn repair(cli: &Cli, json: bool) -> Result<()> {
         }
         if let Some(p) = &r.republish {
             println!(
-                "republished {} items to {} peers in {} ms: {} batches, {} DHT walks, {} failed",
-                p.roots,
+                "provider records: {} sent to {} peers newly among their items' closest ({} batches, {} failed); {} DHT walks mapped the key space",
+                p.records_sent,
                 p.peers,
-                p.duration_ms,
                 p.batches,
-                p.walks,
-                p.failed.len()
+                p.failed.len(),
+                r.walks
             );
         }
     }

@@ -505,12 +505,23 @@ impl EventLoop {
             })) => {
                 let local = *self.swarm.local_peer_id();
                 let mut finish = false;
+                let mut dial = Vec::new();
                 if let Some((tx, seen)) = self.pending_providers.get_mut(&id) {
                     for p in providers {
-                        if p != local && seen.insert(p) && tx.try_send(p).is_err() && tx.is_closed()
-                        {
-                            finish = true;
+                        if p != local && seen.insert(p) {
+                            dial.push(p);
+                            if tx.try_send(p).is_err() && tx.is_closed() {
+                                finish = true;
+                            }
                         }
+                    }
+                }
+                // A provider's addresses came with the record, but kad keeps them only while
+                // the query runs: dial now, while it still knows them, or a provider that is
+                // in no routing table here could not be reached afterwards.
+                for p in dial {
+                    if !self.swarm.is_connected(&p) {
+                        let _ = self.swarm.dial(p);
                     }
                 }
                 if finish {

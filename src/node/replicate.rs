@@ -176,7 +176,8 @@ pub struct RepairReport {
     pub walks: u32,
     /// Items whose repair failed (the DHT walk or the store), with the reason.
     pub failed: Vec<(String, String)>,
-    /// The republish sweep that followed, when the round was asked for (`storgo repair`).
+    /// The records this round sent to peers newly among an item's closest (between full
+    /// sweeps, records follow churn this way).
     #[serde(default)]
     pub republish: Option<crate::node::RepublishReport>,
 }
@@ -629,6 +630,7 @@ impl Replicator {
             .buffer_unordered(4)
             .collect()
             .await;
+        let mut gone = std::collections::HashSet::new();
         for (root, result) in results {
             match result {
                 Ok(item) => {
@@ -636,10 +638,17 @@ impl Replicator {
                     report.pushes += item.pushed.len();
                     report.refusals += item.refused.len();
                     report.handed_off += item.handed_off as usize;
+                    if item.handed_off {
+                        gone.insert(root);
+                    }
                 }
                 Err(e) => report.failed.push((root.to_string(), e.to_string())),
             }
         }
+        // Records follow the replicas: peers newly among an item's closest get its record now
+        // rather than at the next full sweep.
+        let kept: Vec<BlockAddress> = roots.into_iter().filter(|r| !gone.contains(r)).collect();
+        report.republish = Some(self.republisher.follow(map, kept).await);
         self.finish_round(report, started)
     }
 

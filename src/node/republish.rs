@@ -70,6 +70,27 @@ pub struct Republisher {
     last: Arc<Mutex<Option<RepublishReport>>>,
     /// One sweep at a time: a sweep asked for while one runs waits for it.
     running: Arc<tokio::sync::Mutex<()>>,
+    /// Per root, the peers (short hashes of their IDs) that stored its record since the last
+    /// full sweep: a repair round sends records only to peers that are newly among a root's
+    /// closest.
+    announced: Arc<Mutex<HashMap<BlockAddress, Vec<u64>>>>,
+}
+
+/// Which records a sweep sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every root to each of its k closest peers.
+    All,
+    /// Only to the peers that have not stored a root's record since the last full sweep.
+    NewClosest,
+}
+
+fn short(peer: &PeerId) -> u64 {
+    let b = peer.to_bytes();
+    let tail = &b[b.len().saturating_sub(8)..];
+    let mut x = [0u8; 8];
+    x[8 - tail.len()..].copy_from_slice(tail);
+    u64::from_be_bytes(x)
 }
 
 impl Republisher {
@@ -80,6 +101,7 @@ impl Republisher {
             interval,
             last: Arc::default(),
             running: Arc::default(),
+            announced: Arc::default(),
         }
     }
 
@@ -113,6 +135,22 @@ impl Republisher {
     /// Announces `roots` as provided by this node: locally, then to each root's k closest
     /// peers in batches.
     pub async fn announce(&self, roots: Vec<BlockAddress>) -> RepublishReport {
+        self.run(roots, None, Scope::All).await
+    }
+
+    /// After a repair round: sends each of `roots` to the peers of `map` that are now among
+    /// its k closest but have not stored its record since the last full sweep (peers that
+    /// joined, or moved up as others left), so that records follow churn between sweeps.
+    pub async fn follow(&self, map: &KeyspaceMap, roots: Vec<BlockAddress>) -> RepublishReport {
+        self.run(roots, Some(map), Scope::NewClosest).await
+    }
+
+    async fn run(
+        &self,
+        roots: Vec<BlockAddress>,
+        map: Option<&KeyspaceMap>,
+        scope: Scope,
+    ) -> RepublishReport {
         let _one = self.running.lock().await;
         let started = Instant::now();
         let mut report = RepublishReport {
@@ -120,7 +158,7 @@ impl Republisher {
             roots: roots.len(),
             ..RepublishReport::default()
         };
-        let result = self.announce_inner(&roots, &mut report).await;
+        let result = self.announce_inner(&roots, map, scope, &mut report).await;
         if let Err(e) = result {
             report.failed.push(("(node)".into(), e.to_string()));
         }
@@ -134,6 +172,7 @@ impl Republisher {
             records = report.records_sent,
             failed = report.failed.len(),
             ms = report.duration_ms,
+            scope = ?scope,
             "republish sweep"
         );
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
@@ -143,21 +182,40 @@ impl Republisher {
     async fn announce_inner(
         &self,
         roots: &[BlockAddress],
+        map: Option<&KeyspaceMap>,
+        scope: Scope,
         report: &mut RepublishReport,
     ) -> Result<(), NodeError> {
-        let dht = DhtStore::new(Arc::clone(&self.store), self.client.peer_id());
-        let local = roots.to_vec();
-        blocking(move || dht.provide_locally(&local)).await??;
-        let map = KeyspaceMap::build(&self.client, roots, DHT_K).await?;
-        report.regions = map.regions;
-        report.walks = map.walks;
-        report.walk_requests = map.walk_requests;
-        let mut per_peer: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
-        for root in roots {
-            for peer in map.closest(root, DHT_K) {
-                per_peer.entry(peer).or_default().push(*root);
+        let built;
+        let map = match map {
+            Some(m) => m,
+            None => {
+                let dht = DhtStore::new(Arc::clone(&self.store), self.client.peer_id());
+                let local = roots.to_vec();
+                blocking(move || dht.provide_locally(&local)).await??;
+                built = KeyspaceMap::build(&self.client, roots, DHT_K).await?;
+                report.regions = built.regions;
+                report.walks = built.walks;
+                report.walk_requests = built.walk_requests;
+                &built
             }
-        }
+        };
+        let per_peer = {
+            let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+            if scope == Scope::All {
+                announced.clear();
+            }
+            let mut per_peer: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
+            for root in roots {
+                let had = announced.get(root);
+                for peer in map.closest(root, DHT_K) {
+                    if had.is_none_or(|h| !h.contains(&short(&peer))) {
+                        per_peer.entry(peer).or_default().push(*root);
+                    }
+                }
+            }
+            per_peer
+        };
         report.peers = per_peer.len();
         let addrs = self.addresses();
         let batches: Vec<(PeerId, Vec<BlockAddress>)> = per_peer
@@ -178,15 +236,19 @@ impl Republisher {
                     addrs: addrs.clone(),
                 };
                 async move {
-                    let n = announcement.roots.len() as u64;
-                    (peer, n, client.announce(peer, announcement).await)
+                    let answer = client.announce(peer, announcement.clone()).await;
+                    (peer, announcement.roots, answer)
                 }
             })
             .buffer_unordered(PARALLEL_PEERS);
-        while let Some((peer, n, answer)) = sent.next().await {
-            report.records_sent += n;
+        let mut stored: Vec<(PeerId, Vec<BlockAddress>)> = Vec::new();
+        while let Some((peer, roots, answer)) = sent.next().await {
+            report.records_sent += roots.len() as u64;
             match answer {
-                Ok(AnnounceResponse::Stored { count }) => report.records_stored += u64::from(count),
+                Ok(AnnounceResponse::Stored { count }) => {
+                    report.records_stored += u64::from(count);
+                    stored.push((peer, roots));
+                }
                 Ok(AnnounceResponse::Refused { reason, message }) => {
                     tracing::debug!(peer = %peer, ?reason, message, "announcement refused");
                     report
@@ -197,6 +259,12 @@ impl Republisher {
                     tracing::debug!(peer = %peer, error = %e, "announcement failed");
                     report.failed.push((peer.to_string(), e.to_string()));
                 }
+            }
+        }
+        let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+        for (peer, roots) in stored {
+            for root in roots {
+                announced.entry(root).or_default().push(short(&peer));
             }
         }
         Ok(())

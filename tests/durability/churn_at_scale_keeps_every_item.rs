@@ -51,14 +51,15 @@ async fn churn_at_scale_keeps_every_item_whole_on_r_live_holders() {
     let boot = addr(&first);
     let mut nodes = vec![first];
     let mut made = 1;
-    let start = |made: &mut usize| {
+    // A node joins through a live one (a node given only a dead bootstrap address is alone
+    // in any DHT).
+    let start = |made: &mut usize, boot: libp2p::Multiaddr| {
         *made += 1;
         let dir = tmp.path().join(format!("d{made}"));
-        let boot = boot.clone();
         async move { Arc::new(start_replicating_node(&dir, vec![boot], None, R).await) }
     };
     for _ in 1..n_nodes {
-        nodes.push(start(&mut made).await);
+        nodes.push(start(&mut made, boot.clone()).await);
     }
     for n in &nodes {
         wait_routing(n, 10).await;
@@ -90,7 +91,10 @@ async fn churn_at_scale_keeps_every_item_whole_on_r_live_holders() {
             Arc::into_inner(victim).expect("sole owner").stop().await;
         }
         for _ in 0..kill {
-            nodes.push(start(&mut made).await);
+            let via = addr(&nodes[rng.gen_range(0..nodes.len())]);
+            let node = start(&mut made, via).await;
+            wait_routing(&node, 10).await;
+            nodes.push(node);
         }
         let before = traffic(&nodes);
         let t = Instant::now();
@@ -136,6 +140,38 @@ async fn churn_at_scale_keeps_every_item_whole_on_r_live_holders() {
     assert!(
         short.is_empty(),
         "items with fewer than {R} live replica holders (root, replicas, pins, partial): {short:?}"
+    );
+    // Records follow the replicas: each item's holders are named by provider records on its
+    // k closest live peers.
+    let mut unlisted = Vec::new();
+    for (id, _) in &items {
+        let key = storgo::network::provider_key(&id.root);
+        let mut order: Vec<_> = nodes.iter().map(|n| n.client.peer_id()).collect();
+        storgo::network::distance_order(&id.root, &mut order);
+        let closest: Vec<_> = order.into_iter().take(storgo::network::DHT_K).collect();
+        for h in nodes.iter().filter(|n| holds_replica(n, &id.root)) {
+            let me = h.client.peer_id();
+            let listed = nodes
+                .iter()
+                .filter(|n| closest.contains(&n.client.peer_id()) && n.client.peer_id() != me)
+                .filter(|n| {
+                    use libp2p::kad::store::RecordStore;
+                    storgo::network::DhtStore::new(n.store.clone(), n.client.peer_id())
+                        .providers(&key)
+                        .iter()
+                        .any(|r| r.provider == me)
+                })
+                .count();
+            if listed == 0 {
+                unlisted.push((id.root, me));
+            }
+        }
+    }
+    assert!(
+        unlisted.is_empty(),
+        "{} holders not named by any record on their item's {} closest live peers: {unlisted:?}",
+        unlisted.len(),
+        storgo::network::DHT_K
     );
     let deadline = Duration::from_secs(600);
     tokio::time::timeout(deadline, async {

@@ -30,9 +30,13 @@ pub async fn fetch_and_compare(node: &Node, id: &ContentId, data: &[u8]) {
         stall_timeout: Duration::from_secs(20),
         ..FetchOptions::default()
     };
-    fetch_in(&node.client, &node.store, &session, id, &opts, &|_| {})
-        .await
-        .expect("fetch from the survivors");
+    if let Err(e) = fetch_in(&node.client, &node.store, &session, id, &opts, &|_| {}).await {
+        let lookup = node.client.find_providers(id.root).await;
+        let info = node.client.info().await;
+        panic!(
+            "fetch of {id} from the survivors: {e}; a lookup now finds {lookup:?}; reader {info:?}"
+        );
+    }
     let mut out = Vec::new();
     storgo::files::cat(&node.store, id, &mut out, &|_| {}).expect("read back");
     assert!(out == data, "fetched bytes differ");
