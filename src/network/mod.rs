@@ -12,7 +12,7 @@
 
 pub mod announce;
 pub mod chunks;
-mod framing;
+pub mod framing;
 pub mod identity;
 pub mod records;
 pub mod replicate;
@@ -180,7 +180,7 @@ pub fn build_swarm(
                             .with_max_concurrent_streams(256),
                     ),
                     replicate: request_response::Behaviour::with_codec(
-                        ReplicateCodec,
+                        ReplicateCodec::default(),
                         [(
                             StreamProtocol::new(replicate::PROTOCOL),
                             request_response::ProtocolSupport::Full,
@@ -190,7 +190,7 @@ pub fn build_swarm(
                             .with_max_concurrent_streams(64),
                     ),
                     announce: request_response::Behaviour::with_codec(
-                        AnnounceCodec,
+                        AnnounceCodec::default(),
                         [(
                             StreamProtocol::new(announce::PROTOCOL),
                             request_response::ProtocolSupport::Full,

@@ -595,17 +595,14 @@ impl EventLoop {
             reason,
             message: message.into(),
         };
-        if !self.dht_server {
-            let answer = refuse(RefuseReason::BadRequest, "not a DHT server");
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .announce
-                .send_response(channel, answer);
-            return;
-        }
-        if self.counters.stopping.load(Ordering::Relaxed) {
-            let answer = refuse(RefuseReason::ShuttingDown, "stopping");
+        let refusal = if !self.dht_server {
+            Some(refuse(RefuseReason::BadRequest, "not a DHT server"))
+        } else if self.counters.stopping.load(Ordering::Relaxed) {
+            Some(refuse(RefuseReason::ShuttingDown, "stopping"))
+        } else {
+            None
+        };
+        if let Some(answer) = refusal {
             let _ = self
                 .swarm
                 .behaviour_mut()

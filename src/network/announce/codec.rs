@@ -5,8 +5,7 @@
 
 use std::io;
 
-use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use libp2p::{Multiaddr, StreamProtocol};
+use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -15,7 +14,7 @@ use super::{
     MAX_MESSAGE, MAX_ROOTS,
 };
 use crate::content::BlockAddress;
-use crate::network::framing::{frame, invalid, read_map, unframe};
+use crate::network::framing::{frame, invalid, unframe, MapCodec, MapMessages};
 use crate::network::provider_key;
 
 const ST_STORED: u8 = 0;
@@ -157,59 +156,31 @@ pub fn decode_response_frame(frame: &[u8]) -> io::Result<AnnounceResponse> {
     decode_response(unframe(frame, MAX_FRAME)?)
 }
 
-/// The request-response codec of the announce protocol.
+/// The messages of this protocol, for [`MapCodec`].
 #[derive(Debug, Clone, Default)]
-pub struct AnnounceCodec;
+pub struct Announce;
 
-impl libp2p::request_response::Codec for AnnounceCodec {
-    type Protocol = StreamProtocol;
+impl MapMessages for Announce {
     type Request = Announcement;
     type Response = AnnounceResponse;
+    const MAX_FRAME: usize = MAX_FRAME;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Announcement>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        decode_request(&read_map(io, MAX_FRAME).await?)
+    fn encode_request(r: &Announcement) -> Vec<u8> {
+        encode_request(r)
     }
-
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<AnnounceResponse>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        decode_response(&read_map(io, MAX_FRAME).await?)
+    fn decode_request(map: &[u8]) -> io::Result<Announcement> {
+        decode_request(map)
     }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Announcement,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&encode_request(&req)).await?;
-        io.close().await
+    fn encode_response(r: &AnnounceResponse) -> Vec<u8> {
+        encode_response(r)
     }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        resp: AnnounceResponse,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&encode_response(&resp)).await?;
-        io.close().await
+    fn decode_response(map: &[u8]) -> io::Result<AnnounceResponse> {
+        decode_response(map)
     }
 }
+
+/// The request-response codec of this protocol.
+pub type AnnounceCodec = MapCodec<Announce>;
 
 #[cfg(test)]
 mod tests {

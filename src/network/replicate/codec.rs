@@ -6,15 +6,13 @@
 
 use std::io;
 
-use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
 use super::{
     RefuseReason, ReplicateRequest, ReplicateResponse, MAX_FRAME, MAX_MESSAGE, MAX_REPLICATION,
 };
 use crate::content::BlockAddress;
-use crate::network::framing::{frame, invalid, read_map, unframe};
+use crate::network::framing::{frame, invalid, unframe, MapCodec, MapMessages};
 
 const OP_HOLD: u8 = 1;
 const OP_QUERY: u8 = 2;
@@ -153,59 +151,31 @@ pub fn decode_response_frame(frame: &[u8]) -> io::Result<ReplicateResponse> {
     decode_response(unframe(frame, MAX_FRAME)?)
 }
 
-/// The request-response codec of the replicate protocol.
+/// The messages of this protocol, for [`MapCodec`].
 #[derive(Debug, Clone, Default)]
-pub struct ReplicateCodec;
+pub struct Replicate;
 
-impl libp2p::request_response::Codec for ReplicateCodec {
-    type Protocol = StreamProtocol;
+impl MapMessages for Replicate {
     type Request = ReplicateRequest;
     type Response = ReplicateResponse;
+    const MAX_FRAME: usize = MAX_FRAME;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        decode_request(&read_map(io, MAX_FRAME).await?)
+    fn encode_request(r: &ReplicateRequest) -> Vec<u8> {
+        encode_request(r)
     }
-
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<Self::Response>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        decode_response(&read_map(io, MAX_FRAME).await?)
+    fn decode_request(map: &[u8]) -> io::Result<ReplicateRequest> {
+        decode_request(map)
     }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Self::Request,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&encode_request(&req)).await?;
-        io.close().await
+    fn encode_response(r: &ReplicateResponse) -> Vec<u8> {
+        encode_response(r)
     }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        resp: Self::Response,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&encode_response(&resp)).await?;
-        io.close().await
+    fn decode_response(map: &[u8]) -> io::Result<ReplicateResponse> {
+        decode_response(map)
     }
 }
+
+/// The request-response codec of this protocol.
+pub type ReplicateCodec = MapCodec<Replicate>;
 
 #[cfg(test)]
 mod tests {
