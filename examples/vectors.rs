@@ -32,7 +32,6 @@ fn main() {
         size: plaintext.len() as u64,
         mode: Some(0o644),
         mtime: Some(1_700_000_000),
-        sha256: sha(plaintext),
         chunks: Tree::Leaves(vec![ChunkRef {
             address,
             len: plaintext.len() as u32,
@@ -197,11 +196,6 @@ fn announce_vectors(daddr: storgo::content::BlockAddress) {
         println!("frame: {}", hex::encode(frame));
         println!("```\n");
     }
-}
-
-fn sha(b: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(b).into()
 }
 
 /// The decrypted CBOR body of a single-link manifest block (header = 8 + 33 bytes).

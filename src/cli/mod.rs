@@ -120,6 +120,10 @@ pub enum Command {
     /// Show an item's name, size, and how many of its chunks are held here.
     Stat {
         id: String,
+        /// Also compute the SHA-256 of a file's contents (reads the whole file), to compare
+        /// with a published checksum.
+        #[arg(long)]
+        sha256: bool,
         #[arg(long)]
         json: bool,
     },
@@ -452,10 +456,14 @@ fn run_local(cli: &Cli) -> Result<()> {
             let store = open_store(cli)?;
             print_verify(&store.verify()?, *json, store.dir())?;
         }
-        Command::Stat { id, json } => {
+        Command::Stat { id, sha256, json } => {
             let id = parse_id(id)?;
             let store = open_store(cli)?;
-            print_stat(&files::stat(&store, &id)?, *json)?;
+            let mut st = files::stat(&store, &id)?;
+            if *sha256 {
+                st.sha256 = Some(hex::encode(files::sha256(&store, &id)?));
+            }
+            print_stat(&st, *json)?;
         }
         _ => bail!("this command needs a running node"),
     }
@@ -539,6 +547,9 @@ fn print_stat(st: &files::ItemStat, json: bool) -> Result<()> {
         println!("files: {}", st.files);
         println!("chunks: {}", st.chunks);
         println!("chunks held locally: {}", st.chunks_local);
+        if let Some(h) = &st.sha256 {
+            println!("sha256: {h}");
+        }
     }
     Ok(())
 }

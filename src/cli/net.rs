@@ -554,9 +554,19 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
             let r: VerifyReport = api.post("/verify", &()).await?;
             print_verify(&r, *json, &data_dir(cli)?)?;
         }
-        Command::Stat { id, json } => {
+        Command::Stat { id, sha256, json } => {
             let id = parse_id(id)?;
-            let st: ItemStat = api.get(&format!("/stat/{id}")).await?;
+            let mut st: ItemStat = api.get(&format!("/stat/{id}")).await?;
+            if *sha256 {
+                use sha2::Digest;
+                let mut h = sha2::Sha256::new();
+                api.stream(reqwest::Method::GET, &format!("/cat/{id}"), |b| {
+                    h.update(b);
+                    Ok(())
+                })
+                .await?;
+                st.sha256 = Some(hex::encode(h.finalize()));
+            }
             print_stat(&st, *json)?;
         }
         _ => bail!("not a store command"),

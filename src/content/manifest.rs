@@ -8,7 +8,7 @@
 //! only with the manifest's key. Long chunk or entry lists are split into a tree of pages
 //! ([`Tree`]) so that no manifest block grows past [`MAX_MANIFEST_BLOCK`].
 //!
-//! Byte layout, limits and test vectors: `protocols/manifest-v1.md`.
+//! Byte layout, limits and test vectors: `protocols/manifest-v2.md`.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ use super::{ContentError, CHUNK_MAX};
 /// First bytes of every manifest block.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"SGM1";
 /// Version of the manifest body format (the `v` field).
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 /// Largest manifest block written or accepted.
 pub const MAX_MANIFEST_BLOCK: usize = 2 * 1024 * 1024;
 /// Chunk references per page before a file's chunk list is split into pages.
@@ -80,7 +80,9 @@ pub enum Tree<T> {
     Pages(Vec<PageRef>),
 }
 
-/// A file: its metadata, the SHA-256 of its whole plaintext, and its chunks in order.
+/// A file: its metadata and its chunks in order. (Version 1 also carried a SHA-256 of the
+/// whole plaintext, which nothing read and which cost a full hash pass per byte added;
+/// `storgo stat --sha256` computes it on demand instead. DESIGN.md, "Performance notes".)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileManifest {
     pub name: String,
@@ -89,8 +91,6 @@ pub struct FileManifest {
     pub mode: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime: Option<i64>,
-    #[serde(with = "serde_bytes")]
-    pub sha256: [u8; 32],
     pub chunks: Tree<ChunkRef>,
 }
 
@@ -428,7 +428,6 @@ mod tests {
             size: 3,
             mode: Some(0o644),
             mtime: Some(1_700_000_000),
-            sha256: [9; 32],
             chunks: Tree::Leaves(vec![ChunkRef {
                 address: BlockAddress::of(b"x"),
                 len: 3,

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::content::manifest::{build_tree, MAX_CHUNKS_PER_PAGE, MAX_ENTRIES_PER_PAGE};
@@ -303,30 +302,18 @@ fn add_file(
     let job_rx = Arc::new(Mutex::new(job_rx));
     let base = ctx.read_so_far;
 
-    let (refs, digest, size) = std::thread::scope(|s| -> Result<_> {
-        // Chunking and hashing the whole stream are both sequential passes; giving each its
-        // own thread keeps either from being the pipeline's bottleneck.
-        let (chunk_tx, chunk_rx) = sync_channel::<(usize, Vec<u8>)>(2);
+    let (refs, size) = std::thread::scope(|s| -> Result<_> {
+        // Chunking is the one sequential pass; it feeds the sealing workers directly.
         let chunker = s.spawn(move || -> std::io::Result<u64> {
             let mut chunker = Chunker::without_whole_hash(reader);
             let mut i = 0;
             while let Some(chunk) = chunker.next_chunk()? {
-                if chunk_tx.send((i, chunk)).is_err() {
+                if job_tx.send((i, chunk)).is_err() {
                     break;
                 }
                 i += 1;
             }
             Ok(chunker.finish().1)
-        });
-        let hasher = s.spawn(move || -> [u8; 32] {
-            let mut whole = Sha256::new();
-            for (i, chunk) in chunk_rx.iter() {
-                whole.update(&chunk);
-                if job_tx.send((i, chunk)).is_err() {
-                    break;
-                }
-            }
-            whole.finalize().into()
         });
         for _ in 0..workers {
             let done_tx = done_tx.clone();
@@ -353,10 +340,9 @@ fn add_file(
         drop(done_rx);
         let chunked = chunker.join();
         write?;
-        let digest = hasher.join();
-        let (digest, size) = match (chunked, digest) {
-            (Ok(r), Ok(d)) => (d, r.map_err(|e| FilesError::io("reading", path, e))?),
-            _ => {
+        let size = match chunked {
+            Ok(r) => r.map_err(|e| FilesError::io("reading", path, e))?,
+            Err(_) => {
                 return Err(FilesError::io(
                     "reading",
                     path,
@@ -364,7 +350,7 @@ fn add_file(
                 ))
             }
         };
-        Ok((refs, digest, size))
+        Ok((refs, size))
     })?;
     ctx.read_so_far = base + size;
     let refs: Vec<ChunkRef> = refs.into_iter().flatten().collect();
@@ -380,7 +366,6 @@ fn add_file(
         size,
         mode,
         mtime,
-        sha256: digest,
         chunks: tree,
     }))?;
     Ok((size, address, key))

@@ -20,7 +20,7 @@ use crate::content::ContentError;
 use crate::store::StoreError;
 
 pub use add::{add_path, add_reader, AddOptions, Added};
-pub use read::{cat, get, load_manifest, pin_complete, stat, ItemStat};
+pub use read::{cat, get, load_manifest, pin_complete, sha256, stat, ItemStat};
 
 /// Errors of adding and reading items.
 #[derive(Debug, thiserror::Error)]

@@ -364,6 +364,29 @@ pub struct ItemStat {
     pub files: u64,
     pub chunks: u64,
     pub chunks_local: u64,
+    /// SHA-256 of a file's plaintext, when asked for (`stat --sha256`): computed by reading the
+    /// file, not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// The SHA-256 of a file item's plaintext (what `sha256sum` prints for the file), read from
+/// the store: to compare with a checksum someone published.
+pub fn sha256(store: &Store, id: &ContentId) -> Result<[u8; 32]> {
+    use sha2::Digest;
+    struct Hashing(sha2::Sha256);
+    impl Write for Hashing {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(sha2::Sha256::new());
+    cat(store, id, &mut h, &|_| {})?;
+    Ok(h.0.finalize().into())
 }
 
 /// Counts an item's files and chunks and how many chunks are held here. Manifests must be
@@ -378,6 +401,7 @@ pub fn stat(store: &Store, id: &ContentId) -> Result<ItemStat> {
         files: 0,
         chunks: 0,
         chunks_local: 0,
+        sha256: None,
     };
     match &root {
         Manifest::File(f) => {

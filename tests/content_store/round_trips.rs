@@ -20,6 +20,12 @@ fn round_trip(store: &Store, dir: &std::path::Path, len: usize, seed: u64) {
     let st = files::stat(store, &added.id).unwrap();
     assert_eq!(st.chunks, st.chunks_local);
     assert_eq!(st.size, len as u64);
+    let want: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&data).into();
+    assert_eq!(
+        files::sha256(store, &added.id).unwrap(),
+        want,
+        "stat --sha256 of {len} bytes"
+    );
 }
 
 #[test]
@@ -62,6 +68,14 @@ fn a_300_mib_file_round_trips_through_the_binary() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout == data, "cat of 300 MiB differs");
+    let mut stat = storgo(&data_dir);
+    stat.args(["stat", "--sha256", &id]);
+    let printed = ok(stat);
+    let want = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    assert!(
+        printed.contains(&format!("sha256: {want}")),
+        "stat --sha256 printed {printed:?}"
+    );
     let mut verify = storgo(&data_dir);
     verify.arg("verify");
     ok(verify);
