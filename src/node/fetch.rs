@@ -27,7 +27,7 @@ use crate::content::ContentId;
 use crate::store::{Holding, PinRecord, Session, SessionKind, Store, StoreError};
 
 use super::transfer::bring;
-use super::{blocking, Client, NodeError};
+use super::{blocking, now_secs, Client, NodeError};
 
 /// How a fetch behaves.
 #[derive(Debug, Clone)]
@@ -175,11 +175,4 @@ pub async fn fetch_in(
         peers_used: pulled.peers_used,
         peers_dropped: dropped,
     })
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

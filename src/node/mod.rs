@@ -391,6 +391,14 @@ impl Client {
     }
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it), for reports and records.
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Runs blocking store work on tokio's blocking pool (never on the node's async thread).
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,

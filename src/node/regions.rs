@@ -173,16 +173,6 @@ impl KeyspaceMap {
         peers.sort_unstable_by_key(|(_, p)| distance(p, point));
         peers.into_iter().take(n).map(|(p, _)| *p).collect()
     }
-
-    /// Every live peer the map knows.
-    pub fn peers(&self) -> usize {
-        self.groups
-            .iter()
-            .flatten()
-            .map(|(p, _)| p)
-            .collect::<HashSet<_>>()
-            .len()
-    }
 }
 
 struct Builder<'a> {

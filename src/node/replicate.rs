@@ -17,7 +17,7 @@
 //! event loop through the [`Client`]) nor block the async threads on the store.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::request_response::ResponseChannel;
@@ -33,7 +33,7 @@ use super::fetch::begin_session;
 use super::regions::KeyspaceMap;
 use super::republish::Republisher;
 use super::transfer::bring;
-use super::{blocking, Client, NodeError};
+use super::{blocking, now_secs, Client, NodeError};
 
 /// How a node replicates and repairs; `Default` is what `storgo node` uses.
 #[derive(Debug, Clone)]
@@ -797,11 +797,4 @@ impl Replicator {
             self.round().await;
         }
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

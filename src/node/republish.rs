@@ -28,7 +28,7 @@ use crate::network::{AnnounceResponse, Announcement, DhtStore, DHT_K};
 use crate::store::Store;
 
 use super::regions::KeyspaceMap;
-use super::{blocking, Client, NodeError};
+use super::{blocking, now_secs, Client, NodeError};
 
 /// Peers sent batches at once.
 const PARALLEL_PEERS: usize = 16;
@@ -52,13 +52,6 @@ pub struct RepublishReport {
     pub records_stored: u64,
     /// Peers that refused or could not be reached, with the reason.
     pub failed: Vec<(String, String)>,
-}
-
-impl RepublishReport {
-    /// Messages this sweep cost: walk requests plus announce batches.
-    pub fn messages(&self) -> u64 {
-        self.walk_requests + self.batches as u64
-    }
 }
 
 /// The periodic republish of one node.
@@ -328,11 +321,4 @@ pub(crate) fn held_roots(store: &Store) -> Result<Vec<BlockAddress>, crate::stor
     roots.sort_unstable_by_key(|r| *r.digest());
     roots.dedup();
     Ok(roots)
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
