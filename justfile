@@ -23,11 +23,24 @@ bench size_mib="1024":
 vectors:
     cargo run --example vectors
 
-# Two nodes on loopback fetching 1 GiB, next to sendme in the same run (root: isolated netns).
-bench-net size_mib="1024":
+# `storgo fetch -o` from a second node vs `sendme receive`, both ending with the file on disk,
+# 512 MiB and 1 GiB, alternating order (root: isolated loopback-only netns).
+bench-net runs="3" *SIZES_MIB:
     cargo build --release
-    command -v sendme >/dev/null || cargo install sendme
-    scripts/bench-net.sh {{size_mib}}
+    command -v sendme >/dev/null || test -x /tmp/sendme-bin/bin/sendme || cargo install sendme --root /tmp/sendme-bin
+    scripts/bench-net.sh {{runs}} {{SIZES_MIB}}
+
+# Compression on and off: add speed, bytes stored, fetch speed and bytes sent, on real text
+# (the local cargo registry's sources, tarred) and on random bytes.
+bench-compress runs="5" random_mib="512":
+    cargo build --release
+    scripts/bench-compress.sh {{runs}} {{random_mib}}
+
+# A folder of 10,000 small files: add -r and get next to restic backup and restore, and the
+# space each takes against the data.
+bench-files runs="5" files="10000":
+    cargo build --release
+    scripts/bench-files.sh {{runs}} {{files}}
 
 # 50 in-process nodes: republishing 10,000 provider records, batched sweep next to one
 # start_providing per root in the same run, then get_providers latency (3 runs).

@@ -10,7 +10,7 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: add_and_read PATH"))?;
     let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path(), StoreOptions::default())?;
+    let store = Store::open(&dir.path().join("data"), StoreOptions::default())?;
     let added = files::add_path(&store, path.as_ref(), &AddOptions::default(), &|_| {})?;
     println!(
         "added {} ({} bytes) as {}",

@@ -4,9 +4,25 @@
 //! format (a new version), not a refreshed file.
 
 use storgo::content::{
-    BlockAddress, ChunkRef, ContentId, ConvergenceSecret, DirEntry, DirManifest, EntryKind,
-    FileManifest, Manifest, Tree,
+    ChunkRef, ContentId, ConvergenceSecret, DirEntry, DirManifest, EntryKind, FileManifest,
+    Manifest, Tree,
 };
+
+fn print_chunk(name: &str, secret: &ConvergenceSecret, plaintext: &[u8]) -> (ChunkRef, Vec<u8>) {
+    let (r, sealed) = storgo::content::seal_chunk(secret, plaintext, true);
+    let mut body = sealed.clone();
+    r.key.open_in_place(&mut body, &[]).expect("opens");
+    println!("```vector {name}");
+    println!("secret: {}", secret.to_hex());
+    println!("plaintext: {}", hex::encode(plaintext));
+    println!("key: {}", hex::encode(r.key.as_bytes()));
+    println!("body: {}", hex::encode(&body));
+    println!("sealed: {}", hex::encode(&sealed));
+    println!("address: {}", r.address);
+    println!("address-bytes: {}", hex::encode(r.address.to_cid_bytes()));
+    println!("```\n");
+    (r, sealed)
+}
 
 fn main() {
     let secret = ConvergenceSecret::from_hex(
@@ -14,18 +30,10 @@ fn main() {
     )
     .expect("constant secret");
     let plaintext = b"hello, storgo";
-    let key = secret.derive_key(plaintext);
-    let mut sealed = plaintext.to_vec();
-    key.seal_in_place(&mut sealed, &[]);
-    let address = BlockAddress::of(&sealed);
-    println!("```vector chunk-1");
-    println!("secret: {}", secret.to_hex());
-    println!("plaintext: {}", hex::encode(plaintext));
-    println!("key: {}", hex::encode(key.as_bytes()));
-    println!("sealed: {}", hex::encode(&sealed));
-    println!("address: {address}");
-    println!("address-bytes: {}", hex::encode(address.to_cid_bytes()));
-    println!("```\n");
+    let (chunk, sealed) = print_chunk("chunk-1", &secret, plaintext);
+    let (address, key) = (chunk.address, chunk.key);
+    // A chunk that compresses: the sealed body is the codec byte 01 and a zstd frame.
+    print_chunk("chunk-2", &secret, "hello, storgo! ".repeat(20).as_bytes());
 
     let file = Manifest::File(FileManifest {
         name: "hello.txt".into(),

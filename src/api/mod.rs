@@ -136,7 +136,8 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t == api.token.as_str());
+        // Constant time: how long a wrong guess takes must not tell how much of it was right.
+        .is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), api.token.as_bytes()).into());
     if !ok {
         return ApiError(
             StatusCode::UNAUTHORIZED,
@@ -256,6 +257,9 @@ pub struct AddRequest {
     /// Copies the network should keep (default: the node's `--replication`).
     #[serde(default)]
     pub replicas: Option<u8>,
+    /// Compress chunks that shrink (default on).
+    #[serde(default = "yes")]
+    pub compress: bool,
 }
 
 fn yes() -> bool {
@@ -279,6 +283,7 @@ async fn add(
         recursive: req.recursive,
         pin: req.pin,
         replicas: req.replicas,
+        compress: req.compress,
     };
     let pin = opts.pin.then_some(req.replicas);
     let added =
@@ -323,6 +328,8 @@ struct StreamQuery {
     pin: bool,
     #[serde(default)]
     replicas: Option<u8>,
+    #[serde(default = "yes")]
+    compress: bool,
 }
 
 /// Adds the request body as one file (what `storgo add -` sends).
@@ -353,6 +360,7 @@ async fn add_stream(
         recursive: false,
         pin: q.pin,
         replicas: q.replicas,
+        compress: q.compress,
     };
     let name = q.name;
     let pin = opts.pin.then_some(q.replicas);
@@ -410,13 +418,12 @@ impl std::io::Write for ChannelWriter {
     }
 }
 
-/// Makes sure every block of `id` is here, fetching (without pinning) what is not, as
-/// `ipfs cat` does: a running node reads from the network when the store lacks the item.
-/// The returned session keeps the item here until the caller has read it and drops it.
-async fn ensure_local(
+/// A session that claims `id` here, and the item's stat when every block is held. The
+/// session keeps what is held here until the caller has read it and drops it.
+async fn claim_local(
     api: &Api,
     id: &ContentId,
-) -> Result<(files::ItemStat, Arc<Session>), ApiError> {
+) -> Result<(Option<files::ItemStat>, Arc<Session>), ApiError> {
     let session = begin_session(&api.store, SessionKind::Read, id.to_string())
         .await
         .map_err(failed)?;
@@ -427,10 +434,22 @@ async fn ensure_local(
     })
     .await?;
     match local {
-        Ok(st) if st.chunks_local == st.chunks => return Ok((st, session)),
-        Ok(_) | Err(files::FilesError::Store(crate::store::StoreError::Missing { .. })) => {}
-        Err(e) => return Err(bad(e)),
+        Ok(st) if st.chunks_local == st.chunks => Ok((Some(st), session)),
+        Ok(_) | Err(files::FilesError::Store(crate::store::StoreError::Missing { .. })) => {
+            Ok((None, session))
+        }
+        Err(e) => Err(bad(e)),
     }
+}
+
+/// Fetches `id` into `session` (pinned only if it was pinned, as `ipfs cat` reads through
+/// the network without keeping what it read), writing `output` as the chunks arrive.
+async fn fetch_through(
+    api: &Api,
+    session: &Arc<Session>,
+    id: &ContentId,
+    output: files::Output,
+) -> Result<(), ApiError> {
     let pinned = api
         .store
         .pin_of(&id.root)
@@ -440,33 +459,58 @@ async fn ensure_local(
         pin: pinned,
         ..api.fetch.clone()
     };
-    fetch_in(&api.client, &api.store, &session, id, &opts, &|_| {})
-        .await
-        .map_err(bad)?;
-    let (store, i) = (Arc::clone(&api.store), *id);
-    let st = blocking(move || files::stat(&store, &i).map_err(bad)).await?;
-    Ok((st, session))
+    fetch_in(
+        &api.client,
+        &api.store,
+        session,
+        id,
+        &opts,
+        &|_| {},
+        Some(output),
+    )
+    .await
+    .map(|_| ())
+    .map_err(bad)
 }
 
+/// A file item's bytes; an item not held here is fetched and streamed as its chunks arrive.
 async fn cat(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    // Fail before the first byte when the item cannot be read at all.
-    let (st, session) = ensure_local(&api, &id).await?;
-    if st.kind != "file" {
-        return Err(bad(files::FilesError::IsFolder { id: id.to_string() }));
-    }
-    let (tx, rx) = mpsc::channel(8);
-    let store = Arc::clone(&api.store);
-    tokio::task::spawn_blocking(move || {
-        let _reading = session;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx.clone()));
-        if let Err(e) = files::cat(&store, &id, &mut w, &|_| {}) {
-            if !e.is_broken_pipe() {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+    let (local, session) = claim_local(&api, &id).await?;
+    let (tx, mut rx) = mpsc::channel(8);
+    let out = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx.clone()));
+    match local {
+        Some(st) => {
+            if st.kind != "file" {
+                return Err(bad(files::FilesError::IsFolder { id: id.to_string() }));
             }
+            let store = Arc::clone(&api.store);
+            tokio::task::spawn_blocking(move || {
+                let _reading = session;
+                let mut out = out;
+                if let Err(e) = files::cat(&store, &id, &mut out, &|_| {}) {
+                    if !e.is_broken_pipe() {
+                        let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    }
+                }
+            });
         }
-    });
-    let stream = tokio_stream_from(rx);
+        None => {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let output = files::Output::Stream(Box::new(out));
+                if let Err(e) = fetch_through(&api, &session, &id, output).await {
+                    let _ = tx.send(Err(std::io::Error::other(e.1))).await;
+                }
+            });
+        }
+    }
+    // Fail with a status, not a cut-off body, when the item cannot be read at all.
+    let first = match rx.recv().await {
+        Some(Err(e)) => return Err(bad(e)),
+        first => first,
+    };
+    let stream = futures::stream::iter(first).chain(tokio_stream_from(rx));
     Ok(Body::from_stream(stream).into_response())
 }
 
@@ -482,18 +526,24 @@ pub struct GetRequest {
     pub output: PathBuf,
 }
 
+/// Writes an item to a path on the node's disk; an item not held here is fetched and
+/// written as its chunks arrive.
 async fn get_item(
     State(api): State<Api>,
     Json(req): Json<GetRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&req.id)?;
-    let (_, session) = ensure_local(&api, &id).await?;
-    let store = Arc::clone(&api.store);
-    blocking(move || {
-        let _reading = session;
-        files::get(&store, &id, &req.output, &|_| {}).map_err(bad)
-    })
-    .await?;
+    let (local, session) = claim_local(&api, &id).await?;
+    if local.is_none() {
+        fetch_through(&api, &session, &id, files::Output::Path(req.output)).await?;
+    } else {
+        let store = Arc::clone(&api.store);
+        blocking(move || {
+            let _reading = session;
+            files::get(&store, &id, &req.output, &|_| {}).map_err(bad)
+        })
+        .await?;
+    }
     Ok(Json(serde_json::json!({"ok": true})))
 }
 
@@ -516,7 +566,7 @@ async fn pin(
         pin: true,
         ..api.fetch.clone()
     };
-    fetch(&api.client, &api.store, &id, &opts, &|_| {})
+    fetch(&api.client, &api.store, &id, &opts, &|_| {}, None)
         .await
         .map_err(bad)?;
     api.store
@@ -683,26 +733,23 @@ async fn fetch_item(
                 return;
             }
         };
-        let result = fetch_in(&api.client, &api.store, &session, &id, &opts, &move |p| {
+        let progress = move |p| {
             let _ = ptx.try_send(line(&FetchLine::Progress(p)));
-        })
-        .await;
-        let result = match (result, q.output) {
-            (Ok(r), Some(out)) => {
-                let store = Arc::clone(&api.store);
-                match tokio::task::spawn_blocking(move || {
-                    let _reading = session;
-                    files::get(&store, &id, &out, &|_| {})
-                })
-                .await
-                {
-                    Ok(Ok(())) => Ok(r),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            (r, _) => r.map_err(|e| e.to_string()),
         };
+        // The output is written while the chunks arrive; the session keeps the item until
+        // the fetch (and with it the output) is done.
+        let output = q.output.map(files::Output::Path);
+        let result = fetch_in(
+            &api.client,
+            &api.store,
+            &session,
+            &id,
+            &opts,
+            &progress,
+            output,
+        )
+        .await
+        .map_err(|e| e.to_string());
         let last = match result {
             Ok(r) => FetchLine::Done(r),
             Err(e) => FetchLine::Error(e),

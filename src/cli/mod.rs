@@ -76,6 +76,10 @@ pub enum Command {
         /// Do not pin (the blocks go at the next gc).
         #[arg(long)]
         no_pin: bool,
+        /// Store every chunk as it is (by default chunks that shrink are zstd-compressed;
+        /// media and archives are detected and left alone).
+        #[arg(long)]
+        no_compress: bool,
         /// Copies the network keeps of this item (default: the node's --replication).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
         replicas: Option<u8>,
@@ -361,6 +365,7 @@ fn run_local(cli: &Cli) -> Result<()> {
             recursive,
             name,
             no_pin,
+            no_compress,
             wait_replicas,
             replicas,
             ..
@@ -375,6 +380,7 @@ fn run_local(cli: &Cli) -> Result<()> {
                 recursive: *recursive,
                 pin: !no_pin,
                 replicas: *replicas,
+                compress: !no_compress,
             };
             let added = if path.as_os_str() == "-" {
                 let pb = progress_bar(None, "adding");

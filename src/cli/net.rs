@@ -197,16 +197,19 @@ pub async fn fetch(
         stall_timeout: Duration::from_secs(timeout),
         ..FetchOptions::default()
     };
-    let result = node::fetch(&node.client, &store, &id, &opts, &|p| fetch_bar(&pb, p)).await;
+    // The output is written while the chunks arrive.
+    let result = node::fetch(
+        &node.client,
+        &store,
+        &id,
+        &opts,
+        &|p| fetch_bar(&pb, p),
+        output.clone().map(crate::files::Output::Path),
+    )
+    .await;
     pb.finish_and_clear();
     let outcome = match result {
         Ok(r) => {
-            if let Some(o) = &output {
-                let s = Arc::clone(&store);
-                let o2 = o.clone();
-                tokio::task::spawn_blocking(move || crate::files::get(&s, &id, &o2, &|_| {}))
-                    .await??;
-            }
             report_fetch(&r, output.as_deref());
             Ok(())
         }
@@ -442,6 +445,7 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
             recursive,
             name,
             no_pin,
+            no_compress,
             replicas,
             wait_replicas,
             wait_timeout,
@@ -470,7 +474,12 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                 });
                 let mut rx = rx;
                 let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-                let mut path = format!("/add/stream?name={}&pin={}", urlencode(name), !no_pin);
+                let mut path = format!(
+                    "/add/stream?name={}&pin={}&compress={}",
+                    urlencode(name),
+                    !no_pin,
+                    !no_compress
+                );
                 if let Some(n) = replicas {
                     path.push_str(&format!("&replicas={n}"));
                 }
@@ -482,6 +491,7 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                     recursive: *recursive,
                     pin: !no_pin,
                     replicas: *replicas,
+                    compress: !no_compress,
                 };
                 api.post("/add", &req).await?
             };

@@ -1,19 +1,21 @@
 //! The content layer: what a file becomes before it touches a disk or a wire.
 //!
 //! It owns the byte formats specified in `protocols/` — block addresses
-//! ([`BlockAddress`]), sealed blocks ([`crypto`]), manifests ([`Manifest`]) and content IDs
+//! ([`BlockAddress`]), sealed blocks ([`crypto`]), chunk blocks ([`chunk`]), manifests ([`Manifest`]) and content IDs
 //! ([`ContentId`]) — and the chunker that cuts a byte stream into content-defined chunks.
 //! Everything here is a pure function over bytes: it must not do I/O beyond reading the
 //! stream it is given, and every decoder takes bounded input and returns an error, never
 //! panics.
 
 pub mod address;
+pub mod chunk;
 pub mod chunker;
 pub mod content_id;
 pub mod crypto;
 pub mod manifest;
 
 pub use address::BlockAddress;
+pub use chunk::{open_chunk, seal_chunk, ChunkError};
 pub use chunker::{Chunker, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
 pub use content_id::ContentId;
 pub use crypto::{BlockKey, ConvergenceSecret};
@@ -23,9 +25,9 @@ pub use manifest::{
 };
 
 /// Largest sealed block of any kind that storgo writes, stores or accepts: a chunk of the
-/// chunker's maximum plus the AEAD tag. Manifest blocks are held to the smaller
-/// [`manifest::MAX_MANIFEST_BLOCK`].
-pub const MAX_BLOCK_SIZE: usize = CHUNK_MAX + crypto::TAG_LEN;
+/// chunker's maximum, its codec byte and the AEAD tag. Manifest blocks are held to the
+/// smaller [`manifest::MAX_MANIFEST_BLOCK`].
+pub const MAX_BLOCK_SIZE: usize = chunk::MAX_CHUNK_BLOCK;
 
 /// Errors of the content layer: malformed input, never an I/O failure.
 #[derive(Debug, thiserror::Error)]

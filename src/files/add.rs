@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::content::manifest::{build_tree, MAX_CHUNKS_PER_PAGE, MAX_ENTRIES_PER_PAGE};
 use crate::content::{
     validate_name, BlockAddress, BlockKey, ChunkRef, Chunker, ContentId, DirEntry, DirManifest,
-    EntryKind, FileManifest, Manifest,
+    EntryKind, FileManifest, Manifest, CHUNK_MIN,
 };
 use crate::store::{BlockWriter, PinRecord, Session, SessionKind, Store};
 
@@ -27,6 +27,8 @@ pub struct AddOptions {
     pub pin: bool,
     /// Copies the network keeps of it, recorded with the pin (`None`: the node's default).
     pub replicas: Option<u8>,
+    /// Compress chunks that shrink (`protocols/block-v2.md`); off stores every chunk raw.
+    pub compress: bool,
 }
 
 impl Default for AddOptions {
@@ -35,6 +37,7 @@ impl Default for AddOptions {
             recursive: false,
             pin: true,
             replicas: None,
+            compress: true,
         }
     }
 }
@@ -61,6 +64,7 @@ struct Ctx<'s, 'p> {
     progress: Progress<'p>,
     read_so_far: u64,
     skipped: Vec<String>,
+    compress: bool,
 }
 
 impl Ctx<'_, '_> {
@@ -113,6 +117,7 @@ pub fn add_path(
         progress,
         read_so_far: 0,
         skipped: Vec::new(),
+        compress: opts.compress,
     };
     let (kind, size, address, key) = if meta.is_dir() {
         if !opts.recursive {
@@ -127,6 +132,7 @@ pub fn add_path(
         let (size, address, key) = add_file(
             &mut ctx,
             f,
+            meta.len(),
             &name,
             Some(meta.permissions().mode() & 0o7777),
             unix_mtime(&meta),
@@ -157,8 +163,10 @@ pub fn add_reader(
         progress,
         read_so_far: 0,
         skipped: Vec::new(),
+        compress: opts.compress,
     };
-    let (size, address, key) = add_file(&mut ctx, reader, name, None, None, Path::new("-"))?;
+    let (size, address, key) =
+        add_file(&mut ctx, reader, u64::MAX, name, None, None, Path::new("-"))?;
     finish(
         ctx,
         &session,
@@ -247,6 +255,7 @@ fn add_dir(
             let (s, a, k) = add_file(
                 ctx,
                 f,
+                cmeta.len(),
                 &child_name,
                 Some(cmeta.permissions().mode() & 0o7777),
                 unix_mtime(&cmeta),
@@ -284,16 +293,71 @@ fn add_dir(
     Ok((total, address, key))
 }
 
-/// Seals one stream: a chunking thread, sealing workers, and this thread writing in order.
+/// Seals one file. One shorter than the smallest chunk (as its `size_hint` says, and as
+/// reading it confirms) is one chunk: it is sealed right here, because starting the pipeline's
+/// threads would cost more than sealing it — a folder of course notes is thousands of such
+/// files. Anything longer goes through [`seal_stream`]. Both give the same blocks.
+#[allow(clippy::too_many_arguments)]
 fn add_file(
     ctx: &mut Ctx<'_, '_>,
-    reader: impl Read + Send,
+    mut reader: impl Read + Send,
+    size_hint: u64,
     name: &str,
     mode: Option<u32>,
     mtime: Option<i64>,
     path: &Path,
 ) -> Result<(u64, BlockAddress, BlockKey)> {
+    let base = ctx.read_so_far;
+    let (refs, size) = if size_hint < CHUNK_MIN as u64 {
+        let mut head = Vec::with_capacity(size_hint as usize);
+        (&mut reader)
+            .take(CHUNK_MIN as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| FilesError::io("reading", path, e))?;
+        if head.len() < CHUNK_MIN {
+            let mut refs = Vec::new();
+            if !head.is_empty() {
+                let (r, block) =
+                    crate::content::seal_chunk(ctx.store.secret(), &head, ctx.compress);
+                ctx.writer.put(r.address, &block)?;
+                refs.push(r);
+            }
+            (refs, head.len() as u64)
+        } else {
+            // It grew since it was listed: the rest streams through the pipeline.
+            seal_stream(ctx, std::io::Cursor::new(head).chain(reader), path)?
+        }
+    } else {
+        seal_stream(ctx, reader, path)?
+    };
+    ctx.read_so_far = base + size;
+    (ctx.progress)(ctx.read_so_far);
+    let tree = build_tree(
+        refs,
+        MAX_CHUNKS_PER_PAGE,
+        Manifest::ChunkPage,
+        |c| c.len as u64,
+        &mut |m| ctx.put_manifest(m),
+    )?;
+    let (address, key) = ctx.put_manifest(&Manifest::File(FileManifest {
+        name: name.to_owned(),
+        size,
+        mode,
+        mtime,
+        chunks: tree,
+    }))?;
+    Ok((size, address, key))
+}
+
+/// Seals a stream: a chunking thread, sealing workers, and this thread writing in order.
+/// Returns the chunk references in order and the stream's length.
+fn seal_stream(
+    ctx: &mut Ctx<'_, '_>,
+    reader: impl Read + Send,
+    path: &Path,
+) -> Result<(Vec<ChunkRef>, u64)> {
     let secret = ctx.store.secret().clone();
+    let compress = ctx.compress;
     let workers = worker_count();
     let (job_tx, job_rx) = sync_channel::<(usize, Vec<u8>)>(workers * 2);
     let (done_tx, done_rx) = sync_channel::<(usize, ChunkRef, Vec<u8>)>(workers * 2);
@@ -319,7 +383,7 @@ fn add_file(
             let done_tx = done_tx.clone();
             let job_rx = Arc::clone(&job_rx);
             let secret = &secret;
-            s.spawn(move || seal_worker(&job_rx, done_tx, secret));
+            s.spawn(move || seal_worker(&job_rx, done_tx, secret, compress));
         }
         drop(done_tx);
         drop(job_rx);
@@ -352,44 +416,23 @@ fn add_file(
         };
         Ok((refs, size))
     })?;
-    ctx.read_so_far = base + size;
-    let refs: Vec<ChunkRef> = refs.into_iter().flatten().collect();
-    let tree = build_tree(
-        refs,
-        MAX_CHUNKS_PER_PAGE,
-        Manifest::ChunkPage,
-        |c| c.len as u64,
-        &mut |m| ctx.put_manifest(m),
-    )?;
-    let (address, key) = ctx.put_manifest(&Manifest::File(FileManifest {
-        name: name.to_owned(),
-        size,
-        mode,
-        mtime,
-        chunks: tree,
-    }))?;
-    Ok((size, address, key))
+    Ok((refs.into_iter().flatten().collect(), size))
 }
 
 fn seal_worker(
     jobs: &Mutex<Receiver<(usize, Vec<u8>)>>,
     done: std::sync::mpsc::SyncSender<(usize, ChunkRef, Vec<u8>)>,
     secret: &crate::content::ConvergenceSecret,
+    compress: bool,
 ) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok((i, mut chunk)) = job else { return };
-        let len = chunk.len() as u32;
-        let key = secret.derive_key(&chunk);
-        key.seal_in_place(&mut chunk, &[]);
-        let address = BlockAddress::of(&chunk);
-        if done
-            .send((i, ChunkRef { address, len, key }, chunk))
-            .is_err()
-        {
+        let Ok((i, chunk)) = job else { return };
+        let (r, block) = crate::content::seal_chunk(secret, &chunk, compress);
+        if done.send((i, r, block)).is_err() {
             return;
         }
     }

@@ -3,8 +3,8 @@
 //! This layer turns a path or a byte stream into sealed chunks and manifests in a
 //! [`Store`](crate::store::Store) and prints a [`ContentId`](crate::content::ContentId)
 //! ([`add`]), and turns a content ID back into bytes ([`read`]). It is the only layer that
-//! holds keys and plaintext together; it must not talk to the network — a fetch first brings
-//! the blocks into the store, then reads them through here.
+//! holds keys and plaintext together; it must not talk to the network — a fetch brings the
+//! blocks into the store and reads them through here, as they arrive ([`read::ChunkSource`]).
 //!
 //! Both directions are pipelines over both cores: one thread reads (and, when adding, chunks
 //! and hashes the whole stream), worker threads seal or open chunks, and the calling thread
@@ -20,7 +20,10 @@ use crate::content::ContentError;
 use crate::store::StoreError;
 
 pub use add::{add_path, add_reader, AddOptions, Added};
-pub use read::{cat, get, load_manifest, pin_complete, sha256, stat, ItemStat};
+pub use read::{
+    cat, get, load_manifest, pin_complete, sha256, stat, write_output, ChunkSource, ItemStat,
+    Output,
+};
 
 /// Errors of adding and reading items.
 #[derive(Debug, thiserror::Error)]

@@ -95,6 +95,41 @@ fn wrong_kind(address: BlockAddress, expected: &str) -> FilesError {
     })
 }
 
+/// Where `cat` and `get` take sealed chunks from: the store, or a fetch that is still
+/// bringing them (which waits for each chunk to arrive). Manifests always come from the store.
+pub trait ChunkSource: Sync {
+    /// The sealed bytes of a chunk (authenticated by the reader when it opens them).
+    fn sealed_chunk(&self, address: &BlockAddress) -> Result<Vec<u8>>;
+}
+
+impl ChunkSource for Store {
+    fn sealed_chunk(&self, address: &BlockAddress) -> Result<Vec<u8>> {
+        Ok(self.read_block(address, MAX_BLOCK_SIZE)?)
+    }
+}
+
+/// Where an item read from the store goes.
+pub enum Output {
+    /// A new file or folder tree at this path (as `get` writes it).
+    Path(PathBuf),
+    /// A file item's bytes, as `cat` writes them.
+    Stream(Box<dyn Write + Send>),
+}
+
+/// Writes the item `id` to `output`, taking chunks from `source`.
+pub fn write_output(
+    store: &Store,
+    source: &dyn ChunkSource,
+    id: &ContentId,
+    output: Output,
+    progress: Progress<'_>,
+) -> Result<()> {
+    match output {
+        Output::Path(p) => get_from(store, source, id, &p, progress),
+        Output::Stream(mut w) => cat_from(store, source, id, &mut w, progress).map(|_| ()),
+    }
+}
+
 /// Writes the decrypted bytes of a file item to `out`; returns the bytes written.
 pub fn cat(
     store: &Store,
@@ -102,40 +137,102 @@ pub fn cat(
     out: &mut dyn Write,
     progress: Progress<'_>,
 ) -> Result<u64> {
+    cat_from(store, store, id, out, progress)
+}
+
+/// [`cat`] with chunks from `source`.
+pub fn cat_from(
+    store: &Store,
+    source: &dyn ChunkSource,
+    id: &ContentId,
+    out: &mut dyn Write,
+    progress: Progress<'_>,
+) -> Result<u64> {
     match load_manifest(store, id.root, &id.key)? {
-        Manifest::File(f) => write_file(store, &f, out, progress),
+        Manifest::File(f) => write_file(store, source, &f, out, progress),
         Manifest::Dir(_) => Err(FilesError::IsFolder { id: id.to_string() }),
         _ => Err(wrong_kind(id.root, "a file or folder")),
     }
 }
 
 type Job = (usize, ChunkRef, Result<Vec<u8>>);
+type Opened = (usize, Result<bytes::Bytes>);
 
-/// Streams a file's chunks: a reading thread, opening workers, and in-order writing here.
+/// Writes a file's chunks in order. A file of one chunk (every file shorter than the smallest
+/// chunk) is read and opened right here: starting the pipeline's threads would cost more than
+/// the file. Longer files stream through [`write_chunks`].
 fn write_file(
     store: &Store,
+    source: &dyn ChunkSource,
+    file: &FileManifest,
+    out: &mut dyn Write,
+    progress: Progress<'_>,
+) -> Result<u64> {
+    let what = || {
+        if file.name.is_empty() {
+            "file".to_string()
+        } else {
+            format!("file {:?}", file.name)
+        }
+    };
+    let written = match &file.chunks {
+        Tree::Leaves(v) if v.len() <= 1 => {
+            let mut n = 0u64;
+            for c in v {
+                let plain = open_one(store, c, source.sealed_chunk(&c.address))?;
+                within_size(file, n, plain.len())?;
+                out.write_all(&plain).map_err(FilesError::Output)?;
+                n += plain.len() as u64;
+                progress(n);
+            }
+            out.flush().map_err(FilesError::Output)?;
+            n
+        }
+        _ => write_chunks(store, source, file, out, progress)?,
+    };
+    if written != file.size {
+        return Err(FilesError::Corrupt {
+            what: what(),
+            reason: format!("{written} bytes read, manifest says {}", file.size),
+        });
+    }
+    Ok(written)
+}
+
+/// Refuses to write beyond the size the file's manifest declares: a crafted manifest whose
+/// chunks add up to more would otherwise be written out in full before the final check.
+fn within_size(file: &FileManifest, written: u64, next: usize) -> Result<()> {
+    if written.saturating_add(next as u64) > file.size {
+        return Err(FilesError::Corrupt {
+            what: format!("file {:?}", file.name),
+            reason: format!(
+                "its chunks hold more than the {} bytes it declares",
+                file.size
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Streams a file's chunks: a reading thread, opening workers, and in-order writing here.
+fn write_chunks(
+    store: &Store,
+    source: &dyn ChunkSource,
     file: &FileManifest,
     out: &mut dyn Write,
     progress: Progress<'_>,
 ) -> Result<u64> {
     let workers = worker_count();
     let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
-    let (done_tx, done_rx) = sync_channel::<(usize, Result<Vec<u8>>)>(workers * 2);
+    let (done_tx, done_rx) = sync_channel::<Opened>(workers * 2);
     // Shared by the workers only: when the last one stops (its output closed on an error),
     // the receiver drops and the producing thread's next send fails instead of blocking.
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let what = if file.name.is_empty() {
-        "file".to_string()
-    } else {
-        format!("file {:?}", file.name)
-    };
     std::thread::scope(|s| -> Result<u64> {
         s.spawn(move || {
             let mut i = 0;
             let walked = for_each_chunk(store, &file.chunks, 0, &mut |c| {
-                let bytes = store
-                    .read_block(&c.address, MAX_BLOCK_SIZE)
-                    .map_err(FilesError::from);
+                let bytes = source.sealed_chunk(&c.address);
                 job_tx
                     .send((i, *c, bytes))
                     .map_err(|_| FilesError::Output(std::io::ErrorKind::BrokenPipe.into()))?;
@@ -154,13 +251,14 @@ fn write_file(
         drop(done_tx);
         drop(job_rx);
         let mut next = 0usize;
-        let mut waiting: BTreeMap<usize, Result<Vec<u8>>> = BTreeMap::new();
+        let mut waiting: BTreeMap<usize, Result<bytes::Bytes>> = BTreeMap::new();
         let mut written = 0u64;
         let result = (|| -> Result<()> {
             for (i, r) in done_rx.iter() {
                 waiting.insert(i, r);
                 while let Some(r) = waiting.remove(&next) {
                     let plain = r?;
+                    within_size(file, written, plain.len())?;
                     out.write_all(&plain).map_err(FilesError::Output)?;
                     written += plain.len() as u64;
                     progress(written);
@@ -172,12 +270,6 @@ fn write_file(
         drop(done_rx);
         result?;
         out.flush().map_err(FilesError::Output)?;
-        if written != file.size {
-            return Err(FilesError::Corrupt {
-                what,
-                reason: format!("{written} bytes read, manifest says {}", file.size),
-            });
-        }
         Ok(written)
     })
 }
@@ -190,35 +282,31 @@ fn dummy_ref() -> ChunkRef {
     }
 }
 
-fn open_worker(
-    store: &Store,
-    jobs: &Mutex<Receiver<Job>>,
-    done: SyncSender<(usize, Result<Vec<u8>>)>,
-) {
+/// Opens one sealed chunk read for `c`, naming it in the error.
+fn open_one(store: &Store, c: &ChunkRef, sealed: Result<Vec<u8>>) -> Result<bytes::Bytes> {
+    crate::content::open_chunk(c, sealed?).map_err(|e| match e {
+        crate::content::ChunkError::Decrypt => StoreError::Corrupt {
+            address: c.address,
+            path: store.dir().join("blocks"),
+            reason: "chunk failed to authenticate (altered or truncated; run `storgo verify`)"
+                .into(),
+        }
+        .into(),
+        other => FilesError::Corrupt {
+            what: format!("chunk {}", c.address),
+            reason: other.to_string(),
+        },
+    })
+}
+
+fn open_worker(store: &Store, jobs: &Mutex<Receiver<Job>>, done: SyncSender<Opened>) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
         let Ok((i, c, bytes)) = job else { return };
-        let r = bytes.and_then(|mut b| {
-            c.key
-                .open_in_place(&mut b, &[])
-                .map_err(|_| StoreError::Corrupt {
-                    address: c.address,
-                    path: store.dir().join("blocks"),
-                    reason:
-                        "chunk failed to authenticate (altered or truncated; run `storgo verify`)"
-                            .into(),
-                })?;
-            if b.len() != c.len as usize {
-                return Err(FilesError::Corrupt {
-                    what: format!("chunk {}", c.address),
-                    reason: format!("{} bytes, manifest says {}", b.len(), c.len),
-                });
-            }
-            Ok(b)
-        });
+        let r = open_one(store, &c, bytes);
         if done.send((i, r)).is_err() {
             return;
         }
@@ -228,6 +316,17 @@ fn open_worker(
 /// Writes an item to `dest` (a file, or a folder tree), restoring modes and mtimes. Nothing
 /// appears at `dest` unless the whole item was read and checked.
 pub fn get(store: &Store, id: &ContentId, dest: &Path, progress: Progress<'_>) -> Result<()> {
+    get_from(store, store, id, dest, progress)
+}
+
+/// [`get`] with chunks from `source`.
+pub fn get_from(
+    store: &Store,
+    source: &dyn ChunkSource,
+    id: &ContentId,
+    dest: &Path,
+    progress: Progress<'_>,
+) -> Result<()> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(FilesError::Exists {
             path: dest.to_owned(),
@@ -241,9 +340,13 @@ pub fn get(store: &Store, id: &ContentId, dest: &Path, progress: Progress<'_>) -
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "item".into());
-    let tmp = parent.join(format!(".{base}.storgo-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
-    let _ = fs::remove_file(&tmp);
+    // A private folder with an unpredictable name beside the destination (same filesystem,
+    // so the final rename is atomic); nobody else can put a symlink where we write.
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{base}.storgo-"))
+        .tempdir_in(&parent)
+        .map_err(|e| FilesError::io("creating a temporary folder in", &parent, e))?;
+    let tmp = staging.path().join("item");
     let mut done = 0u64;
     // A folder may name the same subtree many times; hold the output to the size the root
     // declares (what `stat` showed the user) so a crafted item cannot fill the disk.
@@ -257,30 +360,90 @@ pub fn get(store: &Store, id: &ContentId, dest: &Path, progress: Progress<'_>) -
         limit,
         depth: 0,
     };
-    let r = write_item(store, id.root, &id.key, &tmp, &mut budget, progress);
-    match r {
-        Ok(()) => fs::rename(&tmp, dest).map_err(|e| FilesError::io("renaming into", dest, e)),
-        Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
+    write_item(store, source, id.root, &id.key, &tmp, &mut budget, progress)?;
+    sync_filesystem(&tmp)?;
+    // Never over something that appeared at the destination meanwhile (a file, a folder, a
+    // symlink): the staging folder and what is in it go when `staging` drops.
+    rename_new(&tmp, dest)
+}
+
+/// Renames `from` to `to`, failing if `to` exists (renameat2 with RENAME_NOREPLACE).
+fn rename_new(from: &Path, to: &Path) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+            FilesError::io("renaming into", to, std::io::ErrorKind::InvalidInput.into())
+        })
+    };
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths, relative to the working directory.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        return Err(FilesError::Exists {
+            path: to.to_owned(),
+        });
+    }
+    Err(FilesError::io("renaming into", to, e))
+}
+
+/// Makes everything written on `path`'s filesystem durable (one `syncfs` for a whole tree):
+/// the output appears at its destination only once every byte of it is on disk.
+fn sync_filesystem(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // The folder it was written in (the output itself may be a file the user cannot read).
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let f = fs::File::open(dir)
+        .or_else(|_| fs::File::open(path))
+        .map_err(|e| FilesError::io("opening", dir, e))?;
+    // SAFETY: syncfs takes a valid open file descriptor, which `f` holds for the call.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(FilesError::io(
+            "syncing",
+            path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+fn mtime_of(t: i64) -> std::time::SystemTime {
+    if t >= 0 {
+        UNIX_EPOCH + Duration::from_secs(t as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.unsigned_abs())
     }
 }
 
-fn set_times(path: &Path, mtime: Option<i64>) -> Result<()> {
+/// A folder's mtime (after its contents are written, which change it). Folders keep the
+/// owner's rwx while being written, so opening one works whatever its recorded mode.
+fn set_dir_times(path: &Path, mtime: Option<i64>) -> Result<()> {
     if let Some(t) = mtime {
-        let when = if t >= 0 {
-            UNIX_EPOCH + Duration::from_secs(t as u64)
-        } else {
-            UNIX_EPOCH - Duration::from_secs(t.unsigned_abs())
-        };
         let f = fs::File::open(path).map_err(|e| FilesError::io("opening", path, e))?;
-        f.set_modified(when)
+        f.set_modified(mtime_of(t))
             .map_err(|e| FilesError::io("setting mtime of", path, e))?;
     }
     Ok(())
 }
+
+/// Permission bits `get` restores: read, write and execute only. setuid, setgid and sticky
+/// are never restored — a file someone else added must not become a setuid program here.
+const RESTORED_MODE: u32 = 0o777;
 
 /// How much an item being written may still produce.
 struct Budget<'a> {
@@ -294,6 +457,7 @@ const MAX_DIR_DEPTH: usize = 256;
 
 fn write_item(
     store: &Store,
+    source: &dyn ChunkSource,
     address: BlockAddress,
     key: &BlockKey,
     path: &Path,
@@ -312,16 +476,20 @@ fn write_item(
             let mut out =
                 fs::File::create(path).map_err(|e| FilesError::io("creating", path, e))?;
             let base = *done;
-            let n = write_file(store, &f, &mut out, &|b| progress(base + b))?;
+            let n = write_file(store, source, &f, &mut out, &|b| progress(base + b))?;
             *done += n;
-            out.sync_all()
-                .map_err(|e| FilesError::io("syncing", path, e))?;
-            drop(out);
+            // Times and mode through the open handle: reopening a file whose recorded mode
+            // is write-only (0200) would fail. Made durable all at once before the rename
+            // (`get_from`), not file by file.
+            if let Some(t) = f.mtime {
+                out.set_modified(mtime_of(t))
+                    .map_err(|e| FilesError::io("setting mtime of", path, e))?;
+            }
             if let Some(mode) = f.mode {
-                fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
+                out.set_permissions(fs::Permissions::from_mode(mode & RESTORED_MODE))
                     .map_err(|e| FilesError::io("setting mode of", path, e))?;
             }
-            set_times(path, f.mtime)
+            Ok(())
         }
         Manifest::Dir(d) => {
             if budget.depth >= MAX_DIR_DEPTH {
@@ -335,6 +503,7 @@ fn write_item(
             for_each_entry(store, &d.entries, 0, &mut |e| {
                 write_item(
                     store,
+                    source,
                     e.address,
                     &e.key,
                     &path.join(&e.name),
@@ -345,10 +514,13 @@ fn write_item(
             budget.depth -= 1;
             if let Some(mode) = d.mode {
                 // Keep the owner able to finish writing even if the folder was read-only.
-                fs::set_permissions(path, fs::Permissions::from_mode((mode & 0o7777) | 0o700))
-                    .map_err(|e| FilesError::io("setting mode of", path, e))?;
+                fs::set_permissions(
+                    path,
+                    fs::Permissions::from_mode((mode & RESTORED_MODE) | 0o700),
+                )
+                .map_err(|e| FilesError::io("setting mode of", path, e))?;
             }
-            set_times(path, d.mtime)
+            set_dir_times(path, d.mtime)
         }
         _ => Err(wrong_kind(address, "a file or folder")),
     }

@@ -183,6 +183,41 @@ impl DhtStore {
         dht.dht_apply(DhtTable::Provided, &puts, &[])
     }
 
+    /// Makes what this node says it provides exactly `roots` (what it holds whole): marks
+    /// left for items unpinned or dropped while the node was down are removed with this
+    /// node's own provider rows, then `roots` are provided locally.
+    pub fn provide_exactly(
+        &self,
+        roots: &[crate::content::BlockAddress],
+    ) -> std::result::Result<(), crate::store::StoreError> {
+        let keep: std::collections::HashSet<Vec<u8>> = roots
+            .iter()
+            .map(|r| super::provider_key(r).as_ref().to_vec())
+            .collect();
+        let dht = self.store.dht();
+        let stale: Vec<Vec<u8>> = dht
+            .dht_scan(DhtTable::Provided, &[], usize::MAX)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !keep.contains(k))
+            .collect();
+        if !stale.is_empty() {
+            let own: Vec<Vec<u8>> = stale
+                .iter()
+                .map(|k| provider_key(&RecordKey::from(k.clone()), &self.local))
+                .collect();
+            let own: Vec<&[u8]> = own.iter().map(|k| k.as_slice()).collect();
+            dht.dht_apply(DhtTable::Providers, &[], &own)?;
+            let stale: Vec<&[u8]> = stale.iter().map(|k| k.as_slice()).collect();
+            dht.dht_apply(DhtTable::Provided, &[], &stale)?;
+            tracing::info!(
+                items = stale.len(),
+                "no longer provided: not held since the last start"
+            );
+        }
+        self.provide_locally(roots)
+    }
+
     /// Keys this node provides.
     pub fn provided_count(&self) -> u64 {
         self.store.dht().dht_len(DhtTable::Provided).unwrap_or(0)
@@ -379,7 +414,8 @@ mod tests {
         let local = PeerId::random();
         let key = RecordKey::new(&b"root");
         {
-            let store = Arc::new(Store::open(dir.path(), Default::default()).unwrap());
+            let store =
+                Arc::new(Store::open(&dir.path().join("data"), Default::default()).unwrap());
             let mut s = DhtStore::new(store, local);
             for _ in 0..(MAX_PROVIDERS_PER_KEY + 5) {
                 let mut r = ProviderRecord::new(key.clone(), PeerId::random(), vec![]);
@@ -390,7 +426,7 @@ mod tests {
                 .unwrap();
             assert_eq!(s.provided().count(), 1);
         }
-        let store = Arc::new(Store::open(dir.path(), Default::default()).unwrap());
+        let store = Arc::new(Store::open(&dir.path().join("data"), Default::default()).unwrap());
         let s = DhtStore::new(store, local);
         let ps = s.providers(&key);
         assert_eq!(ps.len(), MAX_PROVIDERS_PER_KEY);
@@ -401,7 +437,7 @@ mod tests {
     #[test]
     fn more_than_1024_keys_can_be_provided() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), Default::default()).unwrap());
+        let store = Arc::new(Store::open(&dir.path().join("data"), Default::default()).unwrap());
         let local = PeerId::random();
         let mut s = DhtStore::new(store, local);
         for i in 0u32..2000 {

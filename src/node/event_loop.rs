@@ -17,22 +17,20 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::content::manifest::MAX_MANIFEST_BLOCK;
-use crate::content::MAX_BLOCK_SIZE;
-use crate::network::chunks::{ErrorCode, MAX_HAVE};
 use crate::network::{
     provider_key, AnnounceResponse, Announcement, Behaviour, BehaviourEvent, ChunkRequest,
     ChunkResponse, DhtStore, NetworkConfig, RefuseReason, ReplicateRequest, ReplicateResponse,
     KAD_PROTOCOL,
 };
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 use super::replicate::InboundReplicate;
+use super::serving::ChunkService;
 use super::{Closest, Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
 
 /// An answer to an inbound request, prepared off the loop (disk work) and sent from it.
-enum Answer {
-    Chunk(ResponseChannel<ChunkResponse>, ChunkResponse),
+pub(crate) enum Answer {
+    Chunk(PeerId, ResponseChannel<ChunkResponse>, ChunkResponse),
     Announce(ResponseChannel<AnnounceResponse>, AnnounceResponse),
 }
 
@@ -52,6 +50,8 @@ pub struct EventLoop {
     listen_tx: watch::Sender<Vec<Multiaddr>>,
     inbound_tx: mpsc::Sender<Answer>,
     inbound_rx: mpsc::Receiver<Answer>,
+    /// Peers' chunk requests: a bounded pool of store readers (`serving`).
+    chunk_service: ChunkService,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<ChunkResponse, NodeError>>>,
     pending_providers: HashMap<kad::QueryId, (mpsc::Sender<PeerId>, HashSet<PeerId>)>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
@@ -87,7 +87,9 @@ impl EventLoop {
         replica_tx: mpsc::Sender<InboundReplicate>,
     ) -> Self {
         let (inbound_tx, inbound_rx) = mpsc::channel(64);
+        let chunk_service = ChunkService::start(Arc::clone(&store), inbound_tx.clone());
         Self {
+            chunk_service,
             swarm,
             commands,
             store,
@@ -151,7 +153,8 @@ impl EventLoop {
     fn send_answer(&mut self, answer: Answer) {
         let behaviour = self.swarm.behaviour_mut();
         match answer {
-            Answer::Chunk(channel, response) => {
+            Answer::Chunk(peer, channel, response) => {
+                self.chunk_service.done(&peer);
                 if let ChunkResponse::Block(b) = &response {
                     self.counters
                         .bytes_served
@@ -639,13 +642,15 @@ impl EventLoop {
         else {
             return;
         };
-        let store = Arc::clone(&self.store);
-        let tx = self.inbound_tx.clone();
         tracing::trace!(peer = %peer, request = ?request, "serving");
-        tokio::task::spawn_blocking(move || {
-            let response = serve(&store, request);
-            let _ = tx.blocking_send(Answer::Chunk(channel, response));
-        });
+        if let Err((channel, busy)) = self.chunk_service.admit(peer, request, channel) {
+            self.counters.busy_answers.fetch_add(1, Ordering::Relaxed);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .chunks
+                .send_response(channel, busy);
+        }
     }
 }
 
@@ -690,41 +695,4 @@ fn route_replies<Req, Resp>(
         _ => {}
     }
     None
-}
-
-/// Answers one chunk-exchange request from the local store.
-fn serve(store: &Store, request: ChunkRequest) -> ChunkResponse {
-    let read = |a, limit| match store.has_block(&a) {
-        Ok(false) => ChunkResponse::NotFound,
-        Ok(true) => match store.read_block(&a, limit) {
-            Ok(b) => ChunkResponse::Block(b),
-            Err(StoreError::Missing { .. }) => ChunkResponse::NotFound,
-            Err(e) => {
-                tracing::warn!(cid = %a, error = %e, "cannot serve block");
-                ChunkResponse::Error {
-                    code: ErrorCode::Internal,
-                    message: "cannot read block".into(),
-                }
-            }
-        },
-        Err(_) => ChunkResponse::Error {
-            code: ErrorCode::Internal,
-            message: "index unavailable".into(),
-        },
-    };
-    match request {
-        ChunkRequest::GetManifest(a) => read(a, MAX_MANIFEST_BLOCK),
-        ChunkRequest::GetChunk(a) => read(a, MAX_BLOCK_SIZE),
-        ChunkRequest::Have(list) if list.len() > MAX_HAVE => ChunkResponse::Error {
-            code: ErrorCode::BadRequest,
-            message: format!("at most {MAX_HAVE} addresses"),
-        },
-        ChunkRequest::Have(list) => match store.have_blocks(&list) {
-            Ok(bits) => ChunkResponse::Have(bits),
-            Err(_) => ChunkResponse::Error {
-                code: ErrorCode::Internal,
-                message: "index unavailable".into(),
-            },
-        },
-    }
 }

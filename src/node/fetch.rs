@@ -6,7 +6,9 @@
 //!    any not held, and list the chunks missing here — chunks already held are never fetched
 //!    again, so an interrupted fetch resumes.
 //! 3. Pull the missing chunks from every provider in parallel
-//!    ([`transfer`](super::transfer)).
+//!    ([`transfer`](super::transfer)), writing the output meanwhile when there is one
+//!    ([`output`](super::output)): `fetch -o` ends with the file on disk about when the last
+//!    chunk lands, not one full pass later.
 //! 4. Pin (marked partial until the last chunk lands, so GC keeps what arrived across a
 //!    restart) and provide.
 //!
@@ -26,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::content::ContentId;
 use crate::store::{Holding, PinRecord, Session, SessionKind, Store, StoreError};
 
-use super::transfer::bring;
+use crate::files::Output;
+
+use super::transfer::{bring, Streaming};
 use super::{blocking, now_secs, Client, NodeError};
 
 /// How a fetch behaves.
@@ -73,16 +77,18 @@ pub struct FetchReport {
     pub peers_dropped: Vec<String>,
 }
 
-/// Fetches the item `id` into `store`; see the module docs.
+/// Fetches the item `id` into `store`, writing it to `output` as its chunks arrive when
+/// given; see the module docs.
 pub async fn fetch(
     client: &Client,
     store: &Arc<Store>,
     id: &ContentId,
     opts: &FetchOptions,
     progress: &(dyn Fn(FetchProgress) + Send + Sync),
+    output: Option<Output>,
 ) -> Result<FetchReport, NodeError> {
     let session = begin_session(store, SessionKind::Fetch, id.to_string()).await?;
-    fetch_in(client, store, &session, id, opts, progress).await
+    fetch_in(client, store, &session, id, opts, progress, output).await
 }
 
 /// Starts a store session (off the async threads: it writes the index).
@@ -104,6 +110,7 @@ pub async fn fetch_in(
     id: &ContentId,
     opts: &FetchOptions,
     progress: &(dyn Fn(FetchProgress) + Send + Sync),
+    output: Option<Output>,
 ) -> Result<FetchReport, NodeError> {
     // Manifests first, then a partial pin: from here on whatever arrives survives a restart
     // of the node (the session's claims keep it until then).
@@ -131,6 +138,11 @@ pub async fn fetch_in(
         opts.window,
         opts.stall_timeout,
         progress,
+        output.map(|output| Streaming {
+            store: Arc::clone(store),
+            id: *id,
+            output,
+        }),
     )
     .await?;
     let (walked, pulled, mut dropped) = (brought.walked, brought.pulled, brought.dropped);

@@ -16,9 +16,11 @@
 
 pub mod event_loop;
 pub mod fetch;
+mod output;
 mod regions;
 pub mod replicate;
 pub mod republish;
+mod serving;
 mod transfer;
 mod walk;
 
@@ -198,6 +200,8 @@ pub struct Counters {
     pub announcements_received: AtomicU64,
     /// Set when the node begins to stop: new holds and announcements are refused.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Chunk requests answered `Busy` (a peer over its limit, or the serving queue full).
+    pub busy_answers: AtomicU64,
 }
 
 /// Traffic counters of one node, for status and benchmarks.
@@ -499,7 +503,7 @@ impl Node {
         // What this node holds is announced by the republish sweep once peers are known;
         // locally it is findable at once.
         let held = republish::held_roots(&store)?;
-        network::DhtStore::new(Arc::clone(&store), peer_id).provide_locally(&held)?;
+        network::DhtStore::new(Arc::clone(&store), peer_id).provide_exactly(&held)?;
         Ok(Node {
             client,
             store,

@@ -364,6 +364,7 @@ impl Replicator {
             self.cfg.window,
             self.cfg.stall_timeout,
             &|_| {},
+            None,
         )
         .await;
         if let Err(e) = brought {
@@ -717,6 +718,7 @@ impl Replicator {
                 self.cfg.window,
                 self.cfg.stall_timeout,
                 &|_| {},
+                None,
             )
             .await?;
             report.repaired_blocks +=

@@ -16,13 +16,12 @@ use futures::StreamExt;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, Notify};
 
-use crate::content::BlockAddress;
+use crate::content::{BlockAddress, BlockKey, ContentId};
+use crate::files::{self, FilesError, Output};
 use crate::network::{ChunkRequest, ChunkResponse};
-use crate::store::{Session, StoreError};
+use crate::store::{Holding, Session, Store, StoreError};
 
-use crate::content::BlockKey;
-use crate::store::Holding;
-
+use super::output::{Arrivals, EndOnDrop, OUTPUT_BUDGET};
 use super::walk::{walk, ProviderPool, Walked};
 use super::{blocking, Client, FetchProgress, NodeError};
 
@@ -35,11 +34,13 @@ struct Transfer {
 }
 
 impl Transfer {
+    /// Puts a job back at the front: the queue is in item order, and a fetch writing its
+    /// output as chunks arrive waits for the earliest one.
     fn requeue(&self, job: (BlockAddress, Option<usize>)) {
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push_back(job);
+            .push_front(job);
         self.changed.notify_waiters();
     }
 
@@ -56,7 +57,15 @@ enum Outcome {
     Good(Vec<u8>),
     Corrupt,
     NotHere,
+    /// The provider is at its limit: not its fault, ask again a little later.
+    Busy,
     Failed(String),
+}
+
+/// What the workers hand to the store writer.
+enum ToWriter {
+    /// A verified block.
+    Block(BlockAddress, Vec<u8>),
 }
 
 /// Why a provider's worker stopped.
@@ -69,7 +78,7 @@ async fn worker(
     client: Client,
     peer: PeerId,
     t: Arc<Transfer>,
-    writer: mpsc::Sender<(BlockAddress, Vec<u8>)>,
+    writer: mpsc::Sender<ToWriter>,
     window: usize,
 ) -> WorkerEnd {
     let mut inflight = FuturesUnordered::new();
@@ -109,9 +118,9 @@ async fn worker(
         // Hash on the blocking pool: on a current-thread runtime, hashing here would stall the
         // event loop that is receiving the next chunks.
         let outcome = match result {
-            // The length is known when the walk opened the manifests; either way the block
-            // must hash to its address.
-            Ok(ChunkResponse::Block(b)) if len.is_none_or(|l| b.len() == l) => {
+            // The largest length is known when the walk opened the manifests; either way the
+            // block must hash to its address.
+            Ok(ChunkResponse::Block(b)) if len.is_none_or(|l| b.len() <= l) => {
                 match tokio::task::spawn_blocking(move || address.matches(&b).then_some(b)).await {
                     Ok(Some(b)) => Outcome::Good(b),
                     Ok(None) => Outcome::Corrupt,
@@ -120,6 +129,10 @@ async fn worker(
             }
             Ok(ChunkResponse::Block(_)) => Outcome::Corrupt,
             Ok(ChunkResponse::NotFound) => Outcome::NotHere,
+            Ok(ChunkResponse::Error {
+                code: crate::network::chunks::ErrorCode::Busy,
+                ..
+            }) => Outcome::Busy,
             Ok(other) => Outcome::Failed(format!("{other:?}")),
             Err(e) => Outcome::Failed(e.to_string()),
         };
@@ -127,7 +140,7 @@ async fn worker(
             Outcome::Good(b) => {
                 failures = 0;
                 let n = b.len() as u64;
-                if writer.send((address, b)).await.is_err() {
+                if writer.send(ToWriter::Block(address, b)).await.is_err() {
                     return WorkerEnd::Done;
                 }
                 client.add_fetched(n);
@@ -143,6 +156,10 @@ async fn worker(
             Outcome::NotHere => {
                 missing_here.insert(address);
                 t.requeue((address, len));
+            }
+            Outcome::Busy => {
+                t.requeue((address, len));
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Outcome::Failed(why) => {
                 tracing::debug!(peer = %peer, cid = %address, error = %why, "chunk request failed");
@@ -163,21 +180,56 @@ pub(crate) struct Pulled {
     pub peers_used: Vec<String>,
 }
 
+/// How a pull runs: from whom, how hard, and who else sees the blocks.
+pub(crate) struct PullPlan<'a> {
+    pub root: BlockAddress,
+    pub total_chunks: usize,
+    pub window: usize,
+    pub stall_timeout: Duration,
+    pub progress: &'a (dyn Fn(FetchProgress) + Send + Sync),
+    /// Gets every block once it is stored (a fetch writing its output as chunks arrive).
+    pub arrivals: Option<Arc<Arrivals>>,
+}
+
+/// Stores what the workers deliver; hands each block to `arrivals` once it is stored and
+/// lands the current batch early when the reader there waits for a block in it.
+fn store_blocks(
+    session: &Session,
+    mut rx: mpsc::Receiver<ToWriter>,
+    arrivals: Option<&Arrivals>,
+) -> Result<(), StoreError> {
+    let mut w = session.writer();
+    while let Some(ToWriter::Block(a, b)) = rx.blocking_recv() {
+        w.put(a, &b)?;
+        if let Some(o) = arrivals {
+            o.arrived(a, b);
+            if o.take_flush_request() {
+                w.flush()?;
+                o.flushed();
+            }
+        }
+    }
+    w.finish().map(|_| ())
+}
+
 /// Pulls `missing` blocks into `session` from the providers `pool` finds. Every block that
 /// arrives is kept, even when the pull fails: the next attempt resumes.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn pull(
     client: &Client,
     session: &Arc<Session>,
     pool: &mut ProviderPool,
-    root: BlockAddress,
     missing: VecDeque<(BlockAddress, Option<usize>)>,
-    total_chunks: usize,
-    window: usize,
-    stall_timeout: Duration,
-    progress: &(dyn Fn(FetchProgress) + Send + Sync),
+    plan: PullPlan<'_>,
     dropped: &mut Vec<String>,
 ) -> Result<Pulled, NodeError> {
+    let PullPlan {
+        root,
+        total_chunks,
+        window,
+        stall_timeout,
+        progress,
+        arrivals,
+    } = plan;
     let total_missing = missing.len();
     // Unknown lengths (a keyless walk) count as the largest a chunk may be.
     let bytes_total: u64 = missing.iter().map(|(_, l)| l.unwrap_or(0) as u64).sum();
@@ -188,15 +240,10 @@ pub(crate) async fn pull(
         bytes_done: AtomicU64::new(0),
     });
 
-    let (wtx, mut wrx) = mpsc::channel::<(BlockAddress, Vec<u8>)>(16);
+    let (wtx, wrx) = mpsc::channel::<ToWriter>(8);
     let s = Arc::clone(session);
-    let writer = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-        let mut w = s.writer();
-        while let Some((a, b)) = wrx.blocking_recv() {
-            w.put(a, &b)?;
-        }
-        w.finish().map(|_| ())
-    });
+    let to_output = arrivals.clone();
+    let writer = tokio::task::spawn_blocking(move || store_blocks(&s, wrx, to_output.as_deref()));
     let mut used = HashSet::new();
     let mut workers = tokio::task::JoinSet::new();
     let mut last_progress = (Instant::now(), 0usize);
@@ -256,6 +303,13 @@ pub(crate) async fn pull(
     let written = writer
         .await
         .map_err(|e| StoreError::io("writing chunks to", "(store)", std::io::Error::other(e)))?;
+    if let Some(a) = &arrivals {
+        a.end(match (&outcome, &written) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), _) => Err(e.to_string()),
+            (_, Err(e)) => Err(e.to_string()),
+        });
+    }
     outcome?;
     written?;
     progress(FetchProgress {
@@ -278,10 +332,18 @@ pub(crate) struct Brought {
     pub dropped: Vec<String>,
 }
 
+/// An item's output written while its chunks arrive.
+pub(crate) struct Streaming {
+    pub store: Arc<Store>,
+    pub id: ContentId,
+    pub output: Output,
+}
+
 /// Brings the item rooted at `root` into `session`: finds providers, walks its manifests
 /// (opening them with `key` when given), stores the new manifests, commits the holding
 /// `partial` returns (so that what arrives survives a restart and is resumed), then pulls
-/// every chunk not yet here. The caller commits the whole holding.
+/// every chunk not yet here — writing `streaming`'s output meanwhile, when given. The caller
+/// commits the whole holding.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn bring(
     client: &Client,
@@ -292,6 +354,7 @@ pub(crate) async fn bring(
     window: usize,
     stall_timeout: Duration,
     progress: &(dyn Fn(FetchProgress) + Send + Sync),
+    streaming: Option<Streaming>,
 ) -> Result<Brought, NodeError> {
     let mut pool = ProviderPool::discover(client, root).await?;
     let mut dropped = Vec::new();
@@ -334,19 +397,46 @@ pub(crate) async fn bring(
         .filter(|(_, h)| !h)
         .map(|(c, _)| *c)
         .collect();
-    let pulled = pull(
-        client,
-        session,
-        &mut pool,
+    let arrivals = streaming
+        .as_ref()
+        .map(|s| Arc::new(Arrivals::new(Arc::clone(&s.store), OUTPUT_BUDGET)));
+    let plan = PullPlan {
         root,
-        missing,
-        walked.chunks.len(),
+        total_chunks: walked.chunks.len(),
         window,
         stall_timeout,
         progress,
-        &mut dropped,
-    )
-    .await?;
+        arrivals: arrivals.clone(),
+    };
+    let pulling = pull(client, session, &mut pool, missing, plan, &mut dropped);
+    let pulled = match (streaming, arrivals) {
+        (Some(s), Some(arrivals)) => {
+            let _ended = EndOnDrop(Arc::clone(&arrivals));
+            let mut writing = tokio::task::spawn_blocking(move || {
+                files::write_output(&s.store, &*arrivals, &s.id, s.output, &|_| {})
+            });
+            tokio::pin!(pulling);
+            let written = |w: Result<crate::files::Result<()>, tokio::task::JoinError>| {
+                w.unwrap_or_else(|e| Err(FilesError::Output(std::io::Error::other(e))))
+            };
+            tokio::select! {
+                p = &mut pulling => {
+                    // The pull has said how it ended: the output finishes or fails with it.
+                    let w = written(writing.await);
+                    let pulled = p?;
+                    w?;
+                    pulled
+                }
+                // An output that fails (a full disk, a reader gone) ends the fetch; the
+                // chunks already stored stay for the next attempt.
+                w = &mut writing => {
+                    written(w)?;
+                    pulling.await?
+                }
+            }
+        }
+        _ => pulling.await?,
+    };
     Ok(Brought {
         walked,
         pulled,

@@ -187,7 +187,8 @@ pub(crate) struct Walked {
     pub new_manifests: Vec<(BlockAddress, Vec<u8>)>,
     /// How many there were (the list itself is handed to the writer).
     pub new_manifests_count: usize,
-    /// Every chunk of the item, deduplicated, in order, with its sealed length when known.
+    /// Every chunk of the item, deduplicated, in order, with the largest its sealed block may
+    /// be when known (a compressed chunk is smaller).
     pub chunks: Vec<(BlockAddress, Option<usize>)>,
 }
 
@@ -241,15 +242,17 @@ pub(crate) async fn walk(
         let m = match opened {
             Ok(m) => m,
             Err(links) => {
+                let mut next = Vec::new();
                 for l in links {
                     match l.kind {
-                        LinkKind::Manifest => stack.push_back((l.address, None, Expect::Item)),
+                        LinkKind::Manifest => next.push((l.address, None, Expect::Item)),
                         LinkKind::Chunk if seen_chunks.insert(l.address) => {
                             out.chunks.push((l.address, None))
                         }
                         LinkKind::Chunk => {}
                     }
                 }
+                visit_next(&mut stack, next.into_iter());
                 continue;
             }
         };
@@ -266,11 +269,13 @@ pub(crate) async fn walk(
             Tree::Leaves(v) => {
                 for c in v {
                     if seen_chunks.insert(c.address) {
-                        out.chunks.push((c.address, Some(c.len as usize + TAG_LEN)));
+                        out.chunks
+                            .push((c.address, Some(c.len as usize + 1 + TAG_LEN)));
                     }
                 }
             }
-            Tree::Pages(p) => stack.extend(
+            Tree::Pages(p) => visit_next(
+                stack,
                 p.into_iter()
                     .map(|p| (p.address, Some(p.key), Expect::ChunkPage)),
             ),
@@ -308,13 +313,25 @@ fn entry_tree(
     stack: &mut VecDeque<(BlockAddress, Option<BlockKey>, Expect)>,
 ) {
     match t {
-        Tree::Leaves(v) => stack.extend(
+        Tree::Leaves(v) => visit_next(
+            stack,
             v.into_iter()
                 .map(|e| (e.address, Some(e.key), Expect::Item)),
         ),
-        Tree::Pages(p) => stack.extend(
+        Tree::Pages(p) => visit_next(
+            stack,
             p.into_iter()
                 .map(|p| (p.address, Some(p.key), Expect::EntryPage)),
         ),
+    }
+}
+
+/// Queues a manifest's children ahead of everything else, in order: the walk is depth-first,
+/// so chunks are listed in the order `get` writes them, and a fetch writing its output as
+/// chunks arrive asks for them in that order.
+fn visit_next<T>(stack: &mut VecDeque<T>, children: impl Iterator<Item = T>) {
+    let children: Vec<T> = children.collect();
+    for c in children.into_iter().rev() {
+        stack.push_front(c);
     }
 }

@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use crate::content::BlockAddress;
 
 use super::index::Index;
+use super::packs::{PackAppender, PackedAt, PACK_THRESHOLD};
 use super::session::Session;
 use super::{Result, StoreError};
 
@@ -135,7 +136,8 @@ impl BlockFiles {
         Ok(to)
     }
 
-    fn sync_fs(&self) -> Result<()> {
+    /// Makes everything written on the store's filesystem durable (block files and packs).
+    pub(crate) fn sync_fs(&self) -> Result<()> {
         let dir =
             File::open(&self.blocks).map_err(|e| StoreError::io("opening", &self.blocks, e))?;
         // SAFETY: syncfs takes a valid open file descriptor, which `dir` holds for the call.
@@ -151,10 +153,28 @@ impl BlockFiles {
     }
 }
 
+/// Where a block waiting for its batch's sync was written.
+enum Place {
+    /// A temp file, renamed into `blocks/` once synced.
+    File(PathBuf),
+    /// A record in one of the writer's packs (`packs`).
+    Packed(PackedAt),
+}
+
 struct Pending {
-    tmp: PathBuf,
+    place: Place,
     address: BlockAddress,
     size: u64,
+}
+
+impl Pending {
+    /// Drops a block that will not be indexed: its temp file goes; a packed record stays
+    /// as dead bytes until the pack is rewritten.
+    fn discard(self) {
+        if let Place::File(tmp) = self.place {
+            let _ = fs::remove_file(tmp);
+        }
+    }
 }
 
 /// What a finished batch of writes did.
@@ -195,6 +215,9 @@ pub struct BlockWriter<'a> {
     known_blocks: u64,
     in_flight: Arc<Mutex<InFlight>>,
     syncer: Option<Syncer>,
+    /// This writer's packs for small blocks: the last is being appended to. All stay open
+    /// (untouchable by GC) until the writer is done and every record is indexed.
+    packs: Vec<PackAppender>,
 }
 
 impl<'a> BlockWriter<'a> {
@@ -207,6 +230,7 @@ impl<'a> BlockWriter<'a> {
             known_blocks: 0,
             in_flight: Arc::default(),
             syncer: None,
+            packs: Vec::new(),
         }
     }
 
@@ -240,17 +264,32 @@ impl<'a> BlockWriter<'a> {
                 });
             }
         }
-        let files = &parts.blocks;
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = files
-            .tmp
-            .join(format!("{}-{}-{n}", std::process::id(), address.to_hex()));
-        let mut f = File::create(&tmp).map_err(|e| StoreError::io("creating", &tmp, e))?;
-        if let Err(e) = f.write_all(sealed) {
-            let _ = fs::remove_file(&tmp);
-            return Err(StoreError::io("writing", &tmp, e));
-        }
-        self.pending.push(Pending { tmp, address, size });
+        let place = if sealed.len() < PACK_THRESHOLD {
+            if self.packs.last().is_none_or(|p| p.full()) {
+                self.packs.push(parts.packs.create()?);
+            }
+            let pack = self.packs.last_mut().ok_or_else(|| {
+                StoreError::io("opening a pack in", &parts.dir, io::Error::other("no pack"))
+            })?;
+            Place::Packed(pack.append(&address, sealed)?)
+        } else {
+            let files = &parts.blocks;
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = files
+                .tmp
+                .join(format!("{}-{}-{n}", std::process::id(), address.to_hex()));
+            let mut f = File::create(&tmp).map_err(|e| StoreError::io("creating", &tmp, e))?;
+            if let Err(e) = f.write_all(sealed) {
+                let _ = fs::remove_file(&tmp);
+                return Err(StoreError::io("writing", &tmp, e));
+            }
+            Place::File(tmp)
+        };
+        self.pending.push(Pending {
+            place,
+            address,
+            size,
+        });
         self.pending_set.insert(address);
         self.pending_bytes += size;
         if self.pending_bytes >= BATCH_BYTES {
@@ -289,7 +328,7 @@ impl<'a> BlockWriter<'a> {
         if let Err(returned) = syncer.tx.send(batch) {
             // The syncing thread stopped on an error: drop this batch and report that error.
             for p in returned.0 {
-                let _ = fs::remove_file(&p.tmp);
+                p.discard();
             }
             return self.join_syncer().map(|_| ());
         }
@@ -337,7 +376,7 @@ fn sync_batches(
     for batch in rx.iter() {
         if failed.is_some() {
             for p in batch {
-                let _ = fs::remove_file(&p.tmp);
+                p.discard();
             }
             continue;
         }
@@ -354,7 +393,7 @@ fn sync_batches(
             }
             Err(e) => {
                 for p in batch {
-                    let _ = fs::remove_file(&p.tmp);
+                    p.discard();
                 }
                 failed = Some(e);
             }
@@ -370,27 +409,38 @@ fn sync_batches(
 fn sync_one(files: &BlockFiles, index: &Index, batch: &[Pending]) -> Result<()> {
     files.sync_fs()?;
     let mut shards = HashSet::new();
+    let mut added = Vec::with_capacity(batch.len());
     for p in batch {
-        let dest = files.path_of(&p.address);
-        if let Some(shard) = dest.parent() {
-            if shards.insert(shard.to_owned()) {
-                fs::create_dir_all(shard).map_err(|e| StoreError::io("creating", shard, e))?;
+        let at = match &p.place {
+            Place::Packed(at) => Some(*at),
+            Place::File(tmp) => {
+                let dest = files.path_of(&p.address);
+                if let Some(shard) = dest.parent() {
+                    if shards.insert(shard.to_owned()) {
+                        fs::create_dir_all(shard)
+                            .map_err(|e| StoreError::io("creating", shard, e))?;
+                    }
+                }
+                fs::rename(tmp, &dest).map_err(|e| StoreError::io("renaming", &dest, e))?;
+                None
             }
-        }
-        fs::rename(&p.tmp, &dest).map_err(|e| StoreError::io("renaming", &dest, e))?;
+        };
+        added.push((p.address, p.size, at));
     }
-    files.sync_fs()?;
-    let added: Vec<(BlockAddress, u64)> = batch.iter().map(|p| (p.address, p.size)).collect();
-    index.add_blocks(&added)
+    if !shards.is_empty() {
+        files.sync_fs()?;
+    }
+    index.add_placed_blocks(&added)
 }
 
 impl Drop for BlockWriter<'_> {
     fn drop(&mut self) {
         for p in self.pending.drain(..) {
-            let _ = fs::remove_file(&p.tmp);
+            p.discard();
         }
         // Batches already handed over are complete blocks: let them land rather than leave
-        // temp files behind.
+        // temp files behind. Only then are this writer's packs released (`self.packs` drops
+        // after this): GC may rewrite them once every record in them is indexed.
         let _ = self.join_syncer();
     }
 }

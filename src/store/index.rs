@@ -20,10 +20,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::content::BlockAddress;
 
+use super::packs::PackedAt;
 use super::session::SessionRecord;
 use super::{Result, StoreError};
 
 const BLOCKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("blocks");
+/// Where each packed block lies (`packs`): pack id, offset, length.
+const PACKED: TableDefinition<[u8; 32], [u8; 20]> = TableDefinition::new("packed");
 const PINS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pins");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("sessions");
@@ -145,6 +148,7 @@ impl Index {
         let tx = me.db.begin_write().map_err(|e| me.err(e))?;
         {
             tx.open_table(BLOCKS).map_err(|e| me.err(e))?;
+            tx.open_table(PACKED).map_err(|e| me.err(e))?;
             tx.open_table(PINS).map_err(|e| me.err(e))?;
             tx.open_table(META).map_err(|e| me.err(e))?;
             tx.open_table(SESSIONS).map_err(|e| me.err(e))?;
@@ -222,16 +226,35 @@ impl Index {
 
     /// Names blocks as held; sizes of blocks already named are not counted twice.
     pub fn add_blocks(&self, blocks: &[(BlockAddress, u64)]) -> Result<()> {
+        let placed: Vec<_> = blocks.iter().map(|(a, s)| (*a, *s, None)).collect();
+        self.add_placed_blocks(&placed)
+    }
+
+    /// Names blocks as held, with where each packed one lies (`None`: its own file).
+    pub fn add_placed_blocks(
+        &self,
+        blocks: &[(BlockAddress, u64, Option<PackedAt>)],
+    ) -> Result<()> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let mut p = tx.open_table(PACKED).map_err(|e| self.err(e))?;
             let mut added = 0u64;
-            for (a, size) in blocks {
+            for (a, size, at) in blocks {
                 if t.insert(a.digest(), size)
                     .map_err(|e| self.err(e))?
                     .is_none()
                 {
                     added += size;
+                }
+                match at {
+                    Some(at) => {
+                        p.insert(a.digest(), at.to_bytes())
+                            .map_err(|e| self.err(e))?;
+                    }
+                    None => {
+                        p.remove(a.digest()).map_err(|e| self.err(e))?;
+                    }
                 }
             }
             let mut m = tx.open_table(META).map_err(|e| self.err(e))?;
@@ -250,10 +273,12 @@ impl Index {
         let mut freed = 0u64;
         {
             let mut t = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let mut p = tx.open_table(PACKED).map_err(|e| self.err(e))?;
             for a in addrs {
                 if let Some(v) = t.remove(a.digest()).map_err(|e| self.err(e))? {
                     freed += v.value();
                 }
+                p.remove(a.digest()).map_err(|e| self.err(e))?;
             }
             let mut m = tx.open_table(META).map_err(|e| self.err(e))?;
             let cur = m
@@ -266,6 +291,50 @@ impl Index {
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(freed)
+    }
+
+    /// Where a packed block lies (`None`: not packed, or not held).
+    pub fn packed_at(&self, a: &BlockAddress) -> Result<Option<PackedAt>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(PACKED).map_err(|e| self.err(e))?;
+        Ok(t.get(a.digest())
+            .map_err(|e| self.err(e))?
+            .map(|v| PackedAt::from_bytes(v.value())))
+    }
+
+    /// Every packed block and where it lies.
+    pub fn packed(&self) -> Result<Vec<(BlockAddress, PackedAt)>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(PACKED).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((
+                BlockAddress::from_digest(k.value()),
+                PackedAt::from_bytes(v.value()),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Points packed blocks at their new places (after a pack was rewritten), each only if
+    /// it still lies where the rewrite read it.
+    pub fn move_packed(&self, moves: &[(BlockAddress, PackedAt, PackedAt)]) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(PACKED).map_err(|e| self.err(e))?;
+            for (a, from, to) in moves {
+                let current = t
+                    .get(a.digest())
+                    .map_err(|e| self.err(e))?
+                    .map(|v| PackedAt::from_bytes(v.value()));
+                if current == Some(*from) {
+                    t.insert(a.digest(), to.to_bytes())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Every indexed block and its size.

@@ -27,6 +27,12 @@ pub struct GcReport {
     /// address): GC cannot tell which blocks they need, so it removed nothing at all.
     #[serde(default)]
     pub unwalkable_items: Vec<(String, String)>,
+    /// Packs of small blocks rewritten without their dead records, or removed.
+    #[serde(default)]
+    pub packs_rewritten: u64,
+    /// Bytes of dead records those packs held.
+    #[serde(default)]
+    pub pack_bytes_freed: u64,
 }
 
 /// What `verify` found.
@@ -119,7 +125,6 @@ impl Store {
             }
             let block = self
                 .parts
-                .blocks
                 .read_verified(&a, MAX_MANIFEST_BLOCK)
                 .map_err(|e| Unwalkable(format!("manifest {a}: {e}")))?;
             let links = manifest::parse_links(a, &block)
@@ -165,7 +170,7 @@ impl Store {
         self.mark(root, &mut live)
             .map_err(|Unwalkable(why)| StoreError::Corrupt {
                 address: *root,
-                path: self.parts.blocks.path_of(root),
+                path: self.parts.where_is(root),
                 reason: why,
             })?;
         let all: Vec<BlockAddress> = live.iter().copied().collect();
@@ -183,7 +188,8 @@ impl Store {
         if !self.parts.index.has_block(a)? {
             return Ok(BlockCheck::Missing);
         }
-        match self.parts.blocks.read_verified(a, MAX_BLOCK_SIZE) {
+        let at = self.parts.index.packed_at(a)?;
+        match self.parts.read_verified(a, MAX_BLOCK_SIZE) {
             Ok(b) => Ok(BlockCheck::Good(b.len() as u64)),
             Err(StoreError::Missing { .. }) => {
                 self.parts.index.remove_blocks(&[*a])?;
@@ -192,7 +198,7 @@ impl Store {
             Err(StoreError::Corrupt { .. }) => {
                 // Unindex first: a reader must not be sent to a block being moved away.
                 self.parts.index.remove_blocks(&[*a])?;
-                match self.parts.blocks.quarantine(a) {
+                match self.parts.quarantine(a, at) {
                     Ok(to) => {
                         tracing::warn!(block = %a, moved = %to.display(), "corrupt block moved aside")
                     }
@@ -236,10 +242,10 @@ impl Store {
                 }
             }
             if kind == LinkKind::Manifest {
-                let block = self.parts.blocks.read(&a, MAX_MANIFEST_BLOCK)?;
+                let block = self.parts.read_block(&a, MAX_MANIFEST_BLOCK)?;
                 let links = manifest::parse_links(a, &block).map_err(|e| StoreError::Corrupt {
                     address: a,
-                    path: self.parts.blocks.path_of(&a),
+                    path: self.parts.where_is(&a),
                     reason: e.to_string(),
                 })?;
                 stack.extend(links.into_iter().map(|l| (l.address, l.kind)));
@@ -321,6 +327,9 @@ impl Store {
             report.removed_blocks += dead.len() as u64;
         }
         report.kept_blocks += report.kept_for_sessions;
+        let (rewritten, freed) = self.compact_packs()?;
+        report.packs_rewritten = rewritten;
+        report.pack_bytes_freed = freed;
         tracing::info!(
             removed = report.removed_blocks,
             bytes = report.freed_bytes,
@@ -328,6 +337,54 @@ impl Store {
             "gc finished"
         );
         Ok(report)
+    }
+
+    /// Reclaims the space of packed blocks GC dropped: a pack no live record is in goes, and
+    /// one whose live records fill less than three quarters of it is rewritten with only those
+    /// (durably, then the index points at the new places, then the old pack goes). Packs a
+    /// writer has open are left alone: their records are not indexed yet. Returns the packs
+    /// rewritten or removed and the bytes freed.
+    fn compact_packs(&self) -> Result<(u64, u64)> {
+        let packs = &self.parts.packs;
+        // In this order: a pack listed and not open at the snapshot was released by its
+        // writer, which indexes every record before it releases the pack, so the rows read
+        // next include all of that pack's records.
+        let on_disk = packs.list()?;
+        let open = packs.open_now();
+        let mut live: HashMap<u64, Vec<(BlockAddress, super::packs::PackedAt)>> = HashMap::new();
+        for (a, at) in self.parts.index.packed()? {
+            live.entry(at.pack).or_default().push((a, at));
+        }
+        let (mut rewritten, mut freed) = (0u64, 0u64);
+        for (pack, size) in on_disk {
+            if open.contains(&pack) {
+                continue;
+            }
+            let records = live.remove(&pack).unwrap_or_default();
+            let live_bytes: u64 = records.iter().map(|(_, at)| at.record_len()).sum();
+            if !records.is_empty() && live_bytes * 4 >= size * 3 {
+                continue;
+            }
+            if !records.is_empty() {
+                let mut out = packs.create()?;
+                let mut moves = Vec::with_capacity(records.len());
+                for (a, at) in records {
+                    match packs.read(&a, at, MAX_BLOCK_SIZE) {
+                        Ok(bytes) => moves.push((a, at, out.append(&a, &bytes)?)),
+                        // Left for verify to report; the old pack stays.
+                        Err(StoreError::Corrupt { .. }) => return Ok((rewritten, freed)),
+                        Err(e) => return Err(e),
+                    }
+                }
+                self.parts.blocks.sync_fs()?;
+                self.parts.index.move_packed(&moves)?;
+                drop(out);
+            }
+            packs.remove(pack)?;
+            rewritten += 1;
+            freed += size - live_bytes;
+        }
+        Ok((rewritten, freed))
     }
 
     /// Re-hashes every block file, moves corrupt ones aside, and checks that every pinned item
@@ -364,6 +421,35 @@ impl Store {
             if !ok {
                 let moved = self.parts.blocks.quarantine(&a)?;
                 tracing::warn!(block = %a, path = %path.display(), moved = %moved.display(), "corrupt block moved aside");
+                report.corrupt.push(a.to_string());
+                bad.push(a);
+            }
+        }
+        for (a, at) in self.parts.index.packed()? {
+            if seen.contains(&a) {
+                continue;
+            }
+            seen.insert(a);
+            let ok = match self.parts.packs.read(&a, at, MAX_BLOCK_SIZE) {
+                Ok(bytes) => {
+                    report.checked_blocks += 1;
+                    report.checked_bytes += bytes.len() as u64;
+                    a.matches(&bytes)
+                }
+                Err(StoreError::Corrupt { .. }) => false,
+                // Rewritten by a GC meanwhile (verify and gc do not overlap, so only if gone).
+                Err(StoreError::Missing { .. }) => {
+                    seen.remove(&a);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !ok {
+                let moved = self.parts.quarantine(&a, Some(at));
+                tracing::warn!(block = %a, pack = at.pack, "corrupt packed block set aside");
+                if let Err(e) = moved {
+                    tracing::warn!(block = %a, error = %e, "corrupt packed block could not be copied aside");
+                }
                 report.corrupt.push(a.to_string());
                 bad.push(a);
             }

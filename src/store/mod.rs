@@ -19,6 +19,7 @@ pub mod blocks;
 pub mod index;
 pub mod lock;
 pub mod maintenance;
+pub mod packs;
 pub mod session;
 
 use std::io;
@@ -52,6 +53,8 @@ pub enum StoreError {
     Index { path: PathBuf, message: String },
     #[error("block {address} is not held locally")]
     Missing { address: BlockAddress },
+    #[error("data dir {path} can be read by other users (mode {mode:03o}); it holds secrets: run `chmod 700 {path}`")]
+    OpenToOthers { path: PathBuf, mode: u32 },
     #[error("block {address} is corrupt ({path}): {reason}")]
     Corrupt {
         address: BlockAddress,
@@ -116,6 +119,7 @@ impl Store {
             None => load_or_create_secret(&dir.join(SECRET_FILE))?,
         };
         let blocks = Arc::new(blocks::BlockFiles::open(dir)?);
+        let packs = Arc::new(packs::Packs::open(dir)?);
         let index = Arc::new(index::Index::open(&dir.join("index.redb"))?);
         let interrupted = index.take_sessions()?;
         for s in &interrupted {
@@ -125,6 +129,7 @@ impl Store {
             parts: session::Parts {
                 dir: dir.to_owned(),
                 blocks,
+                packs,
                 index,
                 registry: Arc::default(),
                 max_storage: opts.max_storage,
@@ -183,12 +188,12 @@ impl Store {
     /// The stored bytes of a block, unverified (readers authenticate with the key, peers with
     /// the address). At most `limit` bytes are read.
     pub fn read_block(&self, address: &BlockAddress, limit: usize) -> Result<Vec<u8>> {
-        self.parts.blocks.read(address, limit)
+        self.parts.read_block(address, limit)
     }
 
     /// The stored bytes of a block, checked against its address.
     pub fn read_verified(&self, address: &BlockAddress, limit: usize) -> Result<Vec<u8>> {
-        self.parts.blocks.read_verified(address, limit)
+        self.parts.read_verified(address, limit)
     }
 
     /// Removes a pin; its blocks stay until `gc`.
@@ -226,19 +231,39 @@ impl Store {
         self.parts.index.stats()
     }
 
+    /// The blocks kept in packs rather than in files of their own, and where each lies.
+    pub fn packed_blocks(&self) -> Result<Vec<(BlockAddress, packs::PackedAt)>> {
+        self.parts.index.packed()
+    }
+
     /// The DHT's persistent state; see [`DhtTable`].
     pub fn dht(&self) -> &index::Index {
         &self.parts.index
     }
 }
 
+/// Creates the data dir owner-only, or checks that an existing one is: like ssh with its
+/// keys, storgo refuses a data dir others can read or enter, since it holds the convergence
+/// secret, the node's identity key and the API token.
 fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| StoreError::io("creating data dir", dir, e))
+        .map_err(|e| StoreError::io("creating data dir", dir, e))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| StoreError::io("reading data dir", dir, e))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(StoreError::OpenToOthers {
+            path: dir.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 fn load_or_create_secret(path: &Path) -> Result<ConvergenceSecret> {

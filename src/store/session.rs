@@ -130,11 +130,73 @@ impl Registry {
 pub(crate) struct Parts {
     pub dir: PathBuf,
     pub blocks: Arc<BlockFiles>,
+    pub packs: Arc<super::packs::Packs>,
     pub index: Arc<Index>,
     pub registry: Arc<Registry>,
     pub max_storage: Option<u64>,
     /// Keeps the data dir locked while a session lives, even if the `Store` is dropped first.
     pub _lock: Arc<DirLock>,
+}
+
+impl Parts {
+    /// A block's stored bytes (at most `limit`), from its own file or from its pack.
+    pub fn read_block(&self, a: &BlockAddress, limit: usize) -> Result<Vec<u8>> {
+        match self.blocks.read(a, limit) {
+            Err(StoreError::Missing { .. }) => {}
+            other => return other,
+        }
+        // A pack rewritten between the lookup and the read is gone: look again, once.
+        for _ in 0..2 {
+            let Some(at) = self.index.packed_at(a)? else {
+                break;
+            };
+            match self.packs.read(a, at, limit) {
+                Err(StoreError::Missing { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Missing { address: *a })
+    }
+
+    /// [`read_block`](Self::read_block), checked against the address.
+    pub fn read_verified(&self, a: &BlockAddress, limit: usize) -> Result<Vec<u8>> {
+        let bytes = self.read_block(a, limit)?;
+        if !a.matches(&bytes) {
+            return Err(StoreError::Corrupt {
+                address: *a,
+                path: self.where_is(a),
+                reason: "bytes do not hash to the block's address".into(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Keeps a bad block's bytes out of the way for inspection: its file is moved to
+    /// `corrupt/`, a packed one is copied there (`at`: where the index said it lay, read
+    /// before its row was removed). The caller unindexes it.
+    pub fn quarantine(
+        &self,
+        a: &BlockAddress,
+        at: Option<super::packs::PackedAt>,
+    ) -> Result<PathBuf> {
+        let Some(at) = at else {
+            return self.blocks.quarantine(a);
+        };
+        let dir = self.dir.join("corrupt");
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("creating", &dir, e))?;
+        let to = dir.join(a.to_hex());
+        let bytes = self.packs.read(a, at, crate::content::MAX_BLOCK_SIZE)?;
+        std::fs::write(&to, bytes).map_err(|e| StoreError::io("writing", &to, e))?;
+        Ok(to)
+    }
+
+    /// Where a block is kept, for messages: its file, or the packs folder.
+    pub fn where_is(&self, a: &BlockAddress) -> PathBuf {
+        match self.index.packed_at(a) {
+            Ok(Some(_)) => self.dir.join("packs"),
+            _ => self.blocks.path_of(a),
+        }
+    }
 }
 
 /// A lease on blocks in flight; see the module docs. Ends (releasing its claims) when dropped.
@@ -200,7 +262,7 @@ impl Session {
         if !self.parts.index.has_block(address)? {
             return Err(StoreError::Missing { address: *address });
         }
-        self.parts.blocks.read_verified(address, MAX_MANIFEST_BLOCK)
+        self.parts.read_verified(address, MAX_MANIFEST_BLOCK)
     }
 
     /// Starts a batch of block writes whose blocks this session claims.
@@ -224,7 +286,7 @@ impl Session {
                         let links =
                             manifest::parse_links(a, &block).map_err(|e| StoreError::Corrupt {
                                 address: a,
-                                path: self.parts.blocks.path_of(&a),
+                                path: self.parts.where_is(&a),
                                 reason: e.to_string(),
                             })?;
                         stack.extend(links.into_iter().map(|l| (l.address, l.kind)));

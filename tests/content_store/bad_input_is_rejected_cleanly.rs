@@ -211,7 +211,7 @@ fn a_quota_refuses_the_write_and_leaves_nothing_pinned_or_broken() {
 #[test]
 fn a_full_disk_fails_cleanly_and_the_store_reopens() {
     if !is_root() {
-        eprintln!("skipped: mounting a small tmpfs to fill needs root");
+        cannot_run("mounting a small tmpfs to fill needs root");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -222,7 +222,7 @@ fn a_full_disk_fails_cleanly_and_the_store_reopens() {
         .arg(&mnt)
         .status();
     if !matches!(st, Ok(s) if s.success()) {
-        eprintln!("skipped: could not mount a tmpfs here");
+        cannot_run("could not mount a tmpfs here");
         return;
     }
     struct Unmount(std::path::PathBuf);

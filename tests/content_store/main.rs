@@ -10,3 +10,4 @@ mod dedup_stores_shared_chunks_once;
 mod gc_keeps_shared_chunks;
 mod protocol_vectors;
 mod round_trips;
+mod what_get_writes_is_safe;

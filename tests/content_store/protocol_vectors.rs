@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use storgo::content::manifest::parse_links;
-use storgo::content::{BlockAddress, BlockKey, ContentId, ConvergenceSecret, Manifest};
+use storgo::content::{
+    open_chunk, seal_chunk, BlockAddress, BlockKey, ContentId, ConvergenceSecret, Manifest,
+};
 
 fn vectors() -> Vec<(String, HashMap<String, String>)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/protocols");
@@ -48,14 +50,16 @@ fn code_matches_every_vector() {
             let plain = h(f, "plaintext");
             let key = secret.derive_key(&plain);
             assert_eq!(key, key32(f, "key"), "{name}: key");
-            let mut sealed = plain.clone();
-            key.seal_in_place(&mut sealed, &[]);
+            let (r, sealed) = seal_chunk(&secret, &plain, true);
             assert_eq!(sealed, h(f, "sealed"), "{name}: sealed");
             let addr = BlockAddress::of(&sealed);
+            assert_eq!(r.address, addr);
             assert_eq!(addr.to_string(), f["address"], "{name}: address");
             assert_eq!(addr.to_cid_bytes().to_vec(), h(f, "address-bytes"));
-            key.open_in_place(&mut sealed, &[]).unwrap();
-            assert_eq!(sealed, plain);
+            let mut body = sealed.clone();
+            key.open_in_place(&mut body, &[]).unwrap();
+            assert_eq!(body, h(f, "body"), "{name}: body (codec byte and data)");
+            assert_eq!(&open_chunk(&r, sealed).unwrap()[..], &plain[..]);
         } else if name.starts_with("manifest-") {
             let secret = ConvergenceSecret::from_hex(&f["secret"]).unwrap();
             let block = h(f, "block");

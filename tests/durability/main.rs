@@ -30,7 +30,17 @@ pub async fn fetch_and_compare(node: &Node, id: &ContentId, data: &[u8]) {
         stall_timeout: Duration::from_secs(20),
         ..FetchOptions::default()
     };
-    if let Err(e) = fetch_in(&node.client, &node.store, &session, id, &opts, &|_| {}).await {
+    if let Err(e) = fetch_in(
+        &node.client,
+        &node.store,
+        &session,
+        id,
+        &opts,
+        &|_| {},
+        None,
+    )
+    .await
+    {
         let lookup = node.client.find_providers(id.root).await;
         let info = node.client.info().await;
         panic!(

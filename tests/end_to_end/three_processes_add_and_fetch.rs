@@ -1,6 +1,8 @@
 //! Three `storgo node` processes on 127.0.0.1: `add` on one, `storgo fetch` on another, then
 //! `storgo fetch` with no node running (a temporary node that bootstraps from the first).
 
+use std::time::Duration;
+
 use crate::common::*;
 use crate::procs::NodeProc;
 
@@ -27,11 +29,24 @@ fn add_on_one_fetch_on_another_and_through_a_temporary_node() {
     ls.arg("ls");
     assert!(ok(ls).contains(&id), "fetched content is pinned");
 
-    // n3 asks who provides it: both n1 and n2 (which provides after fetching).
-    let mut providers = storgo(&n3.data_dir);
-    providers.args(["providers", &id]);
-    let listed = ok(providers);
-    assert!(listed.contains(&n1.peer_id), "{listed}");
+    // n3 asks who provides it: both n1 and n2 (which provides after fetching), as the DHT
+    // sees it from the third process.
+    let mut listed = String::new();
+    wait_for(Duration::from_secs(30), "n3 to see both providers", || {
+        let mut providers = storgo(&n3.data_dir);
+        providers.args(["providers", &id]);
+        listed = ok(providers);
+        listed.contains(&n1.peer_id) && listed.contains(&n2.peer_id)
+    });
+    // And n2 says it provides the item; n1 served the bytes.
+    let mut status = storgo(&n2.data_dir);
+    status.args(["status", "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&ok(status)).unwrap();
+    assert!(s["node"]["records_provided"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        s["node"]["bytes_fetched"].as_u64().unwrap() >= data.len() as u64,
+        "{s}"
+    );
 
     // `cat` through a running node that lacks the item reads it from the network.
     let mut cat = storgo(&n3.data_dir);

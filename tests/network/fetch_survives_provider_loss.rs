@@ -1,4 +1,5 @@
-//! A provider that stops mid-transfer: with two providers the fetch completes from the other;
+//! A provider that stops mid-transfer: with two providers the fetch (and its output file)
+//! completes from the other;
 //! with one, a re-run resumes and fetches only the missing chunks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ async fn fetch_killing(
     id: &storgo::content::ContentId,
     victim: Node,
     opts: FetchOptions,
+    output: Option<files::Output>,
 ) -> (
     Result<storgo::node::FetchReport, storgo::node::NodeError>,
     bool,
@@ -36,7 +38,7 @@ async fn fetch_killing(
         victim.stop().await;
         k.store(true, Ordering::SeqCst);
     });
-    let r = fetch(&c.client, &c.store, id, &opts, &progress).await;
+    let r = fetch(&c.client, &c.store, id, &opts, &progress, output).await;
     let early = killed_early.load(Ordering::SeqCst);
     killer.abort();
     (r, early)
@@ -57,13 +59,17 @@ async fn the_other_provider_finishes_the_fetch() {
         window: 1,
         ..FetchOptions::default()
     };
-    let (r, killed_mid_transfer) = fetch_killing(&c, &id, a, opts).await;
+    // Written to a file while the chunks arrive, across the loss of a provider.
+    let out = tmp.path().join("out");
+    let (r, killed_mid_transfer) =
+        fetch_killing(&c, &id, a, opts, Some(files::Output::Path(out.clone()))).await;
     let report = r.expect("fetch completes from the remaining provider");
     assert!(
         killed_mid_transfer,
         "the provider was stopped before the fetch ended"
     );
     assert_eq!(report.chunks_fetched, report.chunks_total);
+    assert!(std::fs::read(&out).unwrap() == data, "the output file");
     let mut back = Vec::new();
     files::cat(&c.store, &id, &mut back, &|_| {}).unwrap();
     assert!(back == data);
@@ -84,7 +90,7 @@ async fn a_rerun_fetches_only_the_missing_chunks() {
         window: 1,
         ..FetchOptions::default()
     };
-    let (r, _) = fetch_killing(&c, &id, a, opts.clone()).await;
+    let (r, _) = fetch_killing(&c, &id, a, opts.clone(), None).await;
     assert!(
         r.is_err(),
         "with its only provider gone the fetch stops with an error"
@@ -98,7 +104,7 @@ async fn a_rerun_fetches_only_the_missing_chunks() {
     // The provider comes back (same identity, new port); the re-run fetches the rest only.
     let a = Node::start(a_store, loopback_config(vec![])).await.unwrap();
     c.client.dial(addr(&a)).await.unwrap();
-    let report = fetch(&c.client, &c.store, &id, &opts, &|_| {})
+    let report = fetch(&c.client, &c.store, &id, &opts, &|_| {}, None)
         .await
         .unwrap();
     assert_eq!(

@@ -32,6 +32,7 @@ async fn c_fetches_what_a_added_knowing_only_b() {
         &added.id,
         &FetchOptions::default(),
         &|_| {},
+        None,
     )
     .await
     .unwrap();
@@ -47,6 +48,7 @@ async fn c_fetches_what_a_added_knowing_only_b() {
         &added.id,
         &FetchOptions::default(),
         &|_| {},
+        None,
     )
     .await
     .unwrap();
@@ -80,9 +82,16 @@ async fn the_same_fetch_works_over_quic() {
     let path = tmp.path().join("f");
     let data = write_random(&path, 6 << 20, 2);
     let id = add_and_provide(&a, &path).await;
-    fetch(&c.client, &c.store, &id, &FetchOptions::default(), &|_| {})
-        .await
-        .unwrap();
+    fetch(
+        &c.client,
+        &c.store,
+        &id,
+        &FetchOptions::default(),
+        &|_| {},
+        None,
+    )
+    .await
+    .unwrap();
     let mut back = Vec::new();
     files::cat(&c.store, &id, &mut back, &|_| {}).unwrap();
     assert!(back == data);

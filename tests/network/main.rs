@@ -5,8 +5,11 @@ mod common;
 #[path = "../common/nodes.rs"]
 mod nodes;
 
+mod a_flooding_peer_gets_busy_answers;
+mod an_offline_unpin_is_no_longer_provided;
 mod corrupt_peer_is_dropped;
 mod fetch_survives_provider_loss;
 mod fetch_through_a_bootstrap_peer;
+mod fetch_writes_output_as_chunks_arrive;
 mod lookup_in_a_30_node_network;
 mod republish_puts_records_on_each_roots_closest_peers;

@@ -17,7 +17,10 @@ fn gc_during_add_through_the_node_keeps_every_item() {
         let path = tmp.path().join(format!("file-{round}"));
         let data = write_random(&path, 48 << 20, 100 + round);
         let mut add = storgo(&node.data_dir);
-        add.arg("add").arg(&path).stdout(Stdio::piped());
+        add.arg("add")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut add = add.spawn().expect("spawn add");
         while add.try_wait().expect("poll add").is_none() {
             let mut gc = storgo(&node.data_dir);
@@ -26,7 +29,11 @@ fn gc_during_add_through_the_node_keeps_every_item() {
             overlapping_gcs += 1;
         }
         let out = add.wait_with_output().expect("add output");
-        assert!(out.status.success(), "add {round} failed");
+        assert!(
+            out.status.success(),
+            "add {round} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         added.push((last_line(&String::from_utf8_lossy(&out.stdout)), data));
     }
     assert!(

@@ -171,6 +171,7 @@ pub async fn add_sources(
             recursive: false,
             pin: true,
             replicas: None,
+            compress: true,
         };
         let r: AddResponse = api.post("/add", &req).await.expect("add a source item");
         out.push((r.id, data));
@@ -353,6 +354,7 @@ impl ClientLoop {
                     recursive: false,
                     pin: true,
                     replicas: None,
+                    compress: true,
                 };
                 let r: AddResponse = self.api.post("/add", &req).await.map_err(e)?;
                 let _ = std::fs::remove_file(&path);
@@ -530,28 +532,48 @@ pub async fn check_through_node(node_dir: &Path, outcome: &Outcome) -> Vec<PinRe
     pins
 }
 
+/// The bytes and the number of blocks on disk: block files in `blocks/`, plus the packed
+/// blocks the index names, each checked to lie inside a pack file that exists.
+fn held_on_disk(store: &Store, node_dir: &Path) -> (u64, usize) {
+    let files: Vec<_> = crate::common::block_files(node_dir)
+        .into_iter()
+        .filter(|p| !p.starts_with(node_dir.join("packs")))
+        .collect();
+    let mut bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let packed = store.packed_blocks().expect("packed blocks");
+    for (a, at) in &packed {
+        let pack = node_dir
+            .join("packs")
+            .join(format!("{:016x}.pack", at.pack));
+        let len = std::fs::metadata(&pack)
+            .unwrap_or_else(|e| panic!("pack of {a}: {}: {e}", pack.display()))
+            .len();
+        assert!(
+            at.offset + u64::from(at.len) <= len,
+            "{a} lies inside its pack"
+        );
+        bytes += u64::from(at.len);
+    }
+    (bytes, files.len() + packed.len())
+}
+
 /// The checks on the stopped node's data dir: the byte count is the sum of the block files,
 /// and after two GCs nothing is left but the blocks the pins reach.
 pub fn check_store_at_rest(node_dir: &Path) {
     let store = Store::open(node_dir, StoreOptions::default()).expect("reopen the store");
-    let files = crate::common::block_files(node_dir);
-    let on_disk: u64 = files
-        .iter()
-        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let (on_disk, _) = held_on_disk(&store, node_dir);
     let stats = store.stats().expect("stats");
     // Unindexed files a kill left are not counted until `verify` adopts or `gc` removes them.
     store.gc().expect("gc 1");
     store.gc().expect("gc 2");
-    let files = crate::common::block_files(node_dir);
     let stats_after = store.stats().expect("stats");
-    let on_disk_after: u64 = files
-        .iter()
-        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let (on_disk_after, held) = held_on_disk(&store, node_dir);
     assert_eq!(
         stats_after.bytes, on_disk_after,
-        "byte count vs block files after gc (before: {} vs {on_disk})",
+        "byte count vs blocks on disk after gc (before: {} vs {on_disk})",
         stats.bytes
     );
     // Holdings are pins and the replicas this node keeps for the other node (each node's
@@ -565,10 +587,9 @@ pub fn check_store_at_rest(node_dir: &Path) {
         reached.extend(store.item_blocks(&r.root).expect("walk a replica"));
     }
     assert_eq!(
-        files.len(),
+        held,
         reached.len(),
-        "after two GCs the store holds {} blocks but the holdings reach {}",
-        files.len(),
+        "after two GCs the store holds {held} blocks but the holdings reach {}",
         reached.len()
     );
     assert!(store.verify().expect("verify").is_clean());

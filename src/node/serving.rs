@@ -1,0 +1,222 @@
+//! Serving peers' chunk-exchange requests from the store, within bounds.
+//!
+//! A fixed pool of reading threads takes requests from one bounded queue, and each peer may
+//! have at most [`PER_PEER`] requests admitted at once. A request beyond either bound is
+//! answered `Busy` at once (the asker tries another provider or comes back later), so a peer
+//! that floods the node costs it a queue slot and a short answer per request — never a thread
+//! or a block's worth of memory — and the peers fetching honestly keep their share. The event
+//! loop owns the in-flight counts (admits, and is told when each answer goes out); the
+//! readers never touch the Swarm.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use libp2p::request_response::ResponseChannel;
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use crate::content::manifest::MAX_MANIFEST_BLOCK;
+use crate::content::MAX_BLOCK_SIZE;
+use crate::network::chunks::{ErrorCode, MAX_HAVE};
+use crate::network::{ChunkRequest, ChunkResponse};
+use crate::store::{Store, StoreError};
+
+use super::event_loop::Answer;
+
+/// Threads reading blocks for peers.
+pub(crate) const READERS: usize = 4;
+/// Requests admitted and waiting for a reader, at most.
+pub(crate) const QUEUE: usize = 256;
+/// Requests of one peer admitted at once, at most (a fetch keeps 8 in flight per provider).
+pub(crate) const PER_PEER: usize = 32;
+
+struct Job {
+    peer: PeerId,
+    request: ChunkRequest,
+    channel: ResponseChannel<ChunkResponse>,
+}
+
+/// Each peer's requests admitted and not yet answered.
+#[derive(Default)]
+struct InFlight(HashMap<PeerId, usize>);
+
+impl InFlight {
+    /// Takes a slot for `peer`, unless it already has [`PER_PEER`].
+    fn take(&mut self, peer: PeerId) -> bool {
+        let n = self.0.entry(peer).or_insert(0);
+        if *n >= PER_PEER {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&mut self, peer: &PeerId) {
+        if let Some(n) = self.0.get_mut(peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.0.remove(peer);
+            }
+        }
+    }
+}
+
+/// The bounded service; see the module docs.
+pub(crate) struct ChunkService {
+    /// `None` only while dropping.
+    jobs: Option<crossbeam_channel::Sender<Job>>,
+    in_flight: InFlight,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl ChunkService {
+    /// Starts the readers; they answer through `answers` and stop when the service is dropped.
+    pub(crate) fn start(store: Arc<Store>, answers: mpsc::Sender<Answer>) -> Self {
+        let (jobs, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
+        let mut readers = Vec::with_capacity(READERS);
+        for i in 0..READERS {
+            let (rx, store, answers) = (rx.clone(), Arc::clone(&store), answers.clone());
+            let started = std::thread::Builder::new()
+                .name(format!("storgo-serve-{i}"))
+                .spawn(move || {
+                    for job in rx.iter() {
+                        let response = serve(&store, job.request);
+                        if answers
+                            .blocking_send(Answer::Chunk(job.peer, job.channel, response))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            match started {
+                Ok(h) => readers.push(h),
+                Err(e) => tracing::error!(error = %e, "cannot start a serving thread"),
+            }
+        }
+        Self {
+            jobs: Some(jobs),
+            in_flight: InFlight::default(),
+            readers,
+        }
+    }
+
+    /// Admits `peer`'s request, or hands back its channel with the `Busy` answer to send now.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn admit(
+        &mut self,
+        peer: PeerId,
+        request: ChunkRequest,
+        channel: ResponseChannel<ChunkResponse>,
+    ) -> Result<(), (ResponseChannel<ChunkResponse>, ChunkResponse)> {
+        let busy = |why: &str| ChunkResponse::Error {
+            code: ErrorCode::Busy,
+            message: why.into(),
+        };
+        if !self.in_flight.take(peer) {
+            tracing::debug!(peer = %peer, "busy: the peer's requests in flight are at the limit");
+            return Err((channel, busy("too many requests in flight from you")));
+        }
+        let job = Job {
+            peer,
+            request,
+            channel,
+        };
+        let Some(jobs) = &self.jobs else {
+            self.in_flight.give_back(&peer);
+            return Err((job.channel, busy("stopping")));
+        };
+        match jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.in_flight.give_back(&peer);
+                tracing::debug!(peer = %peer, "busy: the serving queue is full");
+                Err((e.into_inner().channel, busy("serving queue full")))
+            }
+        }
+    }
+
+    /// One of `peer`'s admitted requests was answered.
+    pub(crate) fn done(&mut self, peer: &PeerId) {
+        self.in_flight.give_back(peer);
+    }
+}
+
+/// Answers one chunk-exchange request from the local store.
+fn serve(store: &Store, request: ChunkRequest) -> ChunkResponse {
+    let read = |a, limit| match store.has_block(&a) {
+        Ok(false) => ChunkResponse::NotFound,
+        Ok(true) => match store.read_block(&a, limit) {
+            Ok(b) => ChunkResponse::Block(b),
+            Err(StoreError::Missing { .. }) => ChunkResponse::NotFound,
+            Err(e) => {
+                tracing::warn!(cid = %a, error = %e, "cannot serve block");
+                ChunkResponse::Error {
+                    code: ErrorCode::Internal,
+                    message: "cannot read block".into(),
+                }
+            }
+        },
+        Err(_) => ChunkResponse::Error {
+            code: ErrorCode::Internal,
+            message: "index unavailable".into(),
+        },
+    };
+    match request {
+        ChunkRequest::GetManifest(a) => read(a, MAX_MANIFEST_BLOCK),
+        ChunkRequest::GetChunk(a) => read(a, MAX_BLOCK_SIZE),
+        ChunkRequest::Have(list) if list.len() > MAX_HAVE => ChunkResponse::Error {
+            code: ErrorCode::BadRequest,
+            message: format!("at most {MAX_HAVE} addresses"),
+        },
+        ChunkRequest::Have(list) => match store.have_blocks(&list) {
+            Ok(bits) => ChunkResponse::Have(bits),
+            Err(_) => ChunkResponse::Error {
+                code: ErrorCode::Internal,
+                message: "index unavailable".into(),
+            },
+        },
+    }
+}
+
+impl Drop for ChunkService {
+    /// Stops the readers and waits for them (each finishes at most the read in hand), so that
+    /// when the node has stopped nothing of it still holds the store — the next open of the
+    /// data dir (`storgo unpin` after the node) must not find it in use.
+    fn drop(&mut self) {
+        self.jobs = None;
+        for h in self.readers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_gets_at_most_its_share_and_others_are_unaffected() {
+        let (flooder, honest) = (PeerId::random(), PeerId::random());
+        let mut f = InFlight::default();
+        for _ in 0..PER_PEER {
+            assert!(f.take(flooder));
+        }
+        assert!(
+            !f.take(flooder),
+            "one over the limit is refused (answered Busy)"
+        );
+        assert!(f.take(honest), "another peer still gets a slot");
+        f.give_back(&flooder);
+        assert!(f.take(flooder), "an answer frees a slot");
+        assert!(!f.take(flooder));
+        for _ in 0..PER_PEER {
+            f.give_back(&flooder);
+        }
+        f.give_back(&honest);
+        assert!(
+            f.0.is_empty(),
+            "no state is kept for peers with nothing in flight"
+        );
+    }
+}
