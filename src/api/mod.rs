@@ -11,6 +11,7 @@ pub mod client;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, Request, State};
@@ -697,6 +698,10 @@ struct FetchQuery {
     #[serde(default = "yes")]
     pin: bool,
     output: Option<PathBuf>,
+    /// Overrides the node's stall timeout for this fetch.
+    timeout_secs: Option<u64>,
+    /// Gives this fetch a deadline.
+    deadline_secs: Option<u64>,
 }
 
 /// One line of the newline-delimited JSON a fetch streams back.
@@ -723,6 +728,13 @@ async fn fetch_item(
     tokio::spawn(async move {
         let opts = FetchOptions {
             pin: q.pin,
+            stall_timeout: q
+                .timeout_secs
+                .map_or(api.fetch.stall_timeout, Duration::from_secs),
+            deadline: q
+                .deadline_secs
+                .map(Duration::from_secs)
+                .or(api.fetch.deadline),
             ..api.fetch.clone()
         };
         let ptx = tx.clone();

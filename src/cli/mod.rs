@@ -8,6 +8,7 @@ mod size;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -58,9 +59,13 @@ pub enum Command {
         /// Do not pin (or provide) it afterwards.
         #[arg(long)]
         no_pin: bool,
-        /// Give up after this many seconds without progress.
-        #[arg(long, default_value_t = 60, value_name = "SECS")]
-        timeout: u64,
+        /// Give up after this long without progress (`90s`, `5m`; a bare number is seconds).
+        #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+        timeout: Duration,
+        /// Give up when the whole fetch has taken this long (default: never, while it makes
+        /// progress).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        deadline: Option<Duration>,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -342,8 +347,19 @@ async fn run_async(cli: Cli) -> Result<()> {
             output,
             no_pin,
             timeout,
+            deadline,
             net,
-        } => return net::fetch(&cli, id, output.as_deref(), *no_pin, *timeout, net).await,
+        } => {
+            return net::fetch(
+                &cli,
+                id,
+                output.as_deref(),
+                *no_pin,
+                (*timeout, *deadline),
+                net,
+            )
+            .await
+        }
         Command::Id { json } => return net::id(&cli, *json).await,
         Command::Peers { json } => return net::peers(&cli, *json).await,
         Command::Providers { id } => return net::providers(&cli, id).await,
@@ -597,4 +613,14 @@ fn print_pins(pins: &[PinRecord], json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A duration as people write it (`30s`, `10m`, `1h 30m`); a bare number is seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 30s or 10m: {e}"))
 }

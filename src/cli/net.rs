@@ -120,7 +120,7 @@ pub async fn fetch(
     id: &str,
     output: Option<&Path>,
     no_pin: bool,
-    timeout: u64,
+    (timeout, deadline): (Duration, Option<Duration>),
     net: &NetArgs,
 ) -> Result<()> {
     let id = parse_id(id)?;
@@ -133,7 +133,14 @@ pub async fn fetch(
     }
     let pb = progress_bar(Some(0), "fetching");
     if let Some(api) = ApiClient::discover(&dir).await {
-        let mut path = format!("/fetch/{id}?pin={}", !no_pin);
+        let mut path = format!(
+            "/fetch/{id}?pin={}&timeout_secs={}",
+            !no_pin,
+            timeout.as_secs().max(1)
+        );
+        if let Some(d) = deadline {
+            path.push_str(&format!("&deadline_secs={}", d.as_secs().max(1)));
+        }
         if let Some(o) = &output {
             path.push_str(&format!("&output={}", urlencode(&o.to_string_lossy())));
         }
@@ -194,7 +201,8 @@ pub async fn fetch(
     }
     let opts = FetchOptions {
         pin: !no_pin,
-        stall_timeout: Duration::from_secs(timeout),
+        stall_timeout: timeout,
+        deadline,
         ..FetchOptions::default()
     };
     // The output is written while the chunks arrive.

@@ -30,7 +30,7 @@ use crate::store::{Holding, PinRecord, Session, SessionKind, Store, StoreError};
 
 use crate::files::Output;
 
-use super::transfer::{bring, Streaming};
+use super::transfer::{bring, Pace, Streaming};
 use super::{blocking, now_secs, Client, NodeError};
 
 /// How a fetch behaves.
@@ -42,6 +42,8 @@ pub struct FetchOptions {
     pub window: usize,
     /// How long to look for a first provider, and how long the transfer may make no progress.
     pub stall_timeout: Duration,
+    /// How long the whole fetch may take; `None`: as long as it makes progress.
+    pub deadline: Option<Duration>,
 }
 
 impl Default for FetchOptions {
@@ -50,6 +52,7 @@ impl Default for FetchOptions {
             pin: true,
             window: 8,
             stall_timeout: Duration::from_secs(60),
+            deadline: None,
         }
     }
 }
@@ -135,8 +138,11 @@ pub async fn fetch_in(
         id.root,
         Some(id.key),
         &|w| pin_partial.then(|| Holding::Pin(record(w))),
-        opts.window,
-        opts.stall_timeout,
+        Pace {
+            window: opts.window,
+            stall_timeout: opts.stall_timeout,
+            deadline: opts.deadline,
+        },
         progress,
         output.map(|output| Streaming {
             store: Arc::clone(store),

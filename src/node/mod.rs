@@ -63,6 +63,8 @@ pub enum NodeError {
         missing: usize,
         total: usize,
     },
+    #[error("fetch of {root} stopped: it took longer than its deadline of {secs} s; run it again to resume")]
+    DeadlinePassed { root: BlockAddress, secs: u64 },
     #[error("dialing {addr}: {reason}")]
     Dial { addr: Multiaddr, reason: String },
     #[error(transparent)]

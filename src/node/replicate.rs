@@ -32,7 +32,7 @@ use crate::store::{Holding, ReplicaRecord, SessionKind, Store};
 use super::fetch::begin_session;
 use super::regions::KeyspaceMap;
 use super::republish::Republisher;
-use super::transfer::bring;
+use super::transfer::{bring, Pace};
 use super::{blocking, now_secs, Client, NodeError};
 
 /// How a node replicates and repairs; `Default` is what `storgo node` uses.
@@ -55,6 +55,9 @@ pub struct ReplicationConfig {
     pub stall_timeout: Duration,
     /// Outstanding chunk requests per provider during intake.
     pub window: usize,
+    /// How long one intake or repair may take in all: a peer cannot keep an intake slot
+    /// busy forever with an item whose blocks trickle in.
+    pub intake_deadline: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -69,6 +72,7 @@ impl Default for ReplicationConfig {
             scrub_rate: Some(4 << 20),
             stall_timeout: Duration::from_secs(60),
             window: 8,
+            intake_deadline: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -230,6 +234,14 @@ impl Replicator {
         }
     }
 
+    fn pace(&self) -> Pace {
+        Pace {
+            window: self.cfg.window,
+            stall_timeout: self.cfg.stall_timeout,
+            deadline: Some(self.cfg.intake_deadline),
+        }
+    }
+
     /// The node's republish of provider records (run after an asked-for round).
     pub fn republisher(&self) -> &Republisher {
         &self.republisher
@@ -361,8 +373,7 @@ impl Replicator {
             root,
             None,
             &|_| Some(Holding::Replica(record(false))),
-            self.cfg.window,
-            self.cfg.stall_timeout,
+            self.pace(),
             &|_| {},
             None,
         )
@@ -715,8 +726,7 @@ impl Replicator {
                 root,
                 None,
                 &|_| None,
-                self.cfg.window,
-                self.cfg.stall_timeout,
+                self.pace(),
                 &|_| {},
                 None,
             )

@@ -351,11 +351,54 @@ pub(crate) async fn bring(
     root: BlockAddress,
     key: Option<BlockKey>,
     partial: &(dyn Fn(&Walked) -> Option<Holding> + Sync),
-    window: usize,
-    stall_timeout: Duration,
+    pace: Pace,
     progress: &(dyn Fn(FetchProgress) + Send + Sync),
     streaming: Option<Streaming>,
 ) -> Result<Brought, NodeError> {
+    let bringing = bring_unbounded(
+        client, session, root, key, partial, pace, progress, streaming,
+    );
+    match pace.deadline {
+        None => bringing.await,
+        Some(limit) => {
+            tokio::time::timeout(limit, bringing)
+                .await
+                .map_err(|_| NodeError::DeadlinePassed {
+                    root,
+                    secs: limit.as_secs(),
+                })?
+        }
+    }
+}
+
+/// How a transfer paces itself and when it gives up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// Outstanding chunk requests per provider.
+    pub window: usize,
+    /// How long the transfer may go without progress (or without a first provider).
+    pub stall_timeout: Duration,
+    /// How long the whole transfer, manifests included, may take: a bound on a crafted item
+    /// whose blocks each arrive just before the stall timeout.
+    pub deadline: Option<Duration>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bring_unbounded(
+    client: &Client,
+    session: &Arc<Session>,
+    root: BlockAddress,
+    key: Option<BlockKey>,
+    partial: &(dyn Fn(&Walked) -> Option<Holding> + Sync),
+    pace: Pace,
+    progress: &(dyn Fn(FetchProgress) + Send + Sync),
+    streaming: Option<Streaming>,
+) -> Result<Brought, NodeError> {
+    let Pace {
+        window,
+        stall_timeout,
+        ..
+    } = pace;
     let mut pool = ProviderPool::discover(client, root).await?;
     let mut dropped = Vec::new();
     let mut walked = walk(

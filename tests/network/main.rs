@@ -5,6 +5,7 @@ mod common;
 #[path = "../common/nodes.rs"]
 mod nodes;
 
+mod a_crafted_item_is_walked_once_and_bounded;
 mod a_flooding_peer_gets_busy_answers;
 mod an_offline_unpin_is_no_longer_provided;
 mod corrupt_peer_is_dropped;
