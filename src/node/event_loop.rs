@@ -643,6 +643,17 @@ impl EventLoop {
             return;
         };
         tracing::trace!(peer = %peer, request = ?request, "serving");
+        if let ChunkRequest::Invalid(why) = request {
+            // Cheap to answer here: no reader is needed to say what was wrong.
+            tracing::debug!(peer = %peer, reason = %why, "bad chunk request");
+            let answer = super::serving::bad_request(why);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .chunks
+                .send_response(channel, answer);
+            return;
+        }
         if let Err((channel, busy)) = self.chunk_service.admit(peer, request, channel) {
             self.counters.busy_answers.fetch_add(1, Ordering::Relaxed);
             let _ = self

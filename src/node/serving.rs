@@ -149,6 +149,12 @@ fn serve(store: &Store, request: ChunkRequest) -> ChunkResponse {
         Ok(true) => match store.read_block(&a, limit) {
             Ok(b) => ChunkResponse::Block(b),
             Err(StoreError::Missing { .. }) => ChunkResponse::NotFound,
+            Err(StoreError::OverLimit { len, limit, .. }) => ChunkResponse::Error {
+                code: ErrorCode::BadRequest,
+                message: format!(
+                    "the block is {len} bytes, over the {limit}-byte limit of the op asked with"
+                ),
+            },
             Err(e) => {
                 tracing::warn!(cid = %a, error = %e, "cannot serve block");
                 ChunkResponse::Error {
@@ -165,6 +171,7 @@ fn serve(store: &Store, request: ChunkRequest) -> ChunkResponse {
     match request {
         ChunkRequest::GetManifest(a) => read(a, MAX_MANIFEST_BLOCK),
         ChunkRequest::GetChunk(a) => read(a, MAX_BLOCK_SIZE),
+        ChunkRequest::Invalid(why) => bad_request(why),
         ChunkRequest::Have(list) if list.len() > MAX_HAVE => ChunkResponse::Error {
             code: ErrorCode::BadRequest,
             message: format!("at most {MAX_HAVE} addresses"),
@@ -176,6 +183,14 @@ fn serve(store: &Store, request: ChunkRequest) -> ChunkResponse {
                 message: "index unavailable".into(),
             },
         },
+    }
+}
+
+/// The answer to a request that is malformed or over a limit.
+pub(crate) fn bad_request(why: String) -> ChunkResponse {
+    ChunkResponse::Error {
+        code: ErrorCode::BadRequest,
+        message: why,
     }
 }
 

@@ -71,11 +71,19 @@ impl BlockFiles {
             .metadata()
             .map_err(|e| StoreError::io("reading block", &path, e))?
             .len();
-        if len > limit as u64 {
+        if len > crate::content::MAX_BLOCK_SIZE as u64 {
             return Err(StoreError::Corrupt {
                 address: *a,
                 path,
-                reason: format!("{len} bytes, over the {limit}-byte limit"),
+                reason: format!("{len} bytes, larger than any block can be"),
+            });
+        }
+        if len > limit as u64 {
+            // A real block, only not of the kind asked for (a chunk read as a manifest).
+            return Err(StoreError::OverLimit {
+                address: *a,
+                len,
+                limit,
             });
         }
         let mut buf = Vec::with_capacity(len as usize);

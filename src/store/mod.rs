@@ -61,6 +61,12 @@ pub enum StoreError {
         path: PathBuf,
         reason: String,
     },
+    #[error("block {address} is {len} bytes, more than the {limit} bytes expected of it (a chunk where a manifest was expected?)")]
+    OverLimit {
+        address: BlockAddress,
+        len: u64,
+        limit: usize,
+    },
     #[error("storage quota exceeded: writing {needed} more bytes would pass the limit of {limit} bytes ({used} used)")]
     QuotaExceeded { needed: u64, used: u64, limit: u64 },
     #[error("convergence secret in {path} is not 64 hex digits")]

@@ -8,6 +8,7 @@ mod nodes;
 mod a_crafted_item_is_walked_once_and_bounded;
 mod a_flooding_peer_gets_busy_answers;
 mod an_offline_unpin_is_no_longer_provided;
+mod bad_requests_are_answered_bad_request;
 mod corrupt_peer_is_dropped;
 mod fetch_survives_provider_loss;
 mod fetch_through_a_bootstrap_peer;

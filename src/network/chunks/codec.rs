@@ -16,9 +16,14 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
-use super::{ChunkRequest, ChunkResponse, ErrorCode, MAX_BODY, MAX_HAVE, MAX_HEADER, MAX_MESSAGE};
+use super::{
+    ChunkRequest, ChunkResponse, ErrorCode, MAX_BODY, MAX_HAVE, MAX_HEADER, MAX_MESSAGE,
+    REQUEST_READ_TIMEOUT,
+};
 use crate::content::BlockAddress;
 
+/// Never valid: what [`ChunkRequest::Invalid`] is sent as.
+const OP_INVALID: u8 = 0;
 const OP_MANIFEST: u8 = 1;
 const OP_CHUNK: u8 = 2;
 const OP_HAVE: u8 = 3;
@@ -74,6 +79,7 @@ pub fn encode_request(req: &ChunkRequest) -> Vec<u8> {
         ChunkRequest::GetManifest(a) => (OP_MANIFEST, vec![*a]),
         ChunkRequest::GetChunk(a) => (OP_CHUNK, vec![*a]),
         ChunkRequest::Have(v) => (OP_HAVE, v.clone()),
+        ChunkRequest::Invalid(_) => (OP_INVALID, vec![]),
     };
     frame(
         &RequestHeader {
@@ -87,8 +93,13 @@ pub fn encode_request(req: &ChunkRequest) -> Vec<u8> {
     )
 }
 
-/// Decodes a request frame's header (requests have no body).
-pub fn decode_request(header: &[u8]) -> io::Result<ChunkRequest> {
+/// Decodes a request frame's header (requests have no body); a header that is not a valid
+/// request is [`ChunkRequest::Invalid`], answered "bad request".
+pub fn decode_request(header: &[u8]) -> ChunkRequest {
+    parse_request(header).unwrap_or_else(|e| ChunkRequest::Invalid(e.to_string()))
+}
+
+fn parse_request(header: &[u8]) -> io::Result<ChunkRequest> {
     let h: RequestHeader =
         ciborium::from_reader(header).map_err(|e| invalid(format!("request header: {e}")))?;
     if h.addresses.len() > MAX_HAVE {
@@ -200,6 +211,8 @@ fn decode_response(h: ResponseHeader, body: Vec<u8>) -> io::Result<ChunkResponse
     }
 }
 
+/// Reads a response header; a response over a limit fails the request (the requester resets
+/// the stream and asks another provider).
 async fn read_header<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
@@ -232,16 +245,29 @@ pub fn decode_response_frame(frame: &[u8]) -> io::Result<ChunkResponse> {
     decode_response(h, frame[4 + hlen..].to_vec())
 }
 
-/// Decodes a whole request frame held in memory.
-pub fn decode_request_frame(frame: &[u8]) -> io::Result<ChunkRequest> {
-    if frame.len() < 4 {
-        return Err(invalid("truncated frame"));
+/// Decodes a whole request frame held in memory, as a responder reads it from a stream:
+/// bytes after the header are not read.
+pub fn decode_request_frame(frame: &[u8]) -> ChunkRequest {
+    futures::executor::block_on(read_request_from(&mut futures::io::Cursor::new(frame)))
+}
+
+/// Reads one request from a stream. Whatever goes wrong short of the stream failing is a
+/// [`ChunkRequest::Invalid`]: a header over the limit (not read), a header cut off, one that
+/// does not decode. Bytes after the header are left unread.
+async fn read_request_from<T: AsyncRead + Unpin + Send>(io: &mut T) -> ChunkRequest {
+    let mut len = [0u8; 4];
+    if let Err(e) = io.read_exact(&mut len).await {
+        return ChunkRequest::Invalid(format!("request ends before its header length: {e}"));
     }
-    let hlen = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-    if hlen > MAX_HEADER || frame.len() != 4 + hlen {
-        return Err(invalid("bad header length"));
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_HEADER {
+        return ChunkRequest::Invalid(format!("header of {len} bytes exceeds {MAX_HEADER}"));
     }
-    decode_request(&frame[4..])
+    let mut h = vec![0u8; len];
+    if let Err(e) = io.read_exact(&mut h).await {
+        return ChunkRequest::Invalid(format!("request ends inside its {len}-byte header: {e}"));
+    }
+    decode_request(&h)
 }
 
 /// The request-response codec of the chunk exchange.
@@ -257,8 +283,17 @@ impl libp2p::request_response::Codec for ChunkCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let h = read_header(io).await?;
-        decode_request(&h)
+        // libp2p runs the codec in the connection's task, on the node's tokio runtime.
+        Ok(
+            tokio::time::timeout(REQUEST_READ_TIMEOUT, read_request_from(io))
+                .await
+                .unwrap_or_else(|_| {
+                    ChunkRequest::Invalid(format!(
+                        "request incomplete after {} s",
+                        REQUEST_READ_TIMEOUT.as_secs()
+                    ))
+                }),
+        )
     }
 
     async fn read_response<T>(
@@ -325,7 +360,7 @@ mod tests {
             ChunkRequest::GetChunk(a),
             ChunkRequest::Have(vec![a; 10]),
         ] {
-            assert_eq!(decode_request_frame(&encode_request(&req)).unwrap(), req);
+            assert_eq!(decode_request_frame(&encode_request(&req)), req);
         }
         for resp in [
             ChunkResponse::Block(vec![1, 2, 3]),
@@ -347,20 +382,30 @@ mod tests {
 
     #[test]
     fn oversized_and_garbage_frames_are_errors() {
-        assert!(decode_request_frame(&[0xff, 0xff, 0xff, 0xff]).is_err());
-        assert!(decode_request_frame(&[0, 0, 0, 1, 0xff]).is_err());
+        let bad = |frame: &[u8], why: &str| match decode_request_frame(frame) {
+            ChunkRequest::Invalid(reason) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("{other:?} from {frame:02x?}"),
+        };
+        bad(&[0xff, 0xff, 0xff, 0xff], "exceeds 65536");
+        bad(&[0, 0, 0, 1, 0xff], "request header");
+        bad(&[0, 0, 0, 9, 0xa0], "ends inside its 9-byte header");
+        bad(&[0, 0], "before its header length");
         let too_many = ChunkRequest::Have(vec![BlockAddress::of(b"x"); MAX_HAVE + 1]);
-        assert!(decode_request_frame(&encode_request(&too_many)).is_err());
+        bad(&encode_request(&too_many), "exceed 1024");
+        bad(
+            &encode_request(&ChunkRequest::Invalid("x".into())),
+            "unknown op 0",
+        );
         // Claim a body one byte over the limit.
         let big = frame(&ResponseHeader::plain(ST_BLOCK, MAX_BODY + 1), &[]);
         assert!(decode_response_frame(&big).is_err());
     }
 
-    #[test]
-    fn the_largest_chunk_passes_the_codec_and_one_byte_more_does_not() {
+    #[tokio::test]
+    async fn the_largest_chunk_passes_the_codec_and_one_byte_more_does_not() {
         use libp2p::request_response::Codec;
         let proto = StreamProtocol::new(super::super::PROTOCOL);
-        futures::executor::block_on(async {
+        {
             let block = vec![7u8; MAX_BODY];
             let mut wire = futures::io::Cursor::new(Vec::new());
             ChunkCodec
@@ -381,7 +426,72 @@ mod tests {
             assert!(err.to_string().contains("exceeds"), "{err}");
 
             let mut r = futures::io::Cursor::new(((MAX_HEADER + 1) as u32).to_be_bytes().to_vec());
-            assert!(ChunkCodec.read_request(&proto, &mut r).await.is_err());
-        });
+            assert!(matches!(
+                ChunkCodec.read_request(&proto, &mut r).await,
+                Ok(ChunkRequest::Invalid(_))
+            ));
+        }
+    }
+
+    /// The header limit is inclusive, unknown keys are ignored, CBOR need not be canonical,
+    /// and bytes after the header are not read (`protocols/chunks-v1.md`, "Decoding").
+    #[test]
+    fn decoding_is_lenient_where_the_spec_says_so() {
+        let a = BlockAddress::of(b"a");
+        let cid = a.to_cid_bytes();
+        // { "op": 2, "a": [cid], "x": <padding> } with the header exactly MAX_HEADER long.
+        let mut header = vec![0xa3, 0x62, b'o', b'p', 0x02, 0x61, b'a', 0x81, 0x58, 36];
+        header.extend_from_slice(&cid);
+        header.extend_from_slice(&[0x61, b'x', 0x5a]);
+        let pad = MAX_HEADER - header.len() - 4;
+        header.extend_from_slice(&(pad as u32).to_be_bytes());
+        header.resize(MAX_HEADER, 0);
+        let mut frame = (MAX_HEADER as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&header);
+        assert_eq!(decode_request_frame(&frame), ChunkRequest::GetChunk(a));
+        // Trailing bytes after the header: ignored.
+        frame.extend_from_slice(b"trailing");
+        assert_eq!(decode_request_frame(&frame), ChunkRequest::GetChunk(a));
+        // Indefinite-length map and array (not canonical): accepted.
+        let mut h = vec![0xbf, 0x62, b'o', b'p', 0x01, 0x61, b'a', 0x9f, 0x58, 36];
+        h.extend_from_slice(&cid);
+        h.extend_from_slice(&[0xff, 0xff]);
+        let mut frame = (h.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&h);
+        assert_eq!(decode_request_frame(&frame), ChunkRequest::GetManifest(a));
+    }
+
+    /// A stream that sends part of a header and then nothing: answered after the read
+    /// timeout instead of holding the stream.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_cut_off_mid_frame_is_answered_after_the_read_timeout() {
+        use libp2p::request_response::Codec;
+        struct Stalls(Vec<u8>);
+        impl AsyncRead for Stalls {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<io::Result<usize>> {
+                if self.0.is_empty() {
+                    return std::task::Poll::Pending;
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0.drain(..n);
+                std::task::Poll::Ready(Ok(n))
+            }
+        }
+        let proto = StreamProtocol::new(super::super::PROTOCOL);
+        let started = tokio::time::Instant::now();
+        let got = ChunkCodec
+            .read_request(&proto, &mut Stalls(vec![0, 0, 0, 40, 0xa2]))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&got, ChunkRequest::Invalid(r) if r.contains("incomplete after 10 s")),
+            "{got:?}"
+        );
+        assert!(started.elapsed() >= REQUEST_READ_TIMEOUT);
     }
 }

@@ -23,6 +23,10 @@ pub const MAX_HEADER: usize = 64 * 1024;
 pub const MAX_BODY: usize = MAX_BLOCK_SIZE;
 /// Longest error message carried in a response.
 pub const MAX_MESSAGE: usize = 256;
+/// How long a responder waits for a whole request header once a stream is open: a request
+/// cut off mid-frame is answered "bad request" after this, not held until libp2p's stream
+/// timeout.
+pub const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a peer asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +37,10 @@ pub enum ChunkRequest {
     GetChunk(BlockAddress),
     /// Which of these blocks the peer holds (at most [`MAX_HAVE`]).
     Have(Vec<BlockAddress>),
+    /// What arrived was not a valid request (why): it is answered with
+    /// [`ErrorCode::BadRequest`], not with a reset stream, so that the asker learns what it
+    /// did wrong. Sending one writes a request the responder cannot accept (op 0).
+    Invalid(String),
 }
 
 impl ChunkRequest {
