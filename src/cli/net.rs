@@ -314,7 +314,13 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
         println!("connected peers: {}", s.node.connected_peers);
         println!("routing table: {} peers", s.node.routing_table_size);
         println!("records provided: {}", s.node.records_provided);
-        println!("provider records held: {}", s.node.provider_records_held);
+        println!(
+            "provider records held: {} ({} taken in since start, {} refused, {} dropped while busy)",
+            s.node.provider_records_held,
+            s.node.records_taken_in,
+            s.node.records_refused,
+            s.node.records_dropped
+        );
         println!("items pinned: {}", s.store.pins);
         println!(
             "bytes stored: {} in {} blocks",

@@ -74,6 +74,8 @@ pub struct NetworkConfig {
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: u32,
+    /// Most provider records one peer may have on this node.
+    pub max_providers_per_peer: u64,
 }
 
 impl Default for NetworkConfig {
@@ -98,6 +100,7 @@ impl Default for NetworkConfig {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             max_connections: 512,
+            max_providers_per_peer: records::MAX_PROVIDERS_PER_PEER,
         }
     }
 }
@@ -128,6 +131,9 @@ pub fn build_swarm(
         .set_provider_record_ttl(Some(cfg.provider_ttl))
         // storgo's batched republish (`node::republish`) replaces kad's one walk per key.
         .set_provider_publication_interval(None)
+        // Every record a peer sends comes to the event loop as an event, to be checked and
+        // written off the loop (`node::record_intake`); kad writes none itself.
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_replication_factor(std::num::NonZeroUsize::new(DHT_K).expect("k > 0"))
         .set_record_ttl(Some(cfg.provider_ttl))
         .set_periodic_bootstrap_interval(Some(cfg.bootstrap_interval))

@@ -24,9 +24,71 @@ use crate::store::{DhtTable, Store};
 
 pub const MAX_PROVIDER_ROWS: u64 = 1_000_000;
 pub const MAX_PROVIDERS_PER_KEY: usize = 20;
+/// Provider records one peer may have on this node, by default: a generous store's worth of
+/// items (only roots are provided, not blocks) and 1% of the table.
+pub const MAX_PROVIDERS_PER_PEER: u64 = 10_000;
 pub const MAX_RECORDS: u64 = 65_536;
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 const MAX_ADDRS: usize = 16;
+
+/// A provider record another peer sent: `provider` holds the item rooted at `root`.
+#[derive(Debug, Clone)]
+pub struct RemoteProvider {
+    pub root: crate::content::BlockAddress,
+    pub provider: PeerId,
+    pub addrs: Vec<Multiaddr>,
+}
+
+impl RemoteProvider {
+    /// The record kad received, if its key is one of storgo's (the multihash of a root,
+    /// `dht-v1.md`); anything else is not stored.
+    pub fn from_kad(r: &ProviderRecord) -> Option<Self> {
+        let k = r.key.as_ref();
+        if k.len() != 34 || k[..2] != [0x12, 0x20] {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&k[2..]);
+        Some(Self {
+            root: crate::content::BlockAddress::from_digest(digest),
+            provider: r.provider,
+            addrs: r.addresses.clone(),
+        })
+    }
+}
+
+/// Provider records held per providing peer, so that no one peer fills the table.
+pub struct ProviderCounts {
+    counts: std::collections::HashMap<PeerId, u64>,
+    /// Most records one peer may have here.
+    pub limit: u64,
+    /// New records refused because their peer was at the limit (since start).
+    pub refused: u64,
+}
+
+impl ProviderCounts {
+    pub fn new(counts: std::collections::HashMap<PeerId, u64>, limit: u64) -> Self {
+        Self {
+            counts,
+            limit,
+            refused: 0,
+        }
+    }
+
+    fn admit(&mut self, peer: PeerId) -> bool {
+        let n = self.counts.entry(peer).or_insert(0);
+        if *n >= self.limit {
+            self.refused += 1;
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn of(&self, peer: &PeerId) -> u64 {
+        self.counts.get(peer).copied().unwrap_or(0)
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct ProviderRow {
@@ -103,7 +165,7 @@ impl DhtStore {
     }
 
     /// Drops expired provider records and value records; returns how many went.
-    pub fn remove_expired(&mut self) -> usize {
+    pub fn remove_expired(&self) -> usize {
         let dht = self.store.dht();
         let mut n = 0;
         for table in [DhtTable::Providers, DhtTable::Records] {
@@ -130,38 +192,69 @@ impl DhtStore {
         n
     }
 
-    /// Stores the provider records of an announcement (`announce-v1.md`): `provider` provides
-    /// every root in `roots`, reachable at `addrs`, for `ttl`. One transaction for the whole
-    /// batch, under the same limits as kad's own inserts. Returns the records stored.
-    pub fn add_announced(
+    /// Stores provider records received from other peers, in one transaction, under the
+    /// limits: [`MAX_PROVIDERS_PER_KEY`] per key, [`MAX_PROVIDER_ROWS`] in all, and
+    /// `counts.limit` per providing peer. `ttl` is this node's provider TTL (never the
+    /// sender's). Returns the records stored (refreshed or new).
+    pub fn add_remote(
         &self,
-        provider: &PeerId,
-        addrs: &[Multiaddr],
-        roots: &[crate::content::BlockAddress],
+        records: &[RemoteProvider],
         ttl: Duration,
+        counts: &mut ProviderCounts,
     ) -> std::result::Result<u32, crate::store::StoreError> {
-        let row = encode(&ProviderRow {
-            expires_ms: Some(now_ms() + ttl.as_millis() as u64),
-            addrs: addrs
-                .iter()
-                .take(MAX_ADDRS)
-                .map(|a| serde_bytes::ByteBuf::from(a.to_vec()))
-                .collect(),
-        });
-        let rows: Vec<(Vec<u8>, usize, Vec<u8>)> = roots
+        let expires_ms = Some(now_ms() + ttl.as_millis() as u64);
+        let rows: Vec<(Vec<u8>, usize, Vec<u8>)> = records
             .iter()
+            .filter(|r| r.provider != self.local)
             .map(|r| {
-                let key = super::provider_key(r);
+                let key = super::provider_key(&r.root);
                 let prefix = key_prefix(&key).len();
-                (provider_key(&key, provider), prefix, row.clone())
+                let row = encode(&ProviderRow {
+                    expires_ms,
+                    addrs: r
+                        .addrs
+                        .iter()
+                        .take(MAX_ADDRS)
+                        .map(|a| serde_bytes::ByteBuf::from(a.to_vec()))
+                        .collect(),
+                });
+                (provider_key(&key, &r.provider), prefix, row)
             })
             .collect();
+        let prefix_len = |k: &[u8]| 2 + u16::from_be_bytes([k[0], k[1]]) as usize;
         self.store.dht().dht_insert_bounded(
             DhtTable::Providers,
             &rows,
             MAX_PROVIDERS_PER_KEY,
             MAX_PROVIDER_ROWS,
+            &mut |row_key| match PeerId::from_bytes(&row_key[prefix_len(row_key)..]) {
+                Ok(peer) => counts.admit(peer),
+                Err(_) => false,
+            },
         )
+    }
+
+    /// How many provider rows each peer has here (this node's own excluded).
+    pub fn count_by_provider(
+        &self,
+    ) -> std::result::Result<std::collections::HashMap<PeerId, u64>, crate::store::StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for (k, _) in self
+            .store
+            .dht()
+            .dht_scan(DhtTable::Providers, &[], usize::MAX)?
+        {
+            if k.len() < 2 {
+                continue;
+            }
+            let at = 2 + u16::from_be_bytes([k[0], k[1]]) as usize;
+            if let Some(Ok(peer)) = k.get(at..).map(PeerId::from_bytes) {
+                if peer != self.local {
+                    *out.entry(peer).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Records that this node provides `roots` (what `start_providing` writes locally), in one

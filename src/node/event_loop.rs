@@ -24,9 +24,11 @@ use crate::network::{
 };
 use crate::store::Store;
 
+use super::record_intake::{Job as IntakeJob, RecordIntake};
 use super::replicate::InboundReplicate;
 use super::serving::ChunkService;
 use super::{Closest, Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
+use crate::network::records::RemoteProvider;
 
 /// An answer to an inbound request, prepared off the loop (disk work) and sent from it.
 pub(crate) enum Answer {
@@ -45,13 +47,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    store: Arc<Store>,
     counters: Arc<Counters>,
     listen_tx: watch::Sender<Vec<Multiaddr>>,
-    inbound_tx: mpsc::Sender<Answer>,
     inbound_rx: mpsc::Receiver<Answer>,
     /// Peers' chunk requests: a bounded pool of store readers (`serving`).
     chunk_service: ChunkService,
+    /// Peers' DHT records: validated here, written by the intake's thread (`record_intake`).
+    record_intake: RecordIntake,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<ChunkResponse, NodeError>>>,
     pending_providers: HashMap<kad::QueryId, (mpsc::Sender<PeerId>, HashSet<PeerId>)>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
@@ -62,8 +64,6 @@ pub struct EventLoop {
         HashMap<OutboundRequestId, oneshot::Sender<Result<ReplicateResponse, NodeError>>>,
     pending_announce:
         HashMap<OutboundRequestId, oneshot::Sender<Result<AnnounceResponse, NodeError>>>,
-    /// How long announced provider records live here (this node's TTL, not the sender's).
-    provider_ttl: Duration,
     dht_server: bool,
     /// Inbound replicate requests go to the replica service (`node::replicate`).
     replica_tx: mpsc::Sender<InboundReplicate>,
@@ -88,14 +88,20 @@ impl EventLoop {
     ) -> Self {
         let (inbound_tx, inbound_rx) = mpsc::channel(64);
         let chunk_service = ChunkService::start(Arc::clone(&store), inbound_tx.clone());
+        let local = *swarm.local_peer_id();
+        let record_intake = RecordIntake::start(
+            DhtStore::new(Arc::clone(&store), local),
+            cfg.provider_ttl,
+            cfg.max_providers_per_peer,
+            inbound_tx.clone(),
+        );
         Self {
             chunk_service,
+            record_intake,
             swarm,
             commands,
-            store,
             counters,
             listen_tx,
-            inbound_tx,
             inbound_rx,
             pending_requests: HashMap::new(),
             pending_providers: HashMap::new(),
@@ -105,7 +111,6 @@ impl EventLoop {
             pending_closest: HashMap::new(),
             pending_replicate: HashMap::new(),
             pending_announce: HashMap::new(),
-            provider_ttl: cfg.provider_ttl,
             dht_server: cfg.dht_server,
             replica_tx,
             rtt: HashMap::new(),
@@ -121,7 +126,6 @@ impl EventLoop {
         self.dial_bootstrap();
         let mut retry = tokio::time::interval(self.bootstrap_backoff);
         retry.tick().await;
-        let mut expire = tokio::time::interval(Duration::from_secs(600));
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
@@ -137,12 +141,6 @@ impl EventLoop {
                         retry.tick().await;
                         tracing::info!(backoff_s = self.bootstrap_backoff.as_secs(), "retrying bootstrap peers");
                         self.dial_bootstrap();
-                    }
-                }
-                _ = expire.tick() => {
-                    let n = self.swarm.behaviour_mut().kad.store_mut().remove_expired();
-                    if n > 0 {
-                        tracing::debug!(rows = n, "expired DHT records removed");
                     }
                 }
             }
@@ -287,6 +285,7 @@ impl EventLoop {
                     .sum();
                 let peer_id = self.swarm.local_peer_id().to_string();
                 let connected_peers = self.swarm.connected_peers().count();
+                let intake = Arc::clone(&self.record_intake.counters);
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 let mode = kad.mode();
                 let store = kad.store_mut();
@@ -302,6 +301,9 @@ impl EventLoop {
                     routing_table_size,
                     records_provided: store.provided_count(),
                     provider_records_held: store.provider_rows(),
+                    records_taken_in: intake.stored.load(Ordering::Relaxed),
+                    records_refused: intake.refused.load(Ordering::Relaxed),
+                    records_dropped: intake.dropped.load(Ordering::Relaxed),
                     bytes_served: self.counters.bytes_served.load(Ordering::Relaxed),
                     bytes_fetched: self.counters.bytes_fetched.load(Ordering::Relaxed),
                     dht_mode: format!("{mode:?}").to_lowercase(),
@@ -443,10 +445,11 @@ impl EventLoop {
     }
 
     fn on_kad_event(&mut self, event: kad::Event) {
-        if let kad::Event::InboundRequest { .. } = event {
+        if let kad::Event::InboundRequest { request } = event {
             self.counters
                 .dht_requests_received
                 .fetch_add(1, Ordering::Relaxed);
+            self.on_inbound_record(request);
             return;
         }
         let kad::Event::OutboundQueryProgressed {
@@ -613,27 +616,54 @@ impl EventLoop {
                 .send_response(channel, answer);
             return;
         }
-        let dht = DhtStore::new(Arc::clone(&self.store), *self.swarm.local_peer_id());
-        let (tx, ttl) = (self.inbound_tx.clone(), self.provider_ttl);
-        tokio::task::spawn_blocking(move || {
-            let n = announcement.roots.len();
-            let answer = match dht.add_announced(
-                &peer,
-                &announcement.addrs,
-                &announcement.roots,
-                ttl,
-            ) {
-                Ok(count) => {
-                    tracing::debug!(peer = %peer, records = n, stored = count, "announcement stored");
-                    AnnounceResponse::Stored { count }
+        let records = announcement
+            .roots
+            .iter()
+            .map(|root| RemoteProvider {
+                root: *root,
+                provider: peer,
+                addrs: announcement.addrs.clone(),
+            })
+            .collect();
+        if let Err((channel, answer)) = self
+            .record_intake
+            .offer(IntakeJob::Announcement { records, channel })
+        {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .announce
+                .send_response(channel, answer);
+        }
+    }
+
+    /// A record a peer sent for this node to keep (kad stores nothing itself: inserts are
+    /// filtered). Only provider records with a storgo key are taken in; storgo defines no
+    /// value records in `dht-v1.md`, so a `PUT_VALUE` is not stored.
+    fn on_inbound_record(&mut self, request: kad::InboundRequest) {
+        let refused = &self.record_intake.counters.refused;
+        match request {
+            kad::InboundRequest::AddProvider {
+                record: Some(record),
+            } => match RemoteProvider::from_kad(&record) {
+                Some(r) => {
+                    let _ = self.record_intake.offer(IntakeJob::Provider(r));
                 }
-                Err(e) => {
-                    tracing::warn!(peer = %peer, error = %e, "cannot store announced records");
-                    refuse(RefuseReason::Busy, "record store unavailable")
+                None => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %record.provider, "provider record with a key that is not a storgo root: not stored");
                 }
-            };
-            let _ = tx.blocking_send(Answer::Announce(channel, answer));
-        });
+            },
+            kad::InboundRequest::PutRecord {
+                source,
+                record: Some(_),
+                ..
+            } => {
+                refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %source, "value record: storgo stores none (dht-v1.md)");
+            }
+            _ => {}
+        }
     }
 
     fn on_chunks_event(&mut self, event: request_response::Event<ChunkRequest, ChunkResponse>) {

@@ -17,6 +17,7 @@
 pub mod event_loop;
 pub mod fetch;
 mod output;
+mod record_intake;
 mod regions;
 pub mod replicate;
 pub mod republish;
@@ -94,6 +95,15 @@ pub struct NodeInfo {
     pub routing_table_size: usize,
     pub records_provided: u64,
     pub provider_records_held: u64,
+    /// Provider records from peers written since start (new or refreshed).
+    #[serde(default)]
+    pub records_taken_in: u64,
+    /// Records from peers not kept: not a storgo kind, or their peer over its cap.
+    #[serde(default)]
+    pub records_refused: u64,
+    /// Records from peers dropped because the record writer was behind.
+    #[serde(default)]
+    pub records_dropped: u64,
     pub bytes_served: u64,
     pub bytes_fetched: u64,
     pub dht_mode: String,

@@ -546,7 +546,8 @@ impl Index {
     /// Writes many rows in one transaction (without waiting for the disk, as [`dht_apply`]),
     /// each row `(key, prefix_len, value)`: an existing row is overwritten; a new one is
     /// skipped when its key's first `prefix_len` bytes already start `per_prefix` rows or the
-    /// table holds `max_rows`. Returns how many rows were written.
+    /// table holds `max_rows`, or when `admit_new` (asked last, about new rows only) says no.
+    /// Returns how many rows were written.
     ///
     /// [`dht_apply`]: Self::dht_apply
     pub fn dht_insert_bounded(
@@ -555,6 +556,7 @@ impl Index {
         rows: &[(Vec<u8>, usize, Vec<u8>)],
         per_prefix: usize,
         max_rows: u64,
+        admit_new: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<u32> {
         let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
         tx.set_durability(redb::Durability::None)
@@ -575,7 +577,7 @@ impl Index {
                         }
                         same += 1;
                     }
-                    if same >= per_prefix || len >= max_rows {
+                    if same >= per_prefix || len >= max_rows || !admit_new(key) {
                         continue;
                     }
                     len += 1;
