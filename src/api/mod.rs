@@ -92,6 +92,8 @@ pub async fn serve(
         .route("/id", get(id))
         .route("/status", get(status))
         .route("/peers", get(peers))
+        .route("/peers/banned", get(banned))
+        .route("/peers/{peer}/unban", post(unban))
         .route("/providers/{id}", get(providers))
         .route("/add", post(add))
         .route("/add/stream", post(add_stream))
@@ -217,6 +219,27 @@ async fn status(State(api): State<Api>) -> Result<Json<Status>, ApiError> {
 
 async fn peers(State(api): State<Api>) -> Result<Json<Vec<crate::node::PeerInfo>>, ApiError> {
     api.client.peers().await.map(Json).map_err(failed)
+}
+
+async fn banned(State(api): State<Api>) -> Result<Json<Vec<crate::node::Ban>>, ApiError> {
+    api.client.banned().await.map(Json).map_err(failed)
+}
+
+/// Whether a ban was lifted.
+#[derive(Serialize, Deserialize)]
+pub struct Unbanned {
+    pub was_banned: bool,
+}
+
+async fn unban(
+    State(api): State<Api>,
+    UrlPath(peer): UrlPath<String>,
+) -> Result<Json<Unbanned>, ApiError> {
+    let peer: libp2p::PeerId = peer
+        .parse()
+        .map_err(|e| bad(format!("{peer:?} is not a PeerId: {e}")))?;
+    let was_banned = api.client.unban(peer).await.map_err(failed)?;
+    Ok(Json(Unbanned { was_banned }))
 }
 
 async fn providers(

@@ -141,10 +141,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Peers the running node is connected to.
+    /// Peers the running node is connected to (with --banned: the peers it refuses, why and
+    /// until when).
     Peers {
         #[arg(long)]
         json: bool,
+        #[arg(long)]
+        banned: bool,
+    },
+    /// Lifts a peer's ban (see `peers --banned`).
+    Unban { peer: String },
+    /// Makes a key: `swarm` writes a private network's key (IPFS swarm.key format, mode 0600)
+    /// to PATH, by default DATA_DIR/swarm.key; give the same file to every node with
+    /// `--swarm-key`.
+    Keygen {
+        #[arg(value_parser = ["swarm"])]
+        kind: String,
+        path: Option<PathBuf>,
     },
     /// PeerIds that provide an item, one per line.
     Providers { id: String },
@@ -174,6 +187,57 @@ pub struct NetArgs {
     /// Do not discover or announce on the LAN with mDNS.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Join a private network: only nodes holding this key connect (IPFS swarm.key format;
+    /// `storgo keygen swarm` makes one). TCP only: QUIC is off in a private network.
+    #[arg(long, value_name = "FILE")]
+    pub swarm_key: Option<PathBuf>,
+    /// Only this peer may connect (repeatable; `@FILE` reads one PeerId per line).
+    #[arg(long, value_name = "PEERID")]
+    pub allow_peer: Vec<String>,
+    /// Never connect with this peer (repeatable; `@FILE` reads one PeerId per line).
+    #[arg(long, value_name = "PEERID")]
+    pub deny_peer: Vec<String>,
+}
+
+/// PeerIds given on the command line, `@FILE` expanded (one per line; `#` comments).
+pub fn peer_list(args: &[String]) -> Result<Vec<libp2p::PeerId>> {
+    let mut out = Vec::new();
+    let parse = |s: &str, from: &str| -> Result<libp2p::PeerId> {
+        s.parse()
+            .map_err(|e| anyhow::anyhow!("{s:?}{from} is not a PeerId: {e}"))
+    };
+    for a in args {
+        match a.strip_prefix('@') {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading peer list {path}: {e}"))?;
+                for (n, line) in text.lines().enumerate() {
+                    let line = line.split('#').next().unwrap_or("").trim();
+                    if !line.is_empty() {
+                        out.push(parse(line, &format!(" (in {path}, line {})", n + 1))?);
+                    }
+                }
+            }
+            None => out.push(parse(a, "")?),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes a new swarm key readable by its owner only; never overwrites one.
+fn keygen_swarm(path: &Path) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("writing swarm key {}: {e}", path.display()))?;
+    f.write_all(crate::network::new_swarm_key().as_bytes())?;
+    f.sync_all()?;
+    println!("{}", path.display());
+    Ok(())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -361,7 +425,21 @@ async fn run_async(cli: Cli) -> Result<()> {
             .await
         }
         Command::Id { json } => return net::id(&cli, *json).await,
-        Command::Peers { json } => return net::peers(&cli, *json).await,
+        Command::Peers { json, banned } => {
+            return if *banned {
+                net::banned(&cli, *json).await
+            } else {
+                net::peers(&cli, *json).await
+            }
+        }
+        Command::Unban { peer } => return net::unban(&cli, peer).await,
+        Command::Keygen { path, .. } => {
+            let path = match path {
+                Some(p) => p.clone(),
+                None => data_dir(&cli)?.join("swarm.key"),
+            };
+            return keygen_swarm(&path);
+        }
         Command::Providers { id } => return net::providers(&cli, id).await,
         Command::Status { json } => return net::status(&cli, *json).await,
         Command::Repair { json } => return net::repair(&cli, *json).await,

@@ -16,14 +16,22 @@ use crate::api::client::ApiClient;
 use crate::api::{self, AddRequest, AddResponse, FetchLine, GetRequest, Status};
 use crate::files::ItemStat;
 use crate::network::NetworkConfig;
-use crate::node::{self, FetchOptions, FetchReport, Node, NodeInfo, PeerInfo};
+use crate::node::{self, reputation, Ban, FetchOptions, FetchReport, Node, NodeInfo, PeerInfo};
 use crate::store::{GcReport, PinRecord, VerifyReport};
 
-fn network_config(net: &NetArgs, dht_server: bool) -> NetworkConfig {
+fn network_config(net: &NetArgs, dht_server: bool) -> Result<NetworkConfig> {
+    let allow = super::peer_list(&net.allow_peer)?;
     let mut cfg = NetworkConfig {
         bootstrap: net.bootstrap.clone(),
         mdns: !net.no_mdns,
         dht_server,
+        allow_peers: (!allow.is_empty()).then_some(allow),
+        deny_peers: super::peer_list(&net.deny_peer)?,
+        swarm_key: net
+            .swarm_key
+            .as_deref()
+            .map(crate::network::read_swarm_key)
+            .transpose()?,
         ..NetworkConfig::default()
     };
     if !net.listen.is_empty() {
@@ -32,7 +40,10 @@ fn network_config(net: &NetArgs, dht_server: bool) -> NetworkConfig {
         // A temporary fetch node only needs a port to talk from.
         cfg.listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("constant multiaddr")];
     }
-    cfg
+    if let Some(a) = cfg.bootstrap.iter().find(|a| !cfg.usable(a)) {
+        bail!("--bootstrap {a}: a private network (--swarm-key) works over TCP only; give the peer's /tcp/ address");
+    }
+    Ok(cfg)
 }
 
 async fn shutdown_signal() {
@@ -52,7 +63,7 @@ async fn shutdown_signal() {
 
 pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     let store = Arc::new(open_store(cli)?);
-    let mut cfg = network_config(&args.net, true);
+    let mut cfg = network_config(&args.net, true)?;
     cfg.provider_ttl = args.provider_ttl.into();
     let republish: Duration = args.republish_interval.into();
     cfg.republish_interval = (!republish.is_zero()).then_some(republish);
@@ -172,7 +183,7 @@ pub async fn fetch(
 
     // No node on this data dir: run a temporary one for the duration.
     let store = Arc::new(open_store(cli)?);
-    let cfg = network_config(net, false);
+    let cfg = network_config(net, false)?;
     let wait_for_lan = cfg.mdns && cfg.bootstrap.is_empty();
     let node = Node::start(Arc::clone(&store), cfg.clone()).await?;
     for b in &cfg.bootstrap {
@@ -286,8 +297,60 @@ pub async fn peers(cli: &Cli, json: bool) -> Result<()> {
                 .rtt_ms
                 .map(|r| format!("{r:.1} ms"))
                 .unwrap_or_else(|| "-".into());
-            println!("{}\t{}\t{}", p.peer_id, p.address, rtt);
+            let debt = if p.debt > 0.0 {
+                format!("\tdebt {:.0}", p.debt)
+            } else {
+                String::new()
+            };
+            println!("{}\t{}\t{}{debt}", p.peer_id, p.address, rtt);
         }
+    }
+    Ok(())
+}
+
+/// The bans in force: the running node's, or those the store remembers when no node runs.
+pub async fn banned(cli: &Cli, json: bool) -> Result<()> {
+    let bans: Vec<Ban> = match ApiClient::discover(&data_dir(cli)?).await {
+        Some(api) => api.get("/peers/banned").await?,
+        None => {
+            let store = open_store(cli)?;
+            let now = crate::node::now_secs();
+            let mut bans: Vec<Ban> = reputation::persisted::load(&store, now)?
+                .into_iter()
+                .map(|(_, b)| b)
+                .filter(|b| b.until > now)
+                .collect();
+            bans.sort_by_key(|b| b.until);
+            bans
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&bans)?);
+        return Ok(());
+    }
+    let now = crate::node::now_secs();
+    for b in bans {
+        let left = humantime::format_duration(Duration::from_secs(b.until.saturating_sub(now)));
+        println!("{}	{left} left	{} (ban {})", b.peer, b.reason, b.count);
+    }
+    Ok(())
+}
+
+pub async fn unban(cli: &Cli, peer: &str) -> Result<()> {
+    let id: libp2p::PeerId = peer
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{peer:?} is not a PeerId: {e}"))?;
+    let was = match ApiClient::discover(&data_dir(cli)?).await {
+        Some(api) => {
+            let r: crate::api::Unbanned = api.post(&format!("/peers/{id}/unban"), &()).await?;
+            r.was_banned
+        }
+        None => reputation::persisted::remove(&open_store(cli)?, &id, crate::node::now_secs())?,
+    };
+    if was {
+        println!("{id} unbanned");
+    } else {
+        println!("{id} was not banned");
     }
     Ok(())
 }

@@ -20,11 +20,12 @@ pub mod replicate;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use libp2p::core::upgrade;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    autonat, connection_limits, identify, kad, mdns, noise, ping, request_response, tcp, yamux,
-    Multiaddr, StreamProtocol, Swarm,
+    allow_block_list, autonat, connection_limits, identify, kad, mdns, noise, ping, pnet,
+    request_response, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm, Transport,
 };
 
 pub use announce::{AnnounceCodec, AnnounceResponse, Announcement};
@@ -52,6 +53,8 @@ pub enum NetworkError {
     Build(String),
     #[error("listening on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
+    #[error("swarm key {path}: {reason}")]
+    SwarmKey { path: PathBuf, reason: String },
 }
 
 /// Network settings; `Default` is what `storgo node` uses.
@@ -76,6 +79,67 @@ pub struct NetworkConfig {
     pub max_connections: u32,
     /// Most provider records one peer may have on this node.
     pub max_providers_per_peer: u64,
+    /// With a list, only these peers may connect (`--allow-peer`).
+    pub allow_peers: Option<Vec<PeerId>>,
+    /// Peers never connected with (`--deny-peer`).
+    pub deny_peers: Vec<PeerId>,
+    /// A private network's key (`--swarm-key`): only nodes with the same key can connect. pnet
+    /// works over TCP only, so QUIC is off in that mode.
+    pub swarm_key: Option<pnet::PreSharedKey>,
+}
+
+impl NetworkConfig {
+    /// Whether `addr` can be used with this configuration (QUIC cannot in a private network).
+    pub fn usable(&self, addr: &Multiaddr) -> bool {
+        self.swarm_key.is_none()
+            || !addr
+                .iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
+    }
+}
+
+/// Reads a swarm key in the IPFS `swarm.key` format (`/key/swarm/psk/1.0.0/`, `/base16/`, 64
+/// hex digits), checking that only its owner can read it.
+pub fn read_swarm_key(path: &std::path::Path) -> Result<pnet::PreSharedKey, NetworkError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bad = |reason: String| NetworkError::SwarmKey {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if meta.len() > 4096 {
+        return Err(bad(format!(
+            "{} bytes; a swarm key is about 90",
+            meta.len()
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(bad(format!(
+            "readable by others (mode {:o}); run chmod 600",
+            meta.permissions().mode() & 0o777
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    text.parse::<pnet::PreSharedKey>().map_err(|e| {
+        bad(match e {
+            pnet::KeyParseError::InvalidKeyFile => {
+                "not a swarm key file (three lines expected)".into()
+            }
+            pnet::KeyParseError::InvalidKeyType => {
+                "first line must be /key/swarm/psk/1.0.0/".into()
+            }
+            pnet::KeyParseError::InvalidKeyEncoding => "second line must be /base16/".into(),
+            pnet::KeyParseError::InvalidKeyLength => "the key must be 64 hex digits".into(),
+            pnet::KeyParseError::InvalidKeyChar(_) => {
+                "the key has a character that is not hex".into()
+            }
+        })
+    })
+}
+
+/// A new random swarm key in the IPFS `swarm.key` format.
+pub fn new_swarm_key() -> String {
+    pnet::PreSharedKey::new(rand::random()).to_string()
 }
 
 impl Default for NetworkConfig {
@@ -101,6 +165,9 @@ impl Default for NetworkConfig {
             request_timeout: Duration::from_secs(30),
             max_connections: 512,
             max_providers_per_peer: records::MAX_PROVIDERS_PER_PEER,
+            allow_peers: None,
+            deny_peers: Vec::new(),
+            swarm_key: None,
         }
     }
 }
@@ -117,6 +184,10 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub autonat: autonat::Behaviour,
     pub limits: connection_limits::Behaviour,
+    /// Denied and banned peers: their connections are refused and closed.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// With `--allow-peer`, everyone else is refused.
+    pub allowed: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
 }
 
 /// Builds the swarm: TCP+Noise+Yamux and QUIC on tokio, and every behaviour.
@@ -141,26 +212,12 @@ pub fn build_swarm(
     let mdns_on = cfg.mdns;
     let dht_server = cfg.dht_server;
     let request_timeout = cfg.request_timeout;
+    let (allow, deny) = (cfg.allow_peers.clone(), cfg.deny_peers.clone());
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(cfg.max_connections))
         .with_max_pending_incoming(Some(64))
         .with_max_established_per_peer(Some(4));
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| build(&e))?
-        .with_quic_config(|mut c| {
-            c.max_stream_data = 16 * 1024 * 1024;
-            c.max_connection_data = 64 * 1024 * 1024;
-            c.max_idle_timeout = 30_000;
-            c
-        })
-        .with_behaviour(
-            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let make_behaviour = |key: &libp2p::identity::Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
                 let peer = key.public().to_peer_id();
                 let mut kad = kad::Behaviour::with_config(peer, store, kad_cfg);
                 kad.set_mode(Some(if dht_server {
@@ -216,12 +273,62 @@ pub fn build_swarm(
                     mdns: mdns.into(),
                     autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
                     limits: connection_limits::Behaviour::new(limits),
+                    blocked: {
+                        let mut b = allow_block_list::Behaviour::default();
+                        for p in &deny {
+                            b.block_peer(*p);
+                        }
+                        b
+                    },
+                    allowed: allow.as_ref().map(|list| {
+                        let mut a = allow_block_list::Behaviour::default();
+                        for p in list {
+                            a.allow_peer(*p);
+                        }
+                        a
+                    }).into(),
                 })
-            },
-        )
-        .map_err(|e| build(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
-        .build();
+            };
+    let idle = cfg.idle_timeout;
+    let swarm = match cfg.swarm_key {
+        None => libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| build(&e))?
+            .with_quic_config(|mut c| {
+                c.max_stream_data = 16 * 1024 * 1024;
+                c.max_connection_data = 64 * 1024 * 1024;
+                c.max_idle_timeout = 30_000;
+                c
+            })
+            .with_behaviour(make_behaviour)
+            .map_err(|e| build(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+        // A private network: TCP, then the pre-shared key's encryption under Noise, so that a
+        // peer without the key fails before it can say anything.
+        Some(psk) => libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(move |key| {
+                let noise = noise::Config::new(key)?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                        .and_then(move |socket, _| pnet::PnetConfig::new(psk).handshake(socket))
+                        .upgrade(upgrade::Version::V1Lazy)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default()),
+                )
+            })
+            .map_err(|e| build(&e))?
+            .with_behaviour(make_behaviour)
+            .map_err(|e| build(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+    };
     Ok(swarm)
 }
 

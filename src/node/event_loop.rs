@@ -26,8 +26,9 @@ use crate::store::Store;
 
 use super::record_intake::{Job as IntakeJob, RecordIntake};
 use super::replicate::InboundReplicate;
+use super::reputation::{persisted, Ban, Limits, Offence, Reputation};
 use super::serving::ChunkService;
-use super::{Closest, Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
+use super::{now_secs, Closest, Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
 use crate::network::records::RemoteProvider;
 
 /// An answer to an inbound request, prepared off the loop (disk work) and sent from it.
@@ -54,8 +55,14 @@ pub struct EventLoop {
     chunk_service: ChunkService,
     /// Peers' DHT records: validated here, written by the intake's thread (`record_intake`).
     record_intake: RecordIntake,
+    store: Arc<Store>,
+    /// Offences booked against peers, and the bans in force.
+    reputation: Reputation,
+    banned: HashMap<PeerId, Ban>,
+    /// Failed dials per peer (how many in a row, the last one), for the mDNS redial backoff.
+    dial_failures: HashMap<PeerId, (u32, std::time::Instant)>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<ChunkResponse, NodeError>>>,
-    pending_providers: HashMap<kad::QueryId, (mpsc::Sender<PeerId>, HashSet<PeerId>)>,
+    pending_providers: HashMap<kad::QueryId, (mpsc::UnboundedSender<PeerId>, HashSet<PeerId>)>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NodeError>>>>,
     pending_provides: HashMap<kad::QueryId, oneshot::Sender<()>>,
     pending_lookups: HashMap<kad::QueryId, (Lookup, HashSet<PeerId>, oneshot::Sender<Lookup>)>,
@@ -95,9 +102,14 @@ impl EventLoop {
             cfg.max_providers_per_peer,
             inbound_tx.clone(),
         );
+        let (reputation, banned) = load_bans(&store);
         Self {
             chunk_service,
             record_intake,
+            store,
+            reputation,
+            banned,
+            dial_failures: HashMap::new(),
             swarm,
             commands,
             counters,
@@ -123,6 +135,10 @@ impl EventLoop {
     }
 
     pub async fn run(mut self) {
+        for peer in self.banned.keys() {
+            self.swarm.behaviour_mut().blocked.block_peer(*peer);
+        }
+        let mut lift_bans = tokio::time::interval(Duration::from_secs(60));
         self.dial_bootstrap();
         let mut retry = tokio::time::interval(self.bootstrap_backoff);
         retry.tick().await;
@@ -134,6 +150,7 @@ impl EventLoop {
                     Some(c) => self.on_command(c),
                 },
                 Some(answer) = self.inbound_rx.recv() => self.send_answer(answer),
+                _ = lift_bans.tick() => self.lift_ended_bans(),
                 _ = retry.tick() => {
                     if !self.bootstrap.is_empty() && !self.bootstrap_connected() {
                         self.bootstrap_backoff = (self.bootstrap_backoff * 2).min(MAX_BACKOFF);
@@ -146,6 +163,51 @@ impl EventLoop {
             }
         }
         tracing::info!("node event loop stopped");
+    }
+
+    /// Books an offence; a peer that passes the threshold is disconnected, refused and its
+    /// ban written to the store (off the loop).
+    fn report(&mut self, peer: PeerId, offence: Offence) {
+        tracing::debug!(peer = %peer, offence = ?offence, "offence");
+        let Some(ban) = self.reputation.report(peer, offence, now_secs()) else {
+            return;
+        };
+        tracing::warn!(peer = %peer, reason = %ban.reason, until = ban.until, bans = ban.count, "peer banned");
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.blocked.block_peer(peer);
+        behaviour.kad.remove_peer(&peer);
+        self.recent.remove(&peer);
+        let store = Arc::clone(&self.store);
+        let row = ban.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = persisted::save(&store, &peer, &row) {
+                tracing::warn!(peer = %peer, error = %e, "cannot write the ban to the store");
+            }
+        });
+        self.banned.insert(peer, ban);
+    }
+
+    /// Whether dials to `peer` failed lately: 1 min after the first failure, doubling to 1 h.
+    fn backing_off(&self, peer: &PeerId) -> bool {
+        self.dial_failures.get(peer).is_some_and(|(n, at)| {
+            let wait = Duration::from_secs(60 << (n - 1).min(6)).min(Duration::from_secs(3600));
+            at.elapsed() < wait
+        })
+    }
+
+    fn lift_ended_bans(&mut self) {
+        let now = now_secs();
+        let ended: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, b)| b.until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in ended {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            tracing::info!(peer = %peer, "ban ended");
+        }
     }
 
     fn send_answer(&mut self, answer: Answer) {
@@ -275,6 +337,28 @@ impl EventLoop {
                     }
                 }
             }
+            Command::Report { peer, offence } => self.report(peer, offence),
+            Command::Unban { peer, reply } => {
+                let was = self.banned.remove(&peer).is_some();
+                self.reputation.forgive(&peer);
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                let store = Arc::clone(&self.store);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = persisted::remove(&store, &peer, now_secs()) {
+                        tracing::warn!(peer = %peer, error = %e, "cannot remove the ban from the store");
+                    }
+                });
+                tracing::info!(peer = %peer, "unbanned");
+                let _ = reply.send(was);
+            }
+            Command::Debt { peer, reply } => {
+                let _ = reply.send(self.reputation.debt(&peer));
+            }
+            Command::Banned { reply } => {
+                let mut bans: Vec<Ban> = self.banned.values().cloned().collect();
+                bans.sort_by_key(|b| b.until);
+                let _ = reply.send(bans);
+            }
             Command::Info { reply } => {
                 let routing_table_size = self
                     .swarm
@@ -329,6 +413,7 @@ impl EventLoop {
                             .map(|a| a.to_string())
                             .unwrap_or_default(),
                         rtt_ms: self.rtt.get(p).map(|d| d.as_secs_f64() * 1000.0),
+                        debt: self.reputation.debt(p),
                     })
                     .collect();
                 peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
@@ -360,6 +445,7 @@ impl EventLoop {
                 peer_id, endpoint, ..
             } => {
                 tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                self.dial_failures.remove(&peer_id);
                 self.remote_addr
                     .insert(peer_id, endpoint.get_remote_address().clone());
                 for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
@@ -391,6 +477,11 @@ impl EventLoop {
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
                 if let Some(p) = peer_id {
+                    let n = self.dial_failures.get(&p).map_or(0, |(n, _)| *n);
+                    if self.dial_failures.len() < MAX_RECENT * 4 || n > 0 {
+                        self.dial_failures
+                            .insert(p, (n + 1, std::time::Instant::now()));
+                    }
                     for reply in self.pending_dials.remove(&p).unwrap_or_default() {
                         let _ = reply.send(Err(NodeError::Dial {
                             addr: Multiaddr::empty().with(Protocol::P2p(p)),
@@ -428,7 +519,9 @@ impl EventLoop {
                         .behaviour_mut()
                         .kad
                         .add_address(&peer, addr.clone());
-                    if !self.swarm.is_connected(&peer) {
+                    // A LAN peer that failed the handshake (another private network, a banned
+                    // peer) is announced again and again: redial it only after a backoff.
+                    if !self.swarm.is_connected(&peer) && !self.backing_off(&peer) {
                         let _ = self.swarm.dial(addr.with(Protocol::P2p(peer)));
                     }
                 }
@@ -514,9 +607,13 @@ impl EventLoop {
                 let mut dial = Vec::new();
                 if let Some((tx, seen)) = self.pending_providers.get_mut(&id) {
                     for p in providers {
-                        if p != local && seen.insert(p) {
+                        if seen.len() >= super::MAX_PROVIDERS_PER_LOOKUP {
+                            finish = true;
+                            break;
+                        }
+                        if p != local && !self.banned.contains_key(&p) && seen.insert(p) {
                             dial.push(p);
-                            if tx.try_send(p).is_err() && tx.is_closed() {
+                            if tx.send(p).is_err() {
                                 finish = true;
                             }
                         }
@@ -676,6 +773,7 @@ impl EventLoop {
         if let ChunkRequest::Invalid(why) = request {
             // Cheap to answer here: no reader is needed to say what was wrong.
             tracing::debug!(peer = %peer, reason = %why, "bad chunk request");
+            self.report(peer, Offence::Malformed);
             let answer = super::serving::bad_request(why);
             let _ = self
                 .swarm
@@ -736,4 +834,24 @@ fn route_replies<Req, Resp>(
         _ => {}
     }
     None
+}
+
+/// The bans remembered in the store: those in force, and the books that know how often each
+/// peer was banned before. Read once, when the node starts.
+fn load_bans(store: &Store) -> (Reputation, HashMap<PeerId, Ban>) {
+    let mut reputation = Reputation::new(Limits::default());
+    let mut banned = HashMap::new();
+    let now = now_secs();
+    match persisted::load(store, now) {
+        Ok(bans) => {
+            for (peer, ban) in bans {
+                reputation.remember_ban(peer, ban.count);
+                if ban.until > now {
+                    banned.insert(peer, ban);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the bans from the store"),
+    }
+    (reputation, banned)
 }

@@ -21,6 +21,7 @@ mod record_intake;
 mod regions;
 pub mod replicate;
 pub mod republish;
+pub mod reputation;
 mod serving;
 mod transfer;
 mod walk;
@@ -84,6 +85,9 @@ pub struct PeerInfo {
     pub peer_id: String,
     pub address: String,
     pub rtt_ms: Option<f64>,
+    /// Offences booked against it, not yet forgiven (`reputation`; banned at 100).
+    #[serde(default)]
+    pub debt: f64,
 }
 
 /// What `storgo id` and `storgo status` show.
@@ -109,6 +113,12 @@ pub struct NodeInfo {
     pub dht_mode: String,
 }
 
+pub use reputation::{Ban, Offence};
+
+/// Providers one DHT search reports, at most: the search ends there (a fetch spreads over a
+/// handful; more would be a flood of made-up records).
+pub const MAX_PROVIDERS_PER_LOOKUP: usize = 256;
+
 /// Commands the event loop carries out. Each carries its reply channel.
 #[derive(Debug)]
 pub enum Command {
@@ -121,10 +131,11 @@ pub enum Command {
         root: BlockAddress,
     },
     /// Streams providers of `root` into `reply` as the DHT finds them; the channel closes when
-    /// the search ends.
+    /// the search ends. Unbounded so that none is lost while the reader is busy: the event loop
+    /// sends at most [`MAX_PROVIDERS_PER_LOOKUP`] per search.
     GetProviders {
         root: BlockAddress,
-        reply: mpsc::Sender<PeerId>,
+        reply: mpsc::UnboundedSender<PeerId>,
     },
     /// Runs a whole provider lookup and reports what it cost.
     FindProviders {
@@ -164,6 +175,25 @@ pub enum Command {
     },
     Info {
         reply: oneshot::Sender<NodeInfo>,
+    },
+    /// Books an offence against a peer (`reputation`).
+    Report {
+        peer: PeerId,
+        offence: Offence,
+    },
+    /// Lifts a ban; replies whether one was in force.
+    Unban {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
+    /// A peer's debt (`reputation`).
+    Debt {
+        peer: PeerId,
+        reply: oneshot::Sender<f64>,
+    },
+    /// The bans in force.
+    Banned {
+        reply: oneshot::Sender<Vec<Ban>>,
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
@@ -319,8 +349,11 @@ impl Client {
         rx.await.map_err(|_| NodeError::Stopped)?
     }
 
-    pub async fn providers(&self, root: BlockAddress) -> Result<mpsc::Receiver<PeerId>, NodeError> {
-        let (reply, rx) = mpsc::channel(64);
+    pub async fn providers(
+        &self,
+        root: BlockAddress,
+    ) -> Result<mpsc::UnboundedReceiver<PeerId>, NodeError> {
+        let (reply, rx) = mpsc::unbounded_channel();
         self.send(Command::GetProviders { root, reply }).await?;
         Ok(rx)
     }
@@ -356,6 +389,32 @@ impl Client {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Dial { addr, reply }).await?;
         rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Books `offence` against `peer`; enough of them ban it.
+    pub async fn report(&self, peer: PeerId, offence: Offence) {
+        let _ = self.send(Command::Report { peer, offence }).await;
+    }
+
+    /// Lifts `peer`'s ban; true when one was in force.
+    pub async fn unban(&self, peer: PeerId) -> Result<bool, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Unban { peer, reply }).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// The offences booked against `peer` and not yet forgiven.
+    pub async fn debt(&self, peer: PeerId) -> Result<f64, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Debt { peer, reply }).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// The bans in force, soonest to end first.
+    pub async fn banned(&self) -> Result<Vec<Ban>, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Banned { reply }).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
     }
 
     pub async fn info(&self) -> Result<NodeInfo, NodeError> {
@@ -408,7 +467,7 @@ impl Client {
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it), for reports and records.
-pub(crate) fn now_secs() -> u64 {
+pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -457,7 +516,10 @@ impl Node {
         let peer_id = keypair.public().to_peer_id();
         let dht = network::DhtStore::new(Arc::clone(&store), peer_id);
         let mut swarm = network::build_swarm(keypair, dht, &cfg)?;
-        for addr in &cfg.listen {
+        if cfg.swarm_key.is_some() && cfg.listen.iter().any(|a| !cfg.usable(a)) {
+            tracing::info!("private network (swarm key): QUIC is off, pnet works over TCP only");
+        }
+        for addr in cfg.listen.iter().filter(|a| cfg.usable(a)) {
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NetworkError::Listen {

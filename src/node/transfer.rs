@@ -22,6 +22,7 @@ use crate::network::{ChunkRequest, ChunkResponse};
 use crate::store::{Holding, Session, Store, StoreError};
 
 use super::output::{Arrivals, EndOnDrop, OUTPUT_BUDGET};
+use super::reputation::Offence;
 use super::walk::{walk, ProviderPool, Walked};
 use super::{blocking, Client, FetchProgress, NodeError};
 
@@ -71,8 +72,12 @@ enum ToWriter {
 /// Why a provider's worker stopped.
 enum WorkerEnd {
     Done,
-    Dropped(PeerId, &'static str),
+    Dropped(PeerId, Offence),
 }
+
+/// "Not found" answers in a row after which a provider that claims the whole item is taken
+/// for a liar (and one that claims only the root stops being asked in this fetch).
+const NOT_FOUND_IN_A_ROW: u32 = 3;
 
 async fn worker(
     client: Client,
@@ -84,7 +89,7 @@ async fn worker(
     let mut inflight = FuturesUnordered::new();
     let mut jobs: HashMap<BlockAddress, Option<usize>> = HashMap::new();
     let mut missing_here = HashSet::new();
-    let mut failures = 0u32;
+    let (mut failures, mut not_found) = (0u32, 0u32);
     let drop_peer = |jobs: HashMap<BlockAddress, Option<usize>>, why| {
         for j in jobs {
             t.requeue(j);
@@ -138,7 +143,7 @@ async fn worker(
         };
         match outcome {
             Outcome::Good(b) => {
-                failures = 0;
+                (failures, not_found) = (0, 0);
                 let n = b.len() as u64;
                 if writer.send(ToWriter::Block(address, b)).await.is_err() {
                     return WorkerEnd::Done;
@@ -151,11 +156,15 @@ async fn worker(
             Outcome::Corrupt => {
                 tracing::warn!(peer = %peer, cid = %address, "peer sent bytes that do not match the chunk address; dropping it");
                 jobs.insert(address, len);
-                return drop_peer(jobs, "sent corrupt chunks");
+                return drop_peer(jobs, Offence::BadBlock);
             }
             Outcome::NotHere => {
                 missing_here.insert(address);
                 t.requeue((address, len));
+                not_found += 1;
+                if not_found >= NOT_FOUND_IN_A_ROW {
+                    return drop_peer(jobs, Offence::ClaimedButMissing);
+                }
             }
             Outcome::Busy => {
                 t.requeue((address, len));
@@ -168,7 +177,7 @@ async fn worker(
             }
         }
         if failures >= 3 {
-            return drop_peer(jobs, "stopped answering");
+            return drop_peer(jobs, Offence::Silent);
         }
     }
 }
@@ -283,8 +292,14 @@ pub(crate) async fn pull(
                 }
             }
             Some(end) = workers.join_next(), if !workers.is_empty() => {
-                if let Ok(WorkerEnd::Dropped(p, why)) = end {
-                    tracing::warn!(peer = %p, reason = why, "provider dropped");
+                if let Ok(WorkerEnd::Dropped(p, offence)) = end {
+                    tracing::warn!(peer = %p, reason = offence.describe(), "provider dropped");
+                    // A peer that only said it has the root may be fetching the item itself:
+                    // its "not found" is honest, it is just not asked again in this fetch.
+                    let honest = offence == Offence::ClaimedButMissing && !pool.claim_whole.contains(&p);
+                    if !honest {
+                        client.report(p, offence).await;
+                    }
                     pool.bad.insert(p);
                     dropped.push(p.to_string());
                 }

@@ -27,9 +27,13 @@ const MAX_MANIFESTS: usize = 1_000_000;
 
 /// Providers as they are discovered, and the ones that misbehaved.
 pub(crate) struct ProviderPool {
-    pub(crate) rx: Option<mpsc::Receiver<PeerId>>,
+    /// Each provider found, and whether it claims the whole item (a DHT provider record)
+    /// rather than only its root block (a "have" answer: maybe a peer still fetching it).
+    pub(crate) rx: Option<mpsc::Receiver<(PeerId, bool)>>,
     pub(crate) known: Vec<PeerId>,
     pub(crate) bad: HashSet<PeerId>,
+    /// Providers whose record claims the whole item: "not found" from them is a lie.
+    pub(crate) claim_whole: HashSet<PeerId>,
 }
 
 impl ProviderPool {
@@ -56,7 +60,7 @@ impl ProviderPool {
                             tokio::time::timeout(Duration::from_secs(5), ask).await
                         {
                             if bits.first() == Some(&true) {
-                                let _ = tx.send(peer).await;
+                                let _ = tx.send((peer, false)).await;
                             }
                         }
                     });
@@ -65,7 +69,7 @@ impl ProviderPool {
                     return;
                 };
                 while let Some(p) = dht.recv().await {
-                    if tx.send(p).await.is_err() {
+                    if tx.send((p, true)).await.is_err() {
                         return;
                     }
                 }
@@ -80,10 +84,14 @@ impl ProviderPool {
             rx: Some(rx),
             known: Vec::new(),
             bad: HashSet::new(),
+            claim_whole: HashSet::new(),
         })
     }
 
-    fn add(&mut self, p: PeerId) -> bool {
+    fn add(&mut self, (p, whole): (PeerId, bool)) -> bool {
+        if whole {
+            self.claim_whole.insert(p);
+        }
         if self.bad.contains(&p) || self.known.contains(&p) {
             return false;
         }
@@ -103,9 +111,9 @@ impl ProviderPool {
         loop {
             let rx = self.rx.as_mut()?;
             match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-                Ok(Some(p)) => {
-                    if self.add(p) {
-                        return Some(p);
+                Ok(Some(found)) => {
+                    if self.add(found) {
+                        return Some(found.0);
                     }
                 }
                 Ok(None) => {
@@ -164,6 +172,7 @@ async fn manifest_block(
             }
             Ok(ChunkResponse::Block(_)) => {
                 tracing::warn!(peer = %peer, cid = %address, "peer sent a manifest that does not match its address; dropping it");
+                client.report(peer, super::Offence::BadBlock).await;
                 pool.bad.insert(peer);
                 dropped.push(peer.to_string());
             }

@@ -39,6 +39,8 @@ pub enum DhtTable {
     Records,
     Providers,
     Provided,
+    /// Peers banned for misbehaving (`node::reputation`).
+    Bans,
 }
 
 impl DhtTable {
@@ -47,6 +49,7 @@ impl DhtTable {
             DhtTable::Records => TableDefinition::new("dht_records"),
             DhtTable::Providers => TableDefinition::new("dht_providers"),
             DhtTable::Provided => TableDefinition::new("dht_provided"),
+            DhtTable::Bans => TableDefinition::new("peer_bans"),
         }
     }
 }
@@ -153,7 +156,12 @@ impl Index {
             tx.open_table(META).map_err(|e| me.err(e))?;
             tx.open_table(SESSIONS).map_err(|e| me.err(e))?;
             tx.open_table(REPLICAS).map_err(|e| me.err(e))?;
-            for t in [DhtTable::Records, DhtTable::Providers, DhtTable::Provided] {
+            for t in [
+                DhtTable::Records,
+                DhtTable::Providers,
+                DhtTable::Provided,
+                DhtTable::Bans,
+            ] {
                 tx.open_table(t.def()).map_err(|e| me.err(e))?;
             }
         }

@@ -14,5 +14,6 @@ mod fetch_survives_provider_loss;
 mod fetch_through_a_bootstrap_peer;
 mod fetch_writes_output_as_chunks_arrive;
 mod lookup_in_a_30_node_network;
+mod lying_providers_lose_score_and_are_banned;
 mod peer_records_are_filtered_capped_and_written_off_the_loop;
 mod republish_puts_records_on_each_roots_closest_peers;
