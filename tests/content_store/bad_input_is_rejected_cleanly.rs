@@ -296,3 +296,59 @@ fn a_folder_that_repeats_a_subtree_beyond_its_declared_size_is_refused() {
     );
     assert!(!out.exists(), "nothing appears at the destination");
 }
+
+#[test]
+fn swarm_keys_are_made_private_and_bad_ones_refused_with_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let key = tmp.path().join("swarm.key");
+    let key_arg = key.to_str().unwrap();
+    let mut c = storgo(&data);
+    c.args(["keygen", "swarm", key_arg]);
+    assert_eq!(ok(c).trim(), key_arg);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        text.starts_with("/key/swarm/psk/1.0.0/\n/base16/\n"),
+        "{text}"
+    );
+    let mut c = storgo(&data);
+    c.args(["keygen", "swarm", key_arg]);
+    assert!(fails(c).contains("exists"), "a key is never overwritten");
+
+    let node = |extra: &[&str]| {
+        let mut c = storgo(&data);
+        c.args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+        c.args(extra);
+        fails(c)
+    };
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = node(&["--swarm-key", key_arg]);
+    assert!(
+        err.contains("readable by others") && err.contains(key_arg),
+        "{err}"
+    );
+    std::fs::write(&key, "/key/swarm/psk/1.0.0/\n/base16/\nnot-hex\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = node(&["--swarm-key", key_arg]);
+    assert!(
+        err.contains("64 hex digits") && err.contains(key_arg),
+        "{err}"
+    );
+    let err = node(&[
+        "--swarm-key",
+        key_arg,
+        "--bootstrap",
+        "/ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooWHuG3FY7Qcq5wXi23Y5vHwvZMZeGjVtgjzPhr8GHEiKNH",
+    ]);
+    assert!(
+        err.contains("64 hex digits"),
+        "the key is checked first: {err}"
+    );
+    let err = node(&["--allow-peer", "not-a-peer"]);
+    assert!(err.contains("not a PeerId"), "{err}");
+}
