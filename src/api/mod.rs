@@ -362,23 +362,12 @@ async fn add_stream(
     Query(q): Query<StreamQuery>,
     body: Body,
 ) -> Result<Json<AddResponse>, ApiError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(8);
-    let mut stream = body.into_data_stream();
-    tokio::spawn(async move {
-        while let Some(chunk) = stream.next().await {
-            let item = chunk.map_err(std::io::Error::other);
-            let stop = item.is_err();
-            let tx = tx.clone();
-            if tokio::task::spawn_blocking(move || tx.send(item))
-                .await
-                .map(|r| r.is_err())
-                .unwrap_or(true)
-                || stop
-            {
-                break;
-            }
-        }
-    });
+    // The body as a blocking reader for the add, which runs on a blocking thread.
+    let body = tokio_util::io::StreamReader::new(
+        body.into_data_stream()
+            .map(|r| r.map_err(std::io::Error::other)),
+    );
+    let runtime = tokio::runtime::Handle::current();
     let store = Arc::clone(&api.store);
     let opts = AddOptions {
         recursive: false,
@@ -391,10 +380,7 @@ async fn add_stream(
     let added = blocking(move || {
         files::add_reader(
             &store,
-            ChannelReader {
-                rx,
-                buf: bytes::Bytes::new(),
-            },
+            tokio_util::io::SyncIoBridge::new_with_handle(body, runtime),
             &name,
             &opts,
             &|_| {},
@@ -405,29 +391,9 @@ async fn add_stream(
     announce_added(&api, added, pin).await
 }
 
-/// A blocking reader over body chunks arriving on a channel.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    buf: bytes::Bytes,
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.buf.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => self.buf = b,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len());
-        out[..n].copy_from_slice(&self.buf[..n]);
-        self.buf = self.buf.slice(n..);
-        Ok(n)
-    }
-}
-
-/// A blocking writer that forwards what it is given to a response body.
+/// A blocking writer that forwards what it is given to a response body. Not tokio-util's
+/// `SyncIoBridge` over a pipe: a read that fails half-way must reach the client as an error in
+/// the body stream (so that the transfer is seen to have failed), and a pipe can only end.
 struct ChannelWriter(mpsc::Sender<Result<bytes::Bytes, std::io::Error>>);
 
 impl std::io::Write for ChannelWriter {

@@ -4,7 +4,6 @@
 //! logic a library user would need (that belongs in `files` or `store`).
 
 mod net;
-mod size;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -18,8 +17,6 @@ use libp2p::Multiaddr;
 use crate::content::{ContentId, ConvergenceSecret};
 use crate::files::{self, AddOptions};
 use crate::store::{PinRecord, Store, StoreOptions};
-
-pub use size::parse_size;
 
 /// storgo: a peer-to-peer file store. Add a file or folder, fetch it anywhere by one ID.
 #[derive(Debug, Parser)]
@@ -260,6 +257,50 @@ pub struct NodeArgs {
     /// Bytes per second the background scrub re-reads replicas at (e.g. 4MiB; 0: off).
     #[arg(long, default_value = "4MiB", value_name = "SIZE", value_parser = parse_size)]
     pub scrub_rate: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What peers may cost this node (SECURITY.md, "Hostile peers").
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Connections in all, at most.
+    #[arg(long, default_value_t = 512, value_name = "N", help_heading = "Limits")]
+    pub max_connections: u32,
+    /// Connections from one peer, at most.
+    #[arg(long, default_value_t = 4, value_name = "N", help_heading = "Limits")]
+    pub max_connections_per_peer: u32,
+    /// Refuse new connections while the process uses more memory than this (0: no limit).
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
+    pub max_memory: u64,
+    /// Chunk requests of one peer served at once; more are answered busy.
+    #[arg(long, default_value_t = 32, value_name = "N", help_heading = "Limits")]
+    pub peer_requests_in_flight: usize,
+    /// Chunk requests one peer may send a second; more are answered busy.
+    #[arg(
+        long,
+        default_value_t = 2000,
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub peer_request_rate: u32,
+    /// Bytes a second served to all peers together (e.g. 50MB; 0: no limit).
+    #[arg(long, default_value = "0", value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
+    pub serve_rate: u64,
+    /// DHT provider records one peer may have here.
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        value_name = "N",
+        help_heading = "Limits"
+    )]
+    pub max_providers_per_peer: u64,
+    /// Items taken in as replicas at once.
+    #[arg(long, default_value_t = 4, value_name = "N", help_heading = "Limits")]
+    pub max_intake: usize,
+    /// Bytes of replicas one peer may ask this node to hold per hour.
+    #[arg(long, default_value = "10GiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
+    pub intake_per_peer_per_hour: u64,
 }
 
 fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {
@@ -701,4 +742,31 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration like 30s or 10m: {e}"))
+}
+
+/// A size as people write it: `4096`, `500MB`, `20GiB`, `1.5 TB` (bytesize's rules: kB, MB, GB
+/// are powers of 1000; KiB, MiB, GiB powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{s:?} is not a size like 500MB or 20GiB: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_duration, parse_size};
+    use std::time::Duration;
+
+    #[test]
+    fn sizes_and_durations_as_people_write_them() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("soon").is_err());
+    }
 }

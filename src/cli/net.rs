@@ -70,11 +70,23 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     if republish >= cfg.provider_ttl {
         bail!("--republish-interval must be shorter than --provider-ttl, or records expire between announcements");
     }
+    let l = &args.limits;
+    cfg.max_connections = l.max_connections;
+    cfg.max_connections_per_peer = l.max_connections_per_peer.max(1);
+    cfg.max_memory = (l.max_memory > 0).then_some(l.max_memory);
+    cfg.max_providers_per_peer = l.max_providers_per_peer;
+    cfg.serve = crate::network::ServeLimits {
+        in_flight_per_peer: l.peer_requests_in_flight.max(1),
+        requests_per_second_per_peer: l.peer_request_rate.max(1),
+        bytes_per_second: (l.serve_rate > 0).then_some(l.serve_rate),
+    };
     let interval: Duration = args.repair_interval.into();
     let replication = crate::node::ReplicationConfig {
         replication: args.replication,
         repair_interval: (!interval.is_zero()).then_some(interval),
         scrub_rate: (args.scrub_rate > 0).then_some(args.scrub_rate),
+        max_intake: l.max_intake.max(1),
+        intake_per_peer_per_hour: l.intake_per_peer_per_hour,
         ..Default::default()
     };
     let node = Node::start_with(Arc::clone(&store), cfg, replication).await?;
@@ -239,14 +251,15 @@ pub async fn fetch(
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    // Unreserved characters and `/` stay as they are: the node reads a path back.
+    const KEEP: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    utf8_percent_encode(s, KEEP).to_string()
 }
 
 /// Paths are resolved here: the node runs with its own working directory.

@@ -4,8 +4,6 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::{Arc, Mutex};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -359,11 +357,10 @@ fn seal_stream(
     let secret = ctx.store.secret().clone();
     let compress = ctx.compress;
     let workers = worker_count();
-    let (job_tx, job_rx) = sync_channel::<(usize, Vec<u8>)>(workers * 2);
-    let (done_tx, done_rx) = sync_channel::<(usize, ChunkRef, Vec<u8>)>(workers * 2);
-    // Shared by the workers only: when the last one stops (its output closed on an error),
-    // the receiver drops and the producing thread's next send fails instead of blocking.
-    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(workers * 2);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<(usize, ChunkRef, Vec<u8>)>(workers * 2);
+    // Held by the workers only: when the last one stops (its output closed on an error), the
+    // receivers are gone and the producing thread's next send fails instead of blocking.
     let base = ctx.read_so_far;
 
     let (refs, size) = std::thread::scope(|s| -> Result<_> {
@@ -380,10 +377,9 @@ fn seal_stream(
             Ok(chunker.finish().1)
         });
         for _ in 0..workers {
-            let done_tx = done_tx.clone();
-            let job_rx = Arc::clone(&job_rx);
+            let (done_tx, job_rx) = (done_tx.clone(), job_rx.clone());
             let secret = &secret;
-            s.spawn(move || seal_worker(&job_rx, done_tx, secret, compress));
+            s.spawn(move || seal_worker(job_rx, done_tx, secret, compress));
         }
         drop(done_tx);
         drop(job_rx);
@@ -420,17 +416,12 @@ fn seal_stream(
 }
 
 fn seal_worker(
-    jobs: &Mutex<Receiver<(usize, Vec<u8>)>>,
-    done: std::sync::mpsc::SyncSender<(usize, ChunkRef, Vec<u8>)>,
+    jobs: crossbeam_channel::Receiver<(usize, Vec<u8>)>,
+    done: crossbeam_channel::Sender<(usize, ChunkRef, Vec<u8>)>,
     secret: &crate::content::ConvergenceSecret,
     compress: bool,
 ) {
-    loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok((i, chunk)) = job else { return };
+    for (i, chunk) in jobs {
         let (r, block) = crate::content::seal_chunk(secret, &chunk, compress);
         if done.send((i, r, block)).is_err() {
             return;

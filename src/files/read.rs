@@ -11,8 +11,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -223,11 +221,10 @@ fn write_chunks(
     progress: Progress<'_>,
 ) -> Result<u64> {
     let workers = worker_count();
-    let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
-    let (done_tx, done_rx) = sync_channel::<Opened>(workers * 2);
-    // Shared by the workers only: when the last one stops (its output closed on an error),
-    // the receiver drops and the producing thread's next send fails instead of blocking.
-    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(workers * 2);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<Opened>(workers * 2);
+    // Held by the workers only: when the last one stops (its output closed on an error), the
+    // receivers are gone and the producing thread's next send fails instead of blocking.
     std::thread::scope(|s| -> Result<u64> {
         s.spawn(move || {
             let mut i = 0;
@@ -244,9 +241,8 @@ fn write_chunks(
             }
         });
         for _ in 0..workers {
-            let done_tx = done_tx.clone();
-            let job_rx = Arc::clone(&job_rx);
-            s.spawn(move || open_worker(store, &job_rx, done_tx));
+            let (done_tx, job_rx) = (done_tx.clone(), job_rx.clone());
+            s.spawn(move || open_worker(store, job_rx, done_tx));
         }
         drop(done_tx);
         drop(job_rx);
@@ -299,13 +295,12 @@ fn open_one(store: &Store, c: &ChunkRef, sealed: Result<Vec<u8>>) -> Result<byte
     })
 }
 
-fn open_worker(store: &Store, jobs: &Mutex<Receiver<Job>>, done: SyncSender<Opened>) {
-    loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok((i, c, bytes)) = job else { return };
+fn open_worker(
+    store: &Store,
+    jobs: crossbeam_channel::Receiver<Job>,
+    done: crossbeam_channel::Sender<Opened>,
+) {
+    for (i, c, bytes) in jobs {
         let r = open_one(store, &c, bytes);
         if done.send((i, r)).is_err() {
             return;

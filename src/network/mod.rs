@@ -24,8 +24,9 @@ use libp2p::core::upgrade;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, autonat, connection_limits, identify, kad, mdns, noise, ping, pnet,
-    request_response, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm, Transport,
+    allow_block_list, autonat, connection_limits, identify, kad, mdns, memory_connection_limits,
+    noise, ping, pnet, request_response, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
+    Transport,
 };
 
 pub use announce::{AnnounceCodec, AnnounceResponse, Announcement};
@@ -79,6 +80,12 @@ pub struct NetworkConfig {
     pub max_connections: u32,
     /// Most provider records one peer may have on this node.
     pub max_providers_per_peer: u64,
+    /// Connections from one peer, at most.
+    pub max_connections_per_peer: u32,
+    /// New connections are refused while the process uses more memory than this.
+    pub max_memory: Option<u64>,
+    /// What one peer may ask of this node's store.
+    pub serve: ServeLimits,
     /// With a list, only these peers may connect (`--allow-peer`).
     pub allow_peers: Option<Vec<PeerId>>,
     /// Peers never connected with (`--deny-peer`).
@@ -95,6 +102,28 @@ impl NetworkConfig {
             || !addr
                 .iter()
                 .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
+    }
+}
+
+/// Limits on serving chunks to peers (`node::serving`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Requests of one peer admitted at once (a fetch keeps 8 in flight per provider).
+    pub in_flight_per_peer: usize,
+    /// Requests one peer may send a second (one second's worth may come at once).
+    pub requests_per_second_per_peer: u32,
+    /// Bytes of blocks served a second, all peers together; `None`: as fast as the disk goes.
+    pub bytes_per_second: Option<u64>,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            in_flight_per_peer: 32,
+            // A fetch at 1 GB/s asks ~1,000 chunks a second of all its providers together.
+            requests_per_second_per_peer: 2_000,
+            bytes_per_second: None,
+        }
     }
 }
 
@@ -165,6 +194,9 @@ impl Default for NetworkConfig {
             request_timeout: Duration::from_secs(30),
             max_connections: 512,
             max_providers_per_peer: records::MAX_PROVIDERS_PER_PEER,
+            max_connections_per_peer: 4,
+            max_memory: Some(1 << 30),
+            serve: ServeLimits::default(),
             allow_peers: None,
             deny_peers: Vec::new(),
             swarm_key: None,
@@ -184,6 +216,8 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub autonat: autonat::Behaviour,
     pub limits: connection_limits::Behaviour,
+    /// New connections refused while the process is over `max_memory`.
+    pub memory: Toggle<memory_connection_limits::Behaviour>,
     /// Denied and banned peers: their connections are refused and closed.
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// With `--allow-peer`, everyone else is refused.
@@ -216,7 +250,8 @@ pub fn build_swarm(
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(cfg.max_connections))
         .with_max_pending_incoming(Some(64))
-        .with_max_established_per_peer(Some(4));
+        .with_max_established_per_peer(Some(cfg.max_connections_per_peer));
+    let max_memory = cfg.max_memory;
     let make_behaviour = |key: &libp2p::identity::Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
                 let peer = key.public().to_peer_id();
                 let mut kad = kad::Behaviour::with_config(peer, store, kad_cfg);
@@ -273,6 +308,11 @@ pub fn build_swarm(
                     mdns: mdns.into(),
                     autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
                     limits: connection_limits::Behaviour::new(limits),
+                    memory: max_memory
+                        .map(|bytes| {
+                            memory_connection_limits::Behaviour::with_max_bytes(bytes as usize)
+                        })
+                        .into(),
                     blocked: {
                         let mut b = allow_block_list::Behaviour::default();
                         for p in &deny {

@@ -59,7 +59,8 @@ pub struct EventLoop {
     /// Offences booked against peers, and the bans in force.
     reputation: Reputation,
     banned: HashMap<PeerId, Ban>,
-    /// Failed dials per peer (how many in a row, the last one), for the mDNS redial backoff.
+    /// Dials refused at the handshake per peer (how many in a row, the last one), for the mDNS
+    /// redial backoff.
     dial_failures: HashMap<PeerId, (u32, std::time::Instant)>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<ChunkResponse, NodeError>>>,
     pending_providers: HashMap<kad::QueryId, (mpsc::UnboundedSender<PeerId>, HashSet<PeerId>)>,
@@ -94,7 +95,7 @@ impl EventLoop {
         replica_tx: mpsc::Sender<InboundReplicate>,
     ) -> Self {
         let (inbound_tx, inbound_rx) = mpsc::channel(64);
-        let chunk_service = ChunkService::start(Arc::clone(&store), inbound_tx.clone());
+        let chunk_service = ChunkService::start(Arc::clone(&store), inbound_tx.clone(), &cfg.serve);
         let local = *swarm.local_peer_id();
         let record_intake = RecordIntake::start(
             DhtStore::new(Arc::clone(&store), local),
@@ -187,7 +188,8 @@ impl EventLoop {
         self.banned.insert(peer, ban);
     }
 
-    /// Whether dials to `peer` failed lately: 1 min after the first failure, doubling to 1 h.
+    /// Whether dials to `peer` were refused at the handshake lately: 1 min after the first
+    /// refusal, doubling to 1 h.
     fn backing_off(&self, peer: &PeerId) -> bool {
         self.dial_failures.get(peer).is_some_and(|(n, at)| {
             let wait = Duration::from_secs(60 << (n - 1).min(6)).min(Duration::from_secs(3600));
@@ -476,12 +478,14 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
-                if let Some(p) = peer_id {
+                if let Some(p) = peer_id.filter(|_| refused_at_handshake(&error)) {
                     let n = self.dial_failures.get(&p).map_or(0, |(n, _)| *n);
                     if self.dial_failures.len() < MAX_RECENT * 4 || n > 0 {
                         self.dial_failures
                             .insert(p, (n + 1, std::time::Instant::now()));
                     }
+                }
+                if let Some(p) = peer_id {
                     for reply in self.pending_dials.remove(&p).unwrap_or_default() {
                         let _ = reply.send(Err(NodeError::Dial {
                             addr: Multiaddr::empty().with(Protocol::P2p(p)),
@@ -854,4 +858,35 @@ fn load_bans(store: &Store) -> (Reputation, HashMap<PeerId, Ban>) {
         Err(e) => tracing::warn!(error = %e, "cannot read the bans from the store"),
     }
     (reputation, banned)
+}
+
+/// Whether a dial reached the peer and was refused there (another private network's key, a
+/// failed Noise handshake, the wrong PeerId, a block list) rather than failing to reach it: a
+/// peer that is down or cut off must be redialled as soon as it is seen again, one that
+/// refuses would only refuse again.
+fn refused_at_handshake(error: &libp2p::swarm::DialError) -> bool {
+    use libp2p::swarm::DialError;
+    use libp2p::TransportError;
+    use std::io::ErrorKind::*;
+    match error {
+        DialError::WrongPeerId { .. } | DialError::Denied { .. } => true,
+        DialError::Transport(errors) => {
+            !errors.is_empty()
+                && errors.iter().all(|(_, e)| match e {
+                    TransportError::Other(io) => !matches!(
+                        io.kind(),
+                        ConnectionRefused
+                            | ConnectionReset
+                            | ConnectionAborted
+                            | TimedOut
+                            | HostUnreachable
+                            | NetworkUnreachable
+                            | AddrNotAvailable
+                            | NotConnected
+                    ),
+                    TransportError::MultiaddrNotSupported(_) => false,
+                })
+        }
+        _ => false,
+    }
 }

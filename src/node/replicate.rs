@@ -16,6 +16,7 @@
 //! This module decides what to place where; it must not touch the Swarm (it talks to the
 //! event loop through the [`Client`]) nor block the async threads on the store.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,11 @@ pub struct ReplicationConfig {
     /// How long one intake or repair may take in all: a peer cannot keep an intake slot
     /// busy forever with an item whose blocks trickle in.
     pub intake_deadline: Duration,
+    /// Bytes of replicas one peer may ask this node to take in per hour.
+    pub intake_per_peer_per_hour: u64,
+    /// Without `--max-storage`, replicas are refused when they would leave less than this
+    /// share of the disk free (at most 10 GiB: a large disk need not keep a tenth empty).
+    pub keep_free: f64,
 }
 
 impl Default for ReplicationConfig {
@@ -73,6 +79,8 @@ impl Default for ReplicationConfig {
             stall_timeout: Duration::from_secs(60),
             window: 8,
             intake_deadline: Duration::from_secs(60 * 60),
+            intake_per_peer_per_hour: 10 << 30,
+            keep_free: 0.1,
         }
     }
 }
@@ -214,6 +222,8 @@ pub struct Replicator {
     last_round: Arc<Mutex<Option<RepairReport>>>,
     scrubbed: Arc<Mutex<ScrubTotals>>,
     republisher: Republisher,
+    /// Bytes each peer asked this node to hold in the current hour (since the first ask).
+    asked: Arc<Mutex<HashMap<PeerId, (Instant, u64)>>>,
 }
 
 impl Replicator {
@@ -231,7 +241,22 @@ impl Replicator {
             last_round: Arc::default(),
             scrubbed: Arc::default(),
             republisher,
+            asked: Arc::default(),
         }
+    }
+
+    /// Books `bytes` of intake asked by `peer` against its hourly allowance; false when that
+    /// would pass it.
+    fn intake_allowance(&self, peer: PeerId, bytes: u64) -> bool {
+        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        asked.retain(|_, (since, _)| now.duration_since(*since) < Duration::from_secs(3600));
+        let (_, used) = asked.entry(peer).or_insert((now, 0));
+        if used.saturating_add(bytes) > self.cfg.intake_per_peer_per_hour {
+            return false;
+        }
+        *used += bytes;
+        true
     }
 
     fn pace(&self) -> Pace {
@@ -335,6 +360,31 @@ impl Replicator {
                     ),
                 );
             }
+        }
+        if self.store.max_storage().is_none() {
+            // No quota set: the disk itself is the limit, and replicas never take its last
+            // tenth, or 10 GiB (the user's own adds and the rest of the machine need it).
+            let store = Arc::clone(&self.store);
+            if let Ok(Ok((free, total))) = blocking(move || store.disk_space()).await {
+                let keep = ((total as f64 * self.cfg.keep_free) as u64).min(10 << 30);
+                if free.saturating_sub(bytes) < keep {
+                    return refuse(
+                        RefuseReason::OverQuota,
+                        format!(
+                            "{bytes} bytes would leave less than {keep} free on this node's disk"
+                        ),
+                    );
+                }
+            }
+        }
+        if !self.intake_allowance(peer, bytes) {
+            return refuse(
+                RefuseReason::Busy,
+                format!(
+                    "you asked this node to hold more than {} bytes in the last hour",
+                    self.cfg.intake_per_peer_per_hour
+                ),
+            );
         }
         let Ok(permit) = Arc::clone(&self.intake).try_acquire_owned() else {
             return refuse(RefuseReason::Busy, "taking in other items now".into());

@@ -24,7 +24,8 @@ pub enum Offence {
     Malformed,
     /// Claimed an item (a provider record) and answered "not found" for its blocks.
     ClaimedButMissing,
-    /// Stopped answering requests (timeouts, reset streams).
+    /// Stopped answering requests (timeouts, reset streams). Costs standing, but on its own
+    /// never more than half the way to a ban.
     Silent,
 }
 
@@ -128,7 +129,14 @@ impl Reputation {
     /// threshold (`now_secs`: the wall clock, for the ban's end).
     pub fn report(&mut self, peer: PeerId, offence: Offence, now_secs: u64) -> Option<Ban> {
         let now = Instant::now();
-        let amount = self.debts.get(&peer).map_or(0.0, |d| self.decayed(d, now)) + offence.cost();
+        let before = self.debts.get(&peer).map_or(0.0, |d| self.decayed(d, now));
+        let mut amount = before + offence.cost();
+        if offence == Offence::Silent {
+            // Silence is what a partition, a closed laptop lid or a bad link looks like too:
+            // it lowers a peer's standing but never bans it on its own — banning every peer
+            // across a healed partition would keep the network split for an hour.
+            amount = amount.min(before.max(self.limits.threshold / 2.0));
+        }
         if amount < self.limits.threshold {
             if self.debts.len() >= MAX_TRACKED && !self.debts.contains_key(&peer) {
                 self.forget_least();
@@ -245,6 +253,18 @@ mod tests {
         r.report(liar, Offence::BadBlock, 5000);
         let again = r.report(liar, Offence::BadBlock, 5000).unwrap();
         assert_eq!((again.count, again.until), (2, 5000 + 7200));
+    }
+
+    #[test]
+    fn silence_alone_never_bans() {
+        let mut r = Reputation::new(Limits::default());
+        let p = PeerId::random();
+        for _ in 0..100 {
+            assert_eq!(r.report(p, Offence::Silent, 0), None);
+        }
+        assert!(r.debt(&p) <= 50.0);
+        r.report(p, Offence::BadBlock, 0)
+            .expect("silence and a bad block do");
     }
 
     #[test]

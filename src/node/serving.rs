@@ -1,7 +1,8 @@
 //! Serving peers' chunk-exchange requests from the store, within bounds.
 //!
-//! A fixed pool of reading threads takes requests from one bounded queue, and each peer may
-//! have at most [`PER_PEER`] requests admitted at once. A request beyond either bound is
+//! A fixed pool of reading threads takes requests from one bounded queue; each peer may have
+//! at most `in_flight_per_peer` requests admitted at once and send at most
+//! `requests_per_second_per_peer` (`network::ServeLimits`). A request beyond any bound is
 //! answered `Busy` at once (the asker tries another provider or comes back later), so a peer
 //! that floods the node costs it a queue slot and a short answer per request — never a thread
 //! or a block's worth of memory — and the peers fetching honestly keep their share. The event
@@ -9,7 +10,8 @@
 //! readers never touch the Swarm.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
@@ -18,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::content::manifest::MAX_MANIFEST_BLOCK;
 use crate::content::MAX_BLOCK_SIZE;
 use crate::network::chunks::{ErrorCode, MAX_HAVE};
-use crate::network::{ChunkRequest, ChunkResponse};
+use crate::network::{ChunkRequest, ChunkResponse, ServeLimits};
 use crate::store::{Store, StoreError};
 
 use super::event_loop::Answer;
@@ -27,8 +29,51 @@ use super::event_loop::Answer;
 pub(crate) const READERS: usize = 4;
 /// Requests admitted and waiting for a reader, at most.
 pub(crate) const QUEUE: usize = 256;
-/// Requests of one peer admitted at once, at most (a fetch keeps 8 in flight per provider).
-pub(crate) const PER_PEER: usize = 32;
+/// Peers whose request rate is remembered, at most (idle ones are forgotten first).
+const MAX_RATED_PEERS: usize = 4096;
+
+/// A token bucket: `rate` tokens a second, holding at most one second's worth.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(rate: f64) -> Self {
+        Self {
+            tokens: rate,
+            at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self, rate: f64) {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
+        self.at = now;
+    }
+
+    /// Takes one token if there is one.
+    fn take_one(&mut self, rate: f64) -> bool {
+        self.refill(rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes `n` tokens, going into debt; returns how long to wait until the debt is paid.
+    fn take(&mut self, n: f64, rate: f64) -> Duration {
+        self.refill(rate);
+        self.tokens -= n;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / rate)
+        }
+    }
+}
 
 struct Job {
     peer: PeerId,
@@ -37,14 +82,17 @@ struct Job {
 }
 
 /// Each peer's requests admitted and not yet answered.
-#[derive(Default)]
-struct InFlight(HashMap<PeerId, usize>);
+struct InFlight(HashMap<PeerId, usize>, usize);
 
 impl InFlight {
-    /// Takes a slot for `peer`, unless it already has [`PER_PEER`].
+    fn new(per_peer: usize) -> Self {
+        Self(HashMap::new(), per_peer)
+    }
+
+    /// Takes a slot for `peer`, unless it already has its limit.
     fn take(&mut self, peer: PeerId) -> bool {
         let n = self.0.entry(peer).or_insert(0);
-        if *n >= PER_PEER {
+        if *n >= self.1 {
             return false;
         }
         *n += 1;
@@ -66,21 +114,43 @@ pub(crate) struct ChunkService {
     /// `None` only while dropping.
     jobs: Option<crossbeam_channel::Sender<Job>>,
     in_flight: InFlight,
+    /// Each peer's request rate (`ServeLimits::requests_per_second_per_peer`).
+    rates: HashMap<PeerId, Bucket>,
+    rate: f64,
     readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl ChunkService {
     /// Starts the readers; they answer through `answers` and stop when the service is dropped.
-    pub(crate) fn start(store: Arc<Store>, answers: mpsc::Sender<Answer>) -> Self {
+    pub(crate) fn start(
+        store: Arc<Store>,
+        answers: mpsc::Sender<Answer>,
+        limits: &ServeLimits,
+    ) -> Self {
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
         let mut readers = Vec::with_capacity(READERS);
+        // The readers share one budget of bytes a second: a reader over it waits before its
+        // answer goes out, the queue fills, and further requests are answered Busy.
+        let bandwidth = limits
+            .bytes_per_second
+            .map(|r| (Arc::new(Mutex::new(Bucket::full(r as f64))), r as f64));
         for i in 0..READERS {
             let (rx, store, answers) = (rx.clone(), Arc::clone(&store), answers.clone());
+            let bandwidth = bandwidth.clone();
             let started = std::thread::Builder::new()
                 .name(format!("storgo-serve-{i}"))
                 .spawn(move || {
                     for job in rx.iter() {
                         let response = serve(&store, job.request);
+                        if let (Some((bucket, rate)), ChunkResponse::Block(b)) =
+                            (&bandwidth, &response)
+                        {
+                            let wait = match bucket.lock() {
+                                Ok(mut bucket) => bucket.take(b.len() as f64, *rate),
+                                Err(_) => Duration::ZERO,
+                            };
+                            std::thread::sleep(wait);
+                        }
                         if answers
                             .blocking_send(Answer::Chunk(job.peer, job.channel, response))
                             .is_err()
@@ -96,7 +166,9 @@ impl ChunkService {
         }
         Self {
             jobs: Some(jobs),
-            in_flight: InFlight::default(),
+            in_flight: InFlight::new(limits.in_flight_per_peer.max(1)),
+            rates: HashMap::new(),
+            rate: f64::from(limits.requests_per_second_per_peer.max(1)),
             readers,
         }
     }
@@ -113,6 +185,10 @@ impl ChunkService {
             code: ErrorCode::Busy,
             message: why.into(),
         };
+        if !self.within_rate(peer) {
+            tracing::debug!(peer = %peer, "busy: the peer is over its request rate");
+            return Err((channel, busy("too many requests a second from you")));
+        }
         if !self.in_flight.take(peer) {
             tracing::debug!(peer = %peer, "busy: the peer's requests in flight are at the limit");
             return Err((channel, busy("too many requests in flight from you")));
@@ -134,6 +210,21 @@ impl ChunkService {
                 Err((e.into_inner().channel, busy("serving queue full")))
             }
         }
+    }
+
+    fn within_rate(&mut self, peer: PeerId) -> bool {
+        let rate = self.rate;
+        if self.rates.len() >= MAX_RATED_PEERS && !self.rates.contains_key(&peer) {
+            // Peers whose bucket has refilled have nothing to remember.
+            self.rates.retain(|_, b| {
+                b.refill(rate);
+                b.tokens < rate
+            });
+        }
+        self.rates
+            .entry(peer)
+            .or_insert_with(|| Bucket::full(rate))
+            .take_one(rate)
     }
 
     /// One of `peer`'s admitted requests was answered.
@@ -211,9 +302,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bucket_holds_one_seconds_worth_and_refills() {
+        let mut b = Bucket::full(10.0);
+        for _ in 0..10 {
+            assert!(b.take_one(10.0));
+        }
+        assert!(
+            !b.take_one(10.0),
+            "the eleventh within the second is refused"
+        );
+        b.at -= Duration::from_millis(200);
+        assert!(
+            b.take_one(10.0) && b.take_one(10.0),
+            "200 ms later, two more"
+        );
+        let mut bytes = Bucket::full(1000.0);
+        assert_eq!(bytes.take(500.0, 1000.0), Duration::ZERO);
+        let wait = bytes.take(1000.0, 1000.0);
+        assert!((wait.as_secs_f64() - 0.5).abs() < 0.01, "{wait:?}");
+    }
+
+    #[test]
     fn a_peer_gets_at_most_its_share_and_others_are_unaffected() {
         let (flooder, honest) = (PeerId::random(), PeerId::random());
-        let mut f = InFlight::default();
+        const PER_PEER: usize = 32;
+        let mut f = InFlight::new(PER_PEER);
         for _ in 0..PER_PEER {
             assert!(f.take(flooder));
         }

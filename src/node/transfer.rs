@@ -75,9 +75,9 @@ enum WorkerEnd {
     Dropped(PeerId, Offence),
 }
 
-/// "Not found" answers in a row after which a provider that claims the whole item is taken
-/// for a liar (and one that claims only the root stops being asked in this fetch).
-const NOT_FOUND_IN_A_ROW: u32 = 3;
+/// "Not found" answers after which a provider that has sent nothing in this fetch stops being
+/// asked (one that has sent some chunks keeps being asked for the others it may hold).
+const NOT_FOUND_BEFORE_DROP: u32 = 3;
 
 async fn worker(
     client: Client,
@@ -85,11 +85,12 @@ async fn worker(
     t: Arc<Transfer>,
     writer: mpsc::Sender<ToWriter>,
     window: usize,
+    claims_whole: bool,
 ) -> WorkerEnd {
     let mut inflight = FuturesUnordered::new();
     let mut jobs: HashMap<BlockAddress, Option<usize>> = HashMap::new();
     let mut missing_here = HashSet::new();
-    let (mut failures, mut not_found) = (0u32, 0u32);
+    let (mut failures, mut not_found, mut delivered) = (0u32, 0u32, 0u64);
     let drop_peer = |jobs: HashMap<BlockAddress, Option<usize>>, why| {
         for j in jobs {
             t.requeue(j);
@@ -143,7 +144,8 @@ async fn worker(
         };
         match outcome {
             Outcome::Good(b) => {
-                (failures, not_found) = (0, 0);
+                failures = 0;
+                delivered += 1;
                 let n = b.len() as u64;
                 if writer.send(ToWriter::Block(address, b)).await.is_err() {
                     return WorkerEnd::Done;
@@ -156,13 +158,20 @@ async fn worker(
             Outcome::Corrupt => {
                 tracing::warn!(peer = %peer, cid = %address, "peer sent bytes that do not match the chunk address; dropping it");
                 jobs.insert(address, len);
+                client.report(peer, Offence::BadBlock).await;
                 return drop_peer(jobs, Offence::BadBlock);
             }
             Outcome::NotHere => {
                 missing_here.insert(address);
                 t.requeue((address, len));
                 not_found += 1;
-                if not_found >= NOT_FOUND_IN_A_ROW {
+                // A DHT record claims the whole item: lacking a block of it is booked, once
+                // per fetch. A "have" answer claims only the root (a peer may still be
+                // fetching), so its "not found" is honest.
+                if not_found == 1 && claims_whole {
+                    client.report(peer, Offence::ClaimedButMissing).await;
+                }
+                if not_found >= NOT_FOUND_BEFORE_DROP && delivered == 0 {
                     return drop_peer(jobs, Offence::ClaimedButMissing);
                 }
             }
@@ -177,6 +186,7 @@ async fn worker(
             }
         }
         if failures >= 3 {
+            client.report(peer, Offence::Silent).await;
             return drop_peer(jobs, Offence::Silent);
         }
     }
@@ -260,12 +270,14 @@ pub(crate) async fn pull(
     pool.drain();
     for p in pool.known.clone() {
         if used.insert(p) {
+            let whole = pool.claim_whole.contains(&p);
             workers.spawn(worker(
                 client.clone(),
                 p,
                 Arc::clone(&t),
                 wtx.clone(),
                 window,
+                whole,
             ));
         }
     }
@@ -287,19 +299,15 @@ pub(crate) async fn pull(
             p = pool.next_new(Instant::now() + Duration::from_secs(3600)), if pool.rx.is_some() => {
                 if let Some(p) = p {
                     if used.insert(p) {
-                        workers.spawn(worker(client.clone(), p, Arc::clone(&t), wtx.clone(), window));
+                        let whole = pool.claim_whole.contains(&p);
+                        workers.spawn(worker(client.clone(), p, Arc::clone(&t), wtx.clone(), window, whole));
                     }
                 }
             }
             Some(end) = workers.join_next(), if !workers.is_empty() => {
-                if let Ok(WorkerEnd::Dropped(p, offence)) = end {
-                    tracing::warn!(peer = %p, reason = offence.describe(), "provider dropped");
-                    // A peer that only said it has the root may be fetching the item itself:
-                    // its "not found" is honest, it is just not asked again in this fetch.
-                    let honest = offence == Offence::ClaimedButMissing && !pool.claim_whole.contains(&p);
-                    if !honest {
-                        client.report(p, offence).await;
-                    }
+                if let Ok(WorkerEnd::Dropped(p, why)) = end {
+                    // The worker has booked what was an offence.
+                    tracing::warn!(peer = %p, reason = why.describe(), "provider dropped");
                     pool.bad.insert(p);
                     dropped.push(p.to_string());
                 }

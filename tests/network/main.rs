@@ -14,6 +14,7 @@ mod corrupt_peer_is_dropped;
 mod fetch_survives_provider_loss;
 mod fetch_through_a_bootstrap_peer;
 mod fetch_writes_output_as_chunks_arrive;
+mod limits_bound_what_one_peer_may_ask;
 mod lookup_in_a_30_node_network;
 mod lying_providers_lose_score_and_are_banned;
 mod peer_records_are_filtered_capped_and_written_off_the_loop;
