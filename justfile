@@ -47,3 +47,9 @@ bench-files runs="5" files="10000":
 bench-dht runs="3" *ARGS:
     cargo build --release --example bench_dht
     scripts/bench-dht.sh {{runs}} {{ARGS}}
+
+# A peer floods a node with requests for missing blocks while another fetches 100 MiB from it:
+# loaded vs unloaded fetch speed and the node's peak RSS (hardening issue's flood figures).
+bench-flood runs="5" size_mib="100" requests="10000":
+    cargo build --release --bin storgo --example flood
+    scripts/bench-flood.sh {{runs}} {{size_mib}} {{requests}}
