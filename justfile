@@ -53,3 +53,8 @@ bench-dht runs="3" *ARGS:
 bench-flood runs="5" size_mib="100" requests="10000":
     cargo build --release --bin storgo --example flood
     scripts/bench-flood.sh {{runs}} {{size_mib}} {{requests}}
+
+# Every decoder of network, disk and user input under libFuzzer (cargo-fuzz, nightly), SECS per
+# target from the committed seeds; prints executions per target.
+fuzz secs="60":
+    scripts/fuzz.sh {{secs}}

@@ -76,7 +76,10 @@ fn peak_rss_mib(pid: u32) -> u64 {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let bin = args.get(1).expect("usage: flood BIN SIZE_MIB REQUESTS").clone();
+    let bin = args
+        .get(1)
+        .expect("usage: flood BIN SIZE_MIB REQUESTS")
+        .clone();
     let size: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100) << 20;
     let least: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -122,7 +125,11 @@ async fn main() {
     let flooder = start(&tmp.path().join("f"), &addr).await;
     let target = {
         let info = flooder.client.peers().await.expect("peers");
-        info.first().expect("connected to the node").peer_id.parse().expect("peer id")
+        info.first()
+            .expect("connected to the node")
+            .peer_id
+            .parse()
+            .expect("peer id")
     };
     let (sent, busy, not_found) = (
         Arc::new(AtomicU64::new(0)),

@@ -126,35 +126,43 @@ impl From<OpenError> for ChunkError {
 /// uncompressed chunk is returned in place, without a copy.
 pub fn open_chunk(r: &ChunkRef, mut block: Vec<u8>) -> Result<Bytes, ChunkError> {
     r.key.open_in_place(&mut block, &[])?;
-    let want = r.len as usize;
+    decode_opened(r.len, block)
+}
+
+/// The plaintext of an authenticated chunk block (codec byte, then the raw or zstd-compressed
+/// bytes), which must come to exactly `len` bytes. Separate from [`open_chunk`] so that the
+/// decoder can be fuzzed without a key: only the key's holder can make a block that decrypts,
+/// but that holder may be the attacker (a crafted item handed to a victim).
+pub fn decode_opened(len: u32, block: Vec<u8>) -> Result<Bytes, ChunkError> {
+    let want = len as usize;
     match block.first().copied() {
         Some(CODEC_RAW) => {
             if block.len() - 1 != want {
                 return Err(ChunkError::Length {
                     got: block.len() - 1,
-                    want: r.len,
+                    want: len,
                 });
             }
             Ok(Bytes::from(block).slice(1..))
         }
         Some(CODEC_ZSTD) => {
             if want > CHUNK_MAX {
-                return Err(ChunkError::Decompress(r.len));
+                return Err(ChunkError::Decompress(len));
             }
             let plain = DECOMPRESSOR.with(|d| {
                 let mut d = d.borrow_mut();
                 if d.is_none() {
                     *d = zstd::bulk::Decompressor::new().ok();
                 }
-                let d = d.as_mut().ok_or(ChunkError::Decompress(r.len))?;
+                let d = d.as_mut().ok_or(ChunkError::Decompress(len))?;
                 // The capacity is the manifest's length: a frame that would grow past it fails.
                 d.decompress(&block[1..], want)
-                    .map_err(|_| ChunkError::Decompress(r.len))
+                    .map_err(|_| ChunkError::Decompress(len))
             })?;
             if plain.len() != want {
                 return Err(ChunkError::Length {
                     got: plain.len(),
-                    want: r.len,
+                    want: len,
                 });
             }
             Ok(Bytes::from(plain))

@@ -149,21 +149,50 @@ pub fn read_swarm_key(path: &std::path::Path) -> Result<pnet::PreSharedKey, Netw
         )));
     }
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    parse_swarm_key(&text).map_err(bad)
+}
+
+/// A swarm key file's text, parsed; the error says which line is wrong.
+pub fn parse_swarm_key(text: &str) -> Result<pnet::PreSharedKey, String> {
+    // libp2p-pnet's parser slices the key line by byte offsets and panics on a multi-byte
+    // character (found by `just fuzz`): only a line of 64 ASCII hex digits reaches it.
+    if let Some(key) = text.lines().nth(2) {
+        let key = key.trim_end();
+        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the key must be 64 hex digits".into());
+        }
+    }
     text.parse::<pnet::PreSharedKey>().map_err(|e| {
-        bad(match e {
-            pnet::KeyParseError::InvalidKeyFile => {
-                "not a swarm key file (three lines expected)".into()
-            }
-            pnet::KeyParseError::InvalidKeyType => {
-                "first line must be /key/swarm/psk/1.0.0/".into()
-            }
-            pnet::KeyParseError::InvalidKeyEncoding => "second line must be /base16/".into(),
-            pnet::KeyParseError::InvalidKeyLength => "the key must be 64 hex digits".into(),
-            pnet::KeyParseError::InvalidKeyChar(_) => {
-                "the key has a character that is not hex".into()
-            }
-        })
+        let why = match e {
+            pnet::KeyParseError::InvalidKeyFile => "not a swarm key file (three lines expected)",
+            pnet::KeyParseError::InvalidKeyType => "first line must be /key/swarm/psk/1.0.0/",
+            pnet::KeyParseError::InvalidKeyEncoding => "second line must be /base16/",
+            pnet::KeyParseError::InvalidKeyLength => "the key must be 64 hex digits",
+            pnet::KeyParseError::InvalidKeyChar(_) => "the key has a character that is not hex",
+        };
+        why.to_owned()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_swarm_key;
+
+    #[test]
+    fn swarm_keys_parse_and_bad_ones_are_errors_not_panics() {
+        let good = format!("/key/swarm/psk/1.0.0/\n/base16/\n{}\n", "ab".repeat(32));
+        assert!(parse_swarm_key(&good).is_ok());
+        // Found by the swarm_key fuzz target: a multi-byte character in the key line made
+        // libp2p-pnet panic.
+        let crash = "/key/swarm/psk/1.0.0/\n/base16/\nabababab/\u{3ff}78\u{3ff}/\tbababababababab+bababababababababababababababab\n";
+        assert_eq!(
+            parse_swarm_key(crash).unwrap_err(),
+            "the key must be 64 hex digits"
+        );
+        let long = format!("/key/swarm/psk/1.0.0/\n/base16/\n{}é\n", "ab".repeat(31));
+        assert!(parse_swarm_key(&long).is_err());
+        assert!(parse_swarm_key("/key/swarm/psk/1.0.0/\n/base64/\nAAAA\n").is_err());
+    }
 }
 
 /// A new random swarm key in the IPFS `swarm.key` format.
