@@ -82,7 +82,8 @@ pub struct NetworkConfig {
     pub max_providers_per_peer: u64,
     /// Connections from one peer, at most.
     pub max_connections_per_peer: u32,
-    /// New connections are refused while the process uses more memory than this.
+    /// New connections are refused while the process uses more memory than this (the whole
+    /// process: libp2p's memory-connection-limits reads its RSS).
     pub max_memory: Option<u64>,
     /// What one peer may ask of this node's store.
     pub serve: ServeLimits,
@@ -224,7 +225,9 @@ impl Default for NetworkConfig {
             max_connections: 512,
             max_providers_per_peer: records::MAX_PROVIDERS_PER_PEER,
             max_connections_per_peer: 4,
-            max_memory: Some(1 << 30),
+            // Measured over the whole process: a program that runs many nodes in one process
+            // (the tests) must not share one budget. `storgo node` sets 1 GiB.
+            max_memory: None,
             serve: ServeLimits::default(),
             allow_peers: None,
             deny_peers: Vec::new(),
