@@ -774,18 +774,34 @@ impl EventLoop {
             return;
         };
         tracing::trace!(peer = %peer, request = ?request, "serving");
-        if let ChunkRequest::Invalid(why) = request {
-            // Cheap to answer here: no reader is needed to say what was wrong.
-            tracing::debug!(peer = %peer, reason = %why, "bad chunk request");
+        let (why, malformed) = match request {
+            ChunkRequest::Invalid(why) => (why, true),
+            ChunkRequest::Incomplete(why) => (why, false),
+            request => {
+                self.admit_chunk_request(peer, request, channel);
+                return;
+            }
+        };
+        // Cheap to answer here: no reader is needed to say what was wrong. Only a request that
+        // arrived whole and is wrong counts against the peer.
+        tracing::debug!(peer = %peer, reason = %why, "bad chunk request");
+        if malformed {
             self.report(peer, Offence::Malformed);
-            let answer = super::serving::bad_request(why);
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .chunks
-                .send_response(channel, answer);
-            return;
         }
+        let answer = super::serving::bad_request(why);
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .chunks
+            .send_response(channel, answer);
+    }
+
+    fn admit_chunk_request(
+        &mut self,
+        peer: PeerId,
+        request: ChunkRequest,
+        channel: ResponseChannel<ChunkResponse>,
+    ) {
         if let Err((channel, busy)) = self.chunk_service.admit(peer, request, channel) {
             self.counters.busy_answers.fetch_add(1, Ordering::Relaxed);
             let _ = self

@@ -22,7 +22,8 @@ pub enum Offence {
     BadBlock,
     /// Sent a message that does not decode or is over a limit.
     Malformed,
-    /// Claimed an item (a provider record) and answered "not found" for its blocks.
+    /// Claimed an item (a provider record) and answered "not found" for its blocks. Costs
+    /// standing, but on its own never more than half the way to a ban: stale records are normal.
     ClaimedButMissing,
     /// Stopped answering requests (timeouts, reset streams). Costs standing, but on its own
     /// never more than half the way to a ban.
@@ -38,6 +39,11 @@ impl Offence {
             Offence::ClaimedButMissing => 25.0,
             Offence::Silent => 10.0,
         }
+    }
+
+    /// Whether honest peers do it too (see [`Reputation::report`]): it never bans alone.
+    pub fn is_soft(self) -> bool {
+        matches!(self, Offence::Silent | Offence::ClaimedButMissing)
     }
 
     pub fn describe(self) -> &'static str {
@@ -64,8 +70,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            // Two bad blocks within ~20 minutes, four malformed messages or false claims
-            // within the hour, ten timeouts in a row.
+            // Two bad blocks within ~20 minutes, or four malformed messages within the hour;
+            // silence and false claims count, but only towards the rest.
             threshold: 100.0,
             forgiven_per_hour: 50.0,
             ban_for: Duration::from_secs(3600),
@@ -131,10 +137,12 @@ impl Reputation {
         let now = Instant::now();
         let before = self.debts.get(&peer).map_or(0.0, |d| self.decayed(d, now));
         let mut amount = before + offence.cost();
-        if offence == Offence::Silent {
-            // Silence is what a partition, a closed laptop lid or a bad link looks like too:
-            // it lowers a peer's standing but never bans it on its own — banning every peer
-            // across a healed partition would keep the network split for an hour.
+        if offence.is_soft() {
+            // What an honest peer also does: silence is what a partition, a closed laptop lid
+            // or a bad link looks like, and "not found" under a provider record is what a peer
+            // that has since dropped or collected the item answers (its records live on until
+            // they expire). They lower a peer's standing but never ban it on their own —
+            // banning every peer across a healed partition kept a test network split.
             amount = amount.min(before.max(self.limits.threshold / 2.0));
         }
         if amount < self.limits.threshold {
@@ -256,11 +264,12 @@ mod tests {
     }
 
     #[test]
-    fn silence_alone_never_bans() {
+    fn silence_and_stale_claims_alone_never_ban() {
         let mut r = Reputation::new(Limits::default());
         let p = PeerId::random();
         for _ in 0..100 {
             assert_eq!(r.report(p, Offence::Silent, 0), None);
+            assert_eq!(r.report(p, Offence::ClaimedButMissing, 0), None);
         }
         assert!(r.debt(&p) <= 50.0);
         r.report(p, Offence::BadBlock, 0)

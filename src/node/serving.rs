@@ -262,7 +262,7 @@ fn serve(store: &Store, request: ChunkRequest) -> ChunkResponse {
     match request {
         ChunkRequest::GetManifest(a) => read(a, MAX_MANIFEST_BLOCK),
         ChunkRequest::GetChunk(a) => read(a, MAX_BLOCK_SIZE),
-        ChunkRequest::Invalid(why) => bad_request(why),
+        ChunkRequest::Invalid(why) | ChunkRequest::Incomplete(why) => bad_request(why),
         ChunkRequest::Have(list) if list.len() > MAX_HAVE => ChunkResponse::Error {
             code: ErrorCode::BadRequest,
             message: format!("at most {MAX_HAVE} addresses"),

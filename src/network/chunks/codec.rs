@@ -79,7 +79,7 @@ pub fn encode_request(req: &ChunkRequest) -> Vec<u8> {
         ChunkRequest::GetManifest(a) => (OP_MANIFEST, vec![*a]),
         ChunkRequest::GetChunk(a) => (OP_CHUNK, vec![*a]),
         ChunkRequest::Have(v) => (OP_HAVE, v.clone()),
-        ChunkRequest::Invalid(_) => (OP_INVALID, vec![]),
+        ChunkRequest::Invalid(_) | ChunkRequest::Incomplete(_) => (OP_INVALID, vec![]),
     };
     frame(
         &RequestHeader {
@@ -257,7 +257,7 @@ pub fn decode_request_frame(frame: &[u8]) -> ChunkRequest {
 async fn read_request_from<T: AsyncRead + Unpin + Send>(io: &mut T) -> ChunkRequest {
     let mut len = [0u8; 4];
     if let Err(e) = io.read_exact(&mut len).await {
-        return ChunkRequest::Invalid(format!("request ends before its header length: {e}"));
+        return ChunkRequest::Incomplete(format!("request ends before its header length: {e}"));
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_HEADER {
@@ -265,7 +265,7 @@ async fn read_request_from<T: AsyncRead + Unpin + Send>(io: &mut T) -> ChunkRequ
     }
     let mut h = vec![0u8; len];
     if let Err(e) = io.read_exact(&mut h).await {
-        return ChunkRequest::Invalid(format!("request ends inside its {len}-byte header: {e}"));
+        return ChunkRequest::Incomplete(format!("request ends inside its {len}-byte header: {e}"));
     }
     decode_request(&h)
 }
@@ -383,7 +383,9 @@ mod tests {
     #[test]
     fn oversized_and_garbage_frames_are_errors() {
         let bad = |frame: &[u8], why: &str| match decode_request_frame(frame) {
-            ChunkRequest::Invalid(reason) => assert!(reason.contains(why), "{reason}"),
+            ChunkRequest::Invalid(reason) | ChunkRequest::Incomplete(reason) => {
+                assert!(reason.contains(why), "{reason}")
+            }
             other => panic!("{other:?} from {frame:02x?}"),
         };
         bad(&[0xff, 0xff, 0xff, 0xff], "exceeds 65536");
@@ -489,7 +491,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            matches!(&got, ChunkRequest::Invalid(r) if r.contains("incomplete after 10 s")),
+            matches!(&got, ChunkRequest::Incomplete(r) if r.contains("incomplete after 10 s")),
             "{got:?}"
         );
         assert!(started.elapsed() >= REQUEST_READ_TIMEOUT);

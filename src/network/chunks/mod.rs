@@ -41,6 +41,10 @@ pub enum ChunkRequest {
     /// [`ErrorCode::BadRequest`], not with a reset stream, so that the asker learns what it
     /// did wrong. Sending one writes a request the responder cannot accept (op 0).
     Invalid(String),
+    /// A request that stopped arriving: the stream ended inside the frame, or the header was
+    /// not complete within [`REQUEST_READ_TIMEOUT`]. Answered like [`ChunkRequest::Invalid`],
+    /// but not held against the peer: a connection that drops mid-request looks the same.
+    Incomplete(String),
 }
 
 impl ChunkRequest {
