@@ -288,7 +288,7 @@ impl libp2p::request_response::Codec for ChunkCodec {
             tokio::time::timeout(REQUEST_READ_TIMEOUT, read_request_from(io))
                 .await
                 .unwrap_or_else(|_| {
-                    ChunkRequest::Invalid(format!(
+                    ChunkRequest::Incomplete(format!(
                         "request incomplete after {} s",
                         REQUEST_READ_TIMEOUT.as_secs()
                     ))
