@@ -133,3 +133,13 @@ pub fn holds_replica(node: &Node, root: &storgo::content::BlockAddress) -> bool 
         .expect("replica table")
         .is_some_and(|r| r.complete)
 }
+
+/// Fetches `id` on `node` with the default options, writing `output` when given.
+pub async fn fetch_default(
+    node: &Node,
+    id: &storgo::content::ContentId,
+    output: Option<storgo::files::Output>,
+) -> Result<storgo::node::FetchReport, storgo::node::NodeError> {
+    let opts = storgo::node::FetchOptions::default();
+    storgo::node::fetch(&node.client, &node.store, id, &opts, &|_| {}, output).await
+}

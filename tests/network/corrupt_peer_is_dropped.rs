@@ -2,7 +2,6 @@
 //! honest provider.
 
 use storgo::files;
-use storgo::node::{fetch, FetchOptions};
 
 use crate::common::*;
 use crate::nodes::*;
@@ -26,16 +25,7 @@ async fn corrupt_chunks_drop_the_peer_and_the_fetch_completes() {
     let c = start_node(&tmp.path().join("c"), vec![addr(&honest)]).await;
     c.client.dial(addr(&liar)).await.unwrap();
 
-    let report = fetch(
-        &c.client,
-        &c.store,
-        &id,
-        &FetchOptions::default(),
-        &|_| {},
-        None,
-    )
-    .await
-    .unwrap();
+    let report = fetch_default(&c, &id, None).await.unwrap();
     assert!(
         report
             .peers_used

@@ -82,16 +82,7 @@ async fn the_same_fetch_works_over_quic() {
     let path = tmp.path().join("f");
     let data = write_random(&path, 6 << 20, 2);
     let id = add_and_provide(&a, &path).await;
-    fetch(
-        &c.client,
-        &c.store,
-        &id,
-        &FetchOptions::default(),
-        &|_| {},
-        None,
-    )
-    .await
-    .unwrap();
+    fetch_default(&c, &id, None).await.unwrap();
     let mut back = Vec::new();
     files::cat(&c.store, &id, &mut back, &|_| {}).unwrap();
     assert!(back == data);

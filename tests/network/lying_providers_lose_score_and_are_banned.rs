@@ -6,24 +6,11 @@
 
 use std::sync::Arc;
 
-use storgo::node::{fetch, FetchOptions, Node};
+use storgo::node::Node;
 use storgo::store::{Store, StoreOptions};
 
 use crate::common::*;
 use crate::nodes::*;
-
-async fn fetch_ok(node: &Node, id: &storgo::content::ContentId) -> storgo::node::FetchReport {
-    fetch(
-        &node.client,
-        &node.store,
-        id,
-        &FetchOptions::default(),
-        &|_| {},
-        None,
-    )
-    .await
-    .expect("the fetch completes from the honest provider")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn liars_are_dropped_booked_and_banned_and_the_fetch_succeeds() {
@@ -67,7 +54,9 @@ async fn liars_are_dropped_booked_and_banned_and_the_fetch_succeeds() {
     for liar in [&empty, &wrong] {
         fetcher.client.dial(addr(liar)).await.unwrap();
     }
-    let first = fetch_ok(&fetcher, &ids[0]).await;
+    let first = fetch_default(&fetcher, &ids[0], None)
+        .await
+        .expect("the fetch completes from the honest provider");
     eprintln!("dropped in the first fetch: {:?}", first.peers_dropped);
     let (empty_id, wrong_id) = (empty.client.peer_id(), wrong.client.peer_id());
     for liar in [empty_id, wrong_id] {
@@ -91,7 +80,9 @@ async fn liars_are_dropped_booked_and_banned_and_the_fetch_succeeds() {
     );
 
     // A second item from the same liars: two bad blocks in all ban the one that sent them.
-    let second = fetch_ok(&fetcher, &ids[1]).await;
+    let second = fetch_default(&fetcher, &ids[1], None)
+        .await
+        .expect("the fetch completes from the honest provider");
     eprintln!("dropped in the second fetch: {:?}", second.peers_dropped);
     let banned = fetcher.client.banned().await.unwrap();
     assert!(
