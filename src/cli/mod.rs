@@ -257,6 +257,9 @@ pub struct NodeArgs {
     /// Bytes per second the background scrub re-reads replicas at (e.g. 4MiB; 0: off).
     #[arg(long, default_value = "4MiB", value_name = "SIZE", value_parser = parse_size)]
     pub scrub_rate: u64,
+    /// Start as a new node (new PeerId) when this data dir's identity file was lost.
+    #[arg(long)]
+    pub new_identity: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -356,7 +359,21 @@ fn init_tracing(default: &str) {
 /// Resolves the data dir from the flag, the environment or the platform default.
 pub fn data_dir(cli: &Cli) -> Result<PathBuf> {
     match &cli.data_dir {
-        Some(d) => Ok(d.clone()),
+        Some(d) => {
+            // A data dir on a disk that is not mounted must not become a new, empty store
+            // (with a new identity) on the disk below: storgo makes the last folder, never
+            // the path to it.
+            if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if !d.exists() && !parent.is_dir() {
+                    bail!(
+                        "data dir {}: its parent folder {} does not exist (a disk not mounted?); create it first",
+                        d.display(),
+                        parent.display()
+                    );
+                }
+            }
+            Ok(d.clone())
+        }
         None => Store::default_dir().context("no home directory found; pass --data-dir"),
     }
 }

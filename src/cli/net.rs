@@ -65,6 +65,9 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     let store = Arc::new(open_store(cli)?);
     let mut cfg = network_config(&args.net, true)?;
     cfg.provider_ttl = args.provider_ttl.into();
+    if args.new_identity {
+        cfg.identity = crate::network::identity::IfMissing::CreateAlways;
+    }
     let republish: Duration = args.republish_interval.into();
     cfg.republish_interval = (!republish.is_zero()).then_some(republish);
     if republish >= cfg.provider_ttl {
@@ -280,7 +283,10 @@ async fn need_api(cli: &Cli) -> Result<ApiClient> {
 pub async fn id(cli: &Cli, json: bool) -> Result<()> {
     let dir = data_dir(cli)?;
     let Some(api) = ApiClient::discover(&dir).await else {
-        let kp = crate::network::identity::load_or_create(open_store(cli)?.dir())?;
+        let kp = crate::network::identity::load_or_create(
+            &open_store(cli)?,
+            crate::network::identity::IfMissing::CreateIfNew,
+        )?;
         println!("{}", kp.public().to_peer_id());
         eprintln!(
             "storgo: no node is running on {}; no addresses",

@@ -94,6 +94,8 @@ pub struct NetworkConfig {
     /// A private network's key (`--swarm-key`): only nodes with the same key can connect. pnet
     /// works over TCP only, so QUIC is off in that mode.
     pub swarm_key: Option<pnet::PreSharedKey>,
+    /// Whether a lost identity file may be replaced (`--new-identity`).
+    pub identity: identity::IfMissing,
 }
 
 impl NetworkConfig {
@@ -232,6 +234,7 @@ impl Default for NetworkConfig {
             allow_peers: None,
             deny_peers: Vec::new(),
             swarm_key: None,
+            identity: identity::IfMissing::default(),
         }
     }
 }

@@ -512,7 +512,7 @@ impl Node {
         cfg: NetworkConfig,
         replication: ReplicationConfig,
     ) -> Result<Node, NodeError> {
-        let keypair = network::identity::load_or_create(store.dir())?;
+        let keypair = network::identity::load_or_create(&store, cfg.identity)?;
         let peer_id = keypair.public().to_peer_id();
         let dht = network::DhtStore::new(Arc::clone(&store), peer_id);
         let mut swarm = network::build_swarm(keypair, dht, &cfg)?;

@@ -136,8 +136,21 @@ pub struct Index {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            Self::create_atomically(path)?;
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create_atomically(path)?,
+            Err(e) => return Err(StoreError::io("reading", path, e)),
+            // redb would quietly make an empty index of it, and every item it listed would be
+            // forgotten (and its blocks collected): storgo never leaves an empty index (it is
+            // created under another name and renamed whole), so an empty one is damage.
+            Ok(m) if m.len() == 0 => {
+                return Err(StoreError::Index {
+                    path: path.to_owned(),
+                    message: "is empty (0 bytes): damaged; restore it from a backup, or move it \
+                              aside to start an empty store (the items it listed are then lost)"
+                        .into(),
+                })
+            }
+            Ok(_) => {}
         }
         let db = Database::create(path).map_err(|e| StoreError::Index {
             path: path.to_owned(),
@@ -508,6 +521,22 @@ impl Index {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         Ok(out)
+    }
+
+    /// A value kept in the index's small key → number table (`None`: never set).
+    pub fn meta(&self, key: &str) -> Result<Option<u64>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        Ok(meta.get(key).map_err(|e| self.err(e))?.map(|v| v.value()))
+    }
+
+    pub fn set_meta(&self, key: &str, value: u64) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.open_table(META)
+            .map_err(|e| self.err(e))?
+            .insert(key, value)
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
     }
 
     pub fn stats(&self) -> Result<StoreStats> {

@@ -116,3 +116,54 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// A tmpfs of a fixed size mounted for one test (root only), unmounted when dropped: a disk
+/// that really fills.
+pub struct SmallDisk {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (with the reason given to [`cannot_run`]) where it cannot be mounted.
+    pub fn mount(size: &str) -> Option<SmallDisk> {
+        if !is_root() {
+            cannot_run("mounting a small tmpfs to fill needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).expect("mount point");
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .status();
+        if !matches!(st, Ok(s) if s.success()) {
+            cannot_run("could not mount a tmpfs here");
+            return None;
+        }
+        Some(SmallDisk { path, _dir: dir })
+    }
+
+    /// Makes the mount read-only (as a disk remounted read-only after an error is).
+    pub fn make_read_only(&self) {
+        let st = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.path)
+            .status()
+            .expect("remount");
+        assert!(st.success(), "remounting {} read-only", self.path.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

@@ -210,28 +210,11 @@ fn a_quota_refuses_the_write_and_leaves_nothing_pinned_or_broken() {
 
 #[test]
 fn a_full_disk_fails_cleanly_and_the_store_reopens() {
-    if !is_root() {
-        cannot_run("mounting a small tmpfs to fill needs root");
+    let Some(disk) = SmallDisk::mount("24m") else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
-        .arg(&mnt)
-        .status();
-    if !matches!(st, Ok(s) if s.success()) {
-        cannot_run("could not mount a tmpfs here");
-        return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let mnt = disk.path.clone();
     let d = mnt.join("data");
     let path = tmp.path().join("f");
     write_random(&path, 40 << 20, 6);

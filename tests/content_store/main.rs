@@ -2,7 +2,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/procs.rs"]
+mod procs;
 
+mod a_damaged_data_dir_is_refused_at_start;
 mod bad_input_is_rejected_cleanly;
 mod codecs_never_panic;
 mod crash_during_add;
