@@ -207,6 +207,7 @@ fn finish(
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             partial: false,
+            for_reading: false,
             replicas: opts.replicas,
         })?;
     }

@@ -644,6 +644,7 @@ pub fn pin_complete(store: &Store, id: &ContentId) -> Result<crate::store::PinRe
             .map(|d| d.as_secs())
             .unwrap_or(0),
         partial: false,
+        for_reading: false,
         replicas: store.pin_of(&id.root)?.and_then(|p| p.replicas),
     };
     session.commit_pin(&rec)?;

@@ -130,6 +130,7 @@ pub async fn fetch_in(
         size: w.size,
         pinned_at,
         partial: true,
+        for_reading: !opts.pin && already.as_ref().is_none_or(|p| p.for_reading),
         replicas: already.as_ref().and_then(|p| p.replicas),
     };
     let brought = bring(
@@ -154,13 +155,16 @@ pub async fn fetch_in(
     let (walked, pulled, mut dropped) = (brought.walked, brought.pulled, brought.dropped);
     let record = record(&walked);
 
-    if opts.pin || !pin_partial {
+    // Pinned when asked, or when it was pinned (or being fetched to pin) before this fetch.
+    let keep = opts.pin || already.as_ref().is_some_and(|p| !p.for_reading);
+    if keep {
         // The session's commit walks the whole item again and refuses it unless every
         // block is here: success is never reported for an incomplete item.
         let (s, record) = (
             Arc::clone(session),
             PinRecord {
                 partial: false,
+                for_reading: false,
                 ..record
             },
         );

@@ -22,6 +22,7 @@ mod regions;
 pub mod replicate;
 pub mod republish;
 pub mod reputation;
+mod resume;
 mod serving;
 mod transfer;
 mod walk;
@@ -555,12 +556,21 @@ impl Node {
             replication,
             republisher.clone(),
         );
-        let helpers = vec![
+        let mut helpers = vec![
             tokio::spawn(replicator.clone().serve(replica_rx)),
             tokio::spawn(replicator.clone().repair_loop()),
             tokio::spawn(replicator.clone().scrub_loop()),
             tokio::spawn(republisher.clone().republish_loop()),
         ];
+        if cfg.dht_server {
+            // A long-running node takes up what it was doing; a temporary fetch node (same
+            // data dir, one job) leaves that to the node.
+            helpers.push(tokio::spawn(resume::resume(
+                client.clone(),
+                Arc::clone(&store),
+                replicator.clone(),
+            )));
+        }
         let mut watch = listen_rx;
         let wanted = cfg.listen.len();
         let ready = tokio::time::timeout(Duration::from_secs(10), async {

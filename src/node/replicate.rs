@@ -16,7 +16,7 @@
 //! This module decides what to place where; it must not touch the Swarm (it talks to the
 //! event loop through the [`Client`]) nor block the async threads on the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -224,6 +224,35 @@ pub struct Replicator {
     republisher: Republisher,
     /// Bytes each peer asked this node to hold in the current hour (since the first ask).
     asked: Arc<Mutex<HashMap<PeerId, (Instant, u64)>>>,
+    /// Roots being taken in now: a partial replica not among them was cut off (a crash, a
+    /// failed pull) and is taken in again when asked, or at start.
+    arriving: Arc<Mutex<HashSet<BlockAddress>>>,
+}
+
+/// Removes a root from [`Replicator::arriving`] when its intake ends, however it ends.
+struct Arriving {
+    set: Arc<Mutex<HashSet<BlockAddress>>>,
+    root: BlockAddress,
+}
+
+impl Arriving {
+    /// `None` when `root` is arriving already.
+    fn begin(set: &Arc<Mutex<HashSet<BlockAddress>>>, root: BlockAddress) -> Option<Self> {
+        let fresh = set.lock().unwrap_or_else(|e| e.into_inner()).insert(root);
+        fresh.then(|| Self {
+            set: Arc::clone(set),
+            root,
+        })
+    }
+}
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.root);
+    }
 }
 
 impl Replicator {
@@ -242,6 +271,33 @@ impl Replicator {
             scrubbed: Arc::default(),
             republisher,
             asked: Arc::default(),
+            arriving: Arc::default(),
+        }
+    }
+
+    /// Takes in again every replica a stopped or killed node left partial; blocks already
+    /// here are not pulled again. Runs at start, within the intake limit.
+    pub(crate) async fn resume_intakes(&self) {
+        let store = Arc::clone(&self.store);
+        let partial = match blocking(move || store.replicas()).await {
+            Ok(Ok(rs)) => rs.into_iter().filter(|r| !r.complete).collect::<Vec<_>>(),
+            _ => return,
+        };
+        for r in partial {
+            let Ok(permit) = Arc::clone(&self.intake).acquire_owned().await else {
+                return;
+            };
+            let Some(arriving) = Arriving::begin(&self.arriving, r.root) else {
+                continue;
+            };
+            tracing::info!(cid = %r.root, bytes = r.bytes, "resuming an interrupted replica intake");
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _held = (permit, arriving);
+                if let Err(e) = me.take_in(r.root, r.replication, r.bytes).await {
+                    tracing::warn!(cid = %r.root, error = %e, "resumed replica intake failed");
+                }
+            });
         }
     }
 
@@ -347,7 +403,16 @@ impl Replicator {
             Ok(Ok(s)) => s,
             _ => return refuse(RefuseReason::Busy, "store unavailable".into()),
         };
-        if held != Held::No {
+        let arriving_now = || {
+            self.arriving
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&root)
+        };
+        // A partial replica nobody is bringing in was cut off: take it in again (what is
+        // here already is not pulled twice).
+        let cut_off = held == Held::Partial { pinned: false } && !arriving_now();
+        if held != Held::No && !cut_off {
             return ReplicateResponse::Accepted;
         }
         if let Some(limit) = self.store.max_storage() {
@@ -389,9 +454,12 @@ impl Replicator {
         let Ok(permit) = Arc::clone(&self.intake).try_acquire_owned() else {
             return refuse(RefuseReason::Busy, "taking in other items now".into());
         };
+        let Some(arriving) = Arriving::begin(&self.arriving, root) else {
+            return ReplicateResponse::Accepted;
+        };
         let me = self.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, arriving);
             if let Err(e) = me.take_in(root, replication, bytes).await {
                 tracing::warn!(cid = %root, peer = %peer, error = %e, "replica intake failed");
             }

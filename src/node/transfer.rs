@@ -217,9 +217,17 @@ fn store_blocks(
     mut rx: mpsc::Receiver<ToWriter>,
     arrivals: Option<&Arrivals>,
 ) -> Result<(), StoreError> {
+    // What arrived is landed at least this often, so that a killed node resumes from about
+    // where it stopped (DESIGN.md, "What a kill costs").
+    const LAND_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
     let mut w = session.writer();
+    let mut landed = std::time::Instant::now();
     while let Some(ToWriter::Block(a, b)) = rx.blocking_recv() {
         w.put(a, &b)?;
+        if landed.elapsed() >= LAND_EVERY {
+            w.land()?;
+            landed = std::time::Instant::now();
+        }
         if let Some(o) = arrivals {
             o.arrived(a, b);
             if o.take_flush_request() {

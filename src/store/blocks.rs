@@ -359,6 +359,13 @@ impl<'a> BlockWriter<'a> {
         }
     }
 
+    /// Starts making the queued blocks durable and visible without waiting for it: a writer
+    /// fed from the network calls this every second or so, so that a kill loses at most the
+    /// last moments of a transfer, not a whole 64 MiB batch.
+    pub fn land(&mut self) -> Result<()> {
+        self.send_batch()
+    }
+
     /// Makes every queued block durable and visible, and waits for it.
     pub fn flush(&mut self) -> Result<WriteStats> {
         self.send_batch()?;

@@ -71,6 +71,10 @@ pub struct PinRecord {
     /// interrupted fetch resumes instead of starting over.
     #[serde(default)]
     pub partial: bool,
+    /// A partial pin made by a fetch that only reads the item (`cat` or `get` through the
+    /// node of an item not pinned here): after a restart it is let go, not resumed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub for_reading: bool,
     /// Copies the network keeps of it (`add --replicas`); `None`: the node's `--replication`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u8>,

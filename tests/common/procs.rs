@@ -84,3 +84,57 @@ impl Drop for NodeProc {
         let _ = self.child.wait();
     }
 }
+
+impl NodeProc {
+    /// [`start`](Self::start) with more arguments after the usual ones.
+    pub fn start_args(data_dir: &Path, bootstrap: Option<&str>, extra: &[&str]) -> NodeProc {
+        let mut args = vec!["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+        if let Some(b) = bootstrap {
+            args.extend(["--bootstrap", b]);
+        }
+        args.extend(extra);
+        Self::start_with(Command::new(crate::common::bin()), data_dir, &args)
+    }
+
+    /// SIGKILL, and reap: a power cut as far as the data dir can tell.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the node");
+        self.child.wait().expect("reap the node");
+    }
+
+    /// One of the node's counters from `storgo status --json` (0 while it cannot answer).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.status_number("node", name)
+    }
+
+    /// Bytes of blocks stored and indexed (what a kill would not lose).
+    pub fn stored_bytes(&self) -> u64 {
+        self.status_number("store", "bytes")
+    }
+
+    fn status_number(&self, part: &str, name: &str) -> u64 {
+        let mut status = crate::common::storgo(&self.data_dir);
+        status.args(["status", "--json"]);
+        let out = crate::common::run(status);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|s| s[part][name].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// The node's log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+/// `storgo ls --json` (pins) or `ls --replicas --json` of a data dir, through its node when
+/// one runs.
+pub fn listed(data_dir: &Path, replicas: bool) -> Vec<serde_json::Value> {
+    let mut ls = crate::common::storgo(data_dir);
+    ls.args(["ls", "--json"]);
+    if replicas {
+        ls.arg("--replicas");
+    }
+    serde_json::from_str(crate::common::ok(ls).trim()).unwrap_or_default()
+}

@@ -59,6 +59,7 @@ async fn a_folder_of_shared_subtrees_is_fetched_once_per_manifest() {
                 size,
                 pinned_at: 0,
                 partial: false,
+                for_reading: false,
                 replicas: None,
             })
             .unwrap();

@@ -1,0 +1,98 @@
+//! Work a stopped or killed node left unfinished, taken up again when it starts.
+//!
+//! - A fetch that was to pin its item (a partial pin) is fetched again: the walk finds the
+//!   manifests and chunks already here and asks the network only for the rest.
+//! - A fetch that only read its item (`cat` or `get` through the node of an item not pinned)
+//!   is not resumed: its partial pin is let go, so GC may take what arrived.
+//! - A partial replica is taken in again ([`Replicator::resume_intakes`]).
+//!
+//! Fetches wait for a first peer (there is nobody to fetch from before), and run one at a
+//! time, so a restart does not start a burst of transfers. This module decides what to
+//! resume; fetching and intake are [`fetch`](super::fetch)'s and [`replicate`](super::replicate)'s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::content::ContentId;
+use crate::store::Store;
+
+use super::fetch::{fetch, FetchOptions};
+use super::replicate::Replicator;
+use super::{blocking, Client};
+
+/// How long a restarted node waits for a first peer before it gives up resuming fetches
+/// (they are resumed on the next start, or by running the fetch again).
+const FIRST_PEER_WAIT: Duration = Duration::from_secs(600);
+
+pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replicator) {
+    let s = Arc::clone(&store);
+    let pins = match blocking(move || s.pins()).await {
+        Ok(Ok(pins)) => pins,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "listing pins to resume");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut to_fetch = Vec::new();
+    for p in pins.into_iter().filter(|p| p.partial) {
+        let Ok(id) = p.id.parse::<ContentId>() else {
+            tracing::warn!(id = %p.id, "a partial pin with an unreadable content ID");
+            continue;
+        };
+        if p.for_reading {
+            let s = Arc::clone(&store);
+            match blocking(move || s.unpin(&id)).await {
+                Ok(Ok(_)) => tracing::info!(cid = %id.root, "let go of an interrupted read"),
+                Ok(Err(e)) => {
+                    tracing::warn!(cid = %id.root, error = %e, "letting go of an interrupted read")
+                }
+                Err(_) => {}
+            }
+        } else {
+            to_fetch.push(id);
+        }
+    }
+    if !to_fetch.is_empty() || has_partial_replicas(&store).await {
+        if !first_peer(&client).await {
+            tracing::warn!(
+                fetches = to_fetch.len(),
+                "no peer within {FIRST_PEER_WAIT:?}: interrupted fetches not resumed"
+            );
+            return;
+        }
+    }
+    replicator.resume_intakes().await;
+    for id in to_fetch {
+        tracing::info!(cid = %id.root, "resuming an interrupted fetch");
+        let opts = FetchOptions::default();
+        match fetch(&client, &store, &id, &opts, &|_| {}, None).await {
+            Ok(r) => tracing::info!(
+                cid = %id.root,
+                chunks = r.chunks_fetched,
+                bytes = r.bytes_fetched,
+                "resumed fetch complete"
+            ),
+            Err(e) => tracing::warn!(cid = %id.root, error = %e, "resumed fetch failed"),
+        }
+    }
+}
+
+async fn has_partial_replicas(store: &Arc<Store>) -> bool {
+    let s = Arc::clone(store);
+    matches!(blocking(move || s.replicas()).await, Ok(Ok(rs)) if rs.iter().any(|r| !r.complete))
+}
+
+/// Waits until some peer is connected; false after [`FIRST_PEER_WAIT`].
+async fn first_peer(client: &Client) -> bool {
+    let wait = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if client.peers().await.is_ok_and(|p| !p.is_empty()) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(FIRST_PEER_WAIT, wait).await.is_ok()
+}
