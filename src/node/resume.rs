@@ -53,14 +53,13 @@ pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replic
             to_fetch.push(id);
         }
     }
-    if !to_fetch.is_empty() || has_partial_replicas(&store).await {
-        if !first_peer(&client).await {
-            tracing::warn!(
-                fetches = to_fetch.len(),
-                "no peer within {FIRST_PEER_WAIT:?}: interrupted fetches not resumed"
-            );
-            return;
-        }
+    let work_left = !to_fetch.is_empty() || has_partial_replicas(&store).await;
+    if work_left && !first_peer(&client).await {
+        tracing::warn!(
+            fetches = to_fetch.len(),
+            "no peer within {FIRST_PEER_WAIT:?}: interrupted work not resumed"
+        );
+        return;
     }
     replicator.resume_intakes().await;
     for id in to_fetch {
