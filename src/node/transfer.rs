@@ -270,7 +270,11 @@ pub(crate) async fn pull(
     let (wtx, wrx) = mpsc::channel::<ToWriter>(8);
     let s = Arc::clone(session);
     let to_output = arrivals.clone();
-    let writer = tokio::task::spawn_blocking(move || store_blocks(&s, wrx, to_output.as_deref()));
+    let mut writer =
+        tokio::task::spawn_blocking(move || store_blocks(&s, wrx, to_output.as_deref()));
+    // Set when the writer stops before the pull ends: it failed (a full disk, say), and the
+    // pull stops with its error at once instead of stalling on a closed queue.
+    let mut written_early = None;
     let mut used = HashSet::new();
     let mut workers = tokio::task::JoinSet::new();
     let mut last_progress = (Instant::now(), 0usize);
@@ -320,6 +324,10 @@ pub(crate) async fn pull(
                     dropped.push(p.to_string());
                 }
             }
+            w = &mut writer, if written_early.is_none() => {
+                written_early = Some(w);
+                break;
+            }
             _ = tick.tick() => {
                 progress(FetchProgress {
                     bytes_done: t.bytes_done.load(Ordering::Relaxed),
@@ -331,9 +339,11 @@ pub(crate) async fn pull(
     }
     workers.abort_all();
     drop(wtx);
-    let written = writer
-        .await
-        .map_err(|e| StoreError::io("writing chunks to", "(store)", std::io::Error::other(e)))?;
+    let written = match written_early {
+        Some(w) => w,
+        None => writer.await,
+    }
+    .map_err(|e| StoreError::io("writing chunks to", "(store)", std::io::Error::other(e)))?;
     if let Some(a) = &arrivals {
         a.end(match (&outcome, &written) {
             (Ok(()), Ok(())) => Ok(()),
@@ -341,8 +351,9 @@ pub(crate) async fn pull(
             (_, Err(e)) => Err(e.to_string()),
         });
     }
-    outcome?;
+    // The store's error first: it is why the rest could not be had.
     written?;
+    outcome?;
     progress(FetchProgress {
         bytes_done: bytes_total,
         bytes_total,

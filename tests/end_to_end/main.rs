@@ -5,6 +5,7 @@ mod common;
 #[path = "../common/procs.rs"]
 mod procs;
 
+mod a_full_disk_fails_cleanly_and_the_node_keeps_serving;
 mod a_killed_node_resumes_without_refetching;
 mod lan_discovery_across_namespaces;
 mod netns;
