@@ -58,3 +58,8 @@ bench-flood runs="5" size_mib="100" requests="10000":
 # target from the committed seeds; prints executions per target.
 fuzz secs="60":
     scripts/fuzz.sh {{secs}}
+
+# Line coverage of the whole suite per module (cargo-llvm-cov); fails when a module that
+# decodes network or disk input is under 80%. HTML in target/coverage/html.
+coverage:
+    scripts/coverage.sh
