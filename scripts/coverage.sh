@@ -16,7 +16,7 @@ mkdir -p "$out"
 cargo llvm-cov clean --workspace
 # The suite exactly as `cargo test` runs it.
 cargo llvm-cov --no-report -- --test-threads="${COVERAGE_TEST_THREADS:-2}"
-cargo llvm-cov report --json --summary-only --output-path "$out/summary.json"
+cargo llvm-cov report --lcov --output-path "$out/lcov.info"
 cargo llvm-cov report --html --output-dir "$out" >/dev/null
-python3 scripts/coverage-table.py "$out/summary.json"
+python3 scripts/coverage-table.py "$out/lcov.info"
 echo "per-line report: $out/html/index.html"

@@ -543,4 +543,103 @@ mod tests {
         }
         assert_eq!(s.provided().count(), 2000);
     }
+
+    fn dht_store() -> (tempfile::TempDir, DhtStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("data"), Default::default()).unwrap());
+        (dir, DhtStore::new(store, PeerId::random()))
+    }
+
+    fn root_key(i: u8) -> crate::content::BlockAddress {
+        crate::content::BlockAddress::of(&[i])
+    }
+
+    #[test]
+    fn value_records_are_kept_bounded_and_expire() {
+        let (_dir, mut s) = dht_store();
+        let key = RecordKey::new(&b"k");
+        let mut r = Record::new(key.clone(), b"v".to_vec());
+        r.publisher = Some(PeerId::random());
+        r.expires = Some(Instant::now() + Duration::from_secs(3600));
+        s.put(r.clone()).unwrap();
+        let got = s.get(&key).unwrap();
+        assert_eq!(
+            (got.value.clone(), got.publisher),
+            (r.value.clone(), r.publisher)
+        );
+        assert_eq!(s.records().count(), 1);
+        assert!(matches!(
+            s.put(Record::new(key.clone(), vec![0; MAX_RECORD_BYTES])),
+            Err(Error::ValueTooLarge)
+        ));
+        s.remove(&key);
+        assert!(s.get(&key).is_none());
+
+        // An expired record is neither returned nor listed, and the sweep removes it.
+        let mut old = Record::new(RecordKey::new(&b"old"), b"x".to_vec());
+        old.expires = Some(Instant::now());
+        s.put(old).unwrap();
+        assert!(s.get(&RecordKey::new(&b"old")).is_none());
+        assert_eq!(s.records().count(), 0);
+        assert_eq!(s.remove_expired(), 1);
+        assert_eq!(s.remove_expired(), 0);
+    }
+
+    #[test]
+    fn remote_providers_are_capped_per_peer_counted_and_swept_when_expired() {
+        let (_dir, s) = dht_store();
+        let (greedy, other) = (PeerId::random(), PeerId::random());
+        let offers: Vec<RemoteProvider> = (0..10u8)
+            .map(|i| RemoteProvider {
+                root: root_key(i),
+                provider: if i < 8 { greedy } else { other },
+                addrs: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
+            })
+            .collect();
+        let mut counts = ProviderCounts::new(s.count_by_provider().unwrap(), 5);
+        let stored = s
+            .add_remote(&offers, Duration::from_secs(3600), &mut counts)
+            .unwrap();
+        assert_eq!(
+            stored, 7,
+            "five of the greedy peer's eight, both of the other's"
+        );
+        assert_eq!(
+            (counts.of(&greedy), counts.of(&other), counts.refused),
+            (5, 2, 3)
+        );
+        let by_peer = s.count_by_provider().unwrap();
+        assert_eq!((by_peer[&greedy], by_peer[&other]), (5, 2));
+        assert_eq!(
+            s.providers(&crate::network::provider_key(&root_key(9)))
+                .len(),
+            1
+        );
+
+        // Records that have had their time are swept, and no longer counted.
+        let mut counts = ProviderCounts::new(Default::default(), 100);
+        let late = [RemoteProvider {
+            root: root_key(50),
+            provider: other,
+            addrs: vec![],
+        }];
+        s.add_remote(&late, Duration::ZERO, &mut counts).unwrap();
+        assert_eq!(s.remove_expired(), 1);
+        assert_eq!(s.count_by_provider().unwrap()[&other], 2);
+    }
+
+    #[test]
+    fn only_keys_that_are_root_multihashes_come_from_kad() {
+        let root = root_key(1);
+        let ok = ProviderRecord::new(
+            crate::network::provider_key(&root),
+            PeerId::random(),
+            vec![],
+        );
+        assert_eq!(RemoteProvider::from_kad(&ok).map(|r| r.root), Some(root));
+        for key in [&b"short"[..], &[0x13, 0x20].repeat(17)[..]] {
+            let bad = ProviderRecord::new(RecordKey::new(&key), PeerId::random(), vec![]);
+            assert!(RemoteProvider::from_kad(&bad).is_none(), "{key:?}");
+        }
+    }
 }

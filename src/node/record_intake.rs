@@ -65,12 +65,23 @@ impl RecordIntake {
         per_peer: u64,
         answers: mpsc::Sender<Answer>,
     ) -> Self {
+        Self::start_sweeping(dht, ttl, per_peer, answers, EXPIRE_EVERY)
+    }
+
+    /// [`start`](Self::start), sweeping expired records every `sweep`.
+    fn start_sweeping(
+        dht: DhtStore,
+        ttl: Duration,
+        per_peer: u64,
+        answers: mpsc::Sender<Answer>,
+        sweep: Duration,
+    ) -> Self {
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(QUEUE);
         let counters = Arc::new(IntakeCounters::default());
         let c = Arc::clone(&counters);
         let writer = std::thread::Builder::new()
             .name("storgo-records".into())
-            .spawn(move || write_records(dht, ttl, per_peer, rx, answers, c));
+            .spawn(move || write_records(dht, ttl, per_peer, sweep, rx, answers, c));
         let writer = match writer {
             Ok(h) => Some(h),
             Err(e) => {
@@ -134,6 +145,7 @@ fn write_records(
     dht: DhtStore,
     ttl: Duration,
     per_peer: u64,
+    sweep: Duration,
     rx: crossbeam_channel::Receiver<Job>,
     answers: mpsc::Sender<Answer>,
     counters: Arc<IntakeCounters>,
@@ -141,7 +153,7 @@ fn write_records(
     let mut counts = ProviderCounts::new(dht.count_by_provider().unwrap_or_default(), per_peer);
     let mut swept = Instant::now();
     loop {
-        let first = match rx.recv_timeout(EXPIRE_EVERY) {
+        let first = match rx.recv_timeout(sweep) {
             Ok(job) => Some(job),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
@@ -175,7 +187,7 @@ fn write_records(
                 tracing::warn!(error = %e, records = batch.len(), "cannot store provider records");
             }
         }
-        if swept.elapsed() >= EXPIRE_EVERY {
+        if swept.elapsed() >= sweep {
             swept = Instant::now();
             let n = dht.remove_expired();
             if n > 0 {
@@ -202,4 +214,93 @@ fn store(
         .refused
         .fetch_add(counts.refused - refused_before, Ordering::Relaxed);
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use libp2p::PeerId;
+
+    fn intake(ttl: Duration, per_peer: u64) -> (tempfile::TempDir, DhtStore, RecordIntake) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("data"), Default::default()).unwrap());
+        let local = PeerId::random();
+        let dht = DhtStore::new(Arc::clone(&store), local);
+        let (answers, _) = mpsc::channel(1);
+        let intake = RecordIntake::start_sweeping(
+            DhtStore::new(store, local),
+            ttl,
+            per_peer,
+            answers,
+            Duration::from_millis(20),
+        );
+        (dir, dht, intake)
+    }
+
+    fn offer(intake: &RecordIntake, n: usize, provider: PeerId) {
+        for i in 0..n {
+            let root = crate::content::BlockAddress::of(&i.to_le_bytes());
+            let job = Job::Provider(RemoteProvider {
+                root,
+                provider,
+                addrs: vec![],
+            });
+            assert!(
+                intake.offer(job).is_ok(),
+                "single records are never refused"
+            );
+        }
+    }
+
+    fn settle(what: &str, cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn every_record_offered_is_stored_refused_or_dropped_and_one_peer_is_capped() {
+        let (_dir, dht, intake) = intake(Duration::from_secs(3600), 100);
+        let greedy = PeerId::random();
+        let offered = 4 * QUEUE;
+        offer(&intake, offered, greedy);
+        let c = Arc::clone(&intake.counters);
+        let total = || {
+            c.stored.load(Ordering::Relaxed)
+                + c.refused.load(Ordering::Relaxed)
+                + c.dropped.load(Ordering::Relaxed)
+        };
+        settle("every record to be accounted for", || {
+            total() == offered as u64
+        });
+        assert_eq!(c.stored.load(Ordering::Relaxed), 100);
+        assert_eq!(dht.count_by_provider().unwrap()[&greedy], 100);
+    }
+
+    #[test]
+    fn expired_records_are_swept_off_the_writer_thread() {
+        let (_dir, dht, intake) = intake(Duration::ZERO, 1000);
+        let peer = PeerId::random();
+        offer(&intake, 50, peer);
+        let c = Arc::clone(&intake.counters);
+        settle("the records to be written", || {
+            c.stored.load(Ordering::Relaxed) == 50
+        });
+        settle("the sweep to remove them", || {
+            dht.count_by_provider().unwrap().is_empty()
+        });
+        // The sweep recounted: the peer may send its full allowance again.
+        offer(&intake, 50, peer);
+        settle("the second batch", || {
+            c.stored.load(Ordering::Relaxed) == 100
+        });
+        assert_eq!(c.refused.load(Ordering::Relaxed), 0);
+        drop(intake);
+    }
 }

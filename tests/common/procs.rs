@@ -79,7 +79,22 @@ impl NodeProc {
 }
 
 impl Drop for NodeProc {
+    /// SIGTERM first, so that a node a test is done with exits as a user's would (and, under
+    /// `just coverage`, writes its profile: a SIGKILLed process records nothing); SIGKILL if
+    /// it has not gone within 10 s.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) on our own child's PID, which has not been reaped.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let start = std::time::Instant::now();
+            while matches!(self.child.try_wait(), Ok(None))
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::park_timeout(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
