@@ -217,12 +217,16 @@ impl EventLoop {
         match answer {
             Answer::Chunk(peer, channel, response) => {
                 self.chunk_service.done(&peer);
-                if let ChunkResponse::Block(b) = &response {
+                let bytes = match &response {
+                    ChunkResponse::Block(b) => b.len() as u64,
+                    _ => 0,
+                };
+                // Counted only when it goes out: not for a requester that has gone.
+                if behaviour.chunks.send_response(channel, response).is_ok() {
                     self.counters
                         .bytes_served
-                        .fetch_add(b.len() as u64, Ordering::Relaxed);
+                        .fetch_add(bytes, Ordering::Relaxed);
                 }
-                let _ = behaviour.chunks.send_response(channel, response);
             }
             Answer::Announce(channel, response) => {
                 let _ = behaviour.announce.send_response(channel, response);

@@ -141,7 +141,14 @@ impl ChunkService {
                 .name(format!("storgo-serve-{i}"))
                 .spawn(move || {
                     for job in rx.iter() {
-                        let response = serve(&store, job.request);
+                        // A requester that has gone (disconnected, timed out) costs no disk
+                        // read and no share of the budget; an answer still goes back, which
+                        // frees its in-flight slot, and is dropped there.
+                        let response = if job.channel.is_open() {
+                            serve(&store, job.request)
+                        } else {
+                            ChunkResponse::NotFound
+                        };
                         if let (Some((bucket, rate)), ChunkResponse::Block(b)) =
                             (&bandwidth, &response)
                         {

@@ -84,6 +84,7 @@ async fn an_interrupted_fetch_is_resumed_and_an_interrupted_read_let_go() {
     assert!(store.pin_of(&read.root).unwrap().unwrap().for_reading);
     let stored = store.stats().unwrap().bytes;
     node.stop().await;
+    let served_before = server.client.info().await.unwrap().bytes_served;
 
     let node = Node::start(Arc::clone(&store), loopback_config(vec![addr(&server)]))
         .await
@@ -106,6 +107,14 @@ async fn an_interrupted_fetch_is_resumed_and_an_interrupted_read_let_go() {
     assert!(
         refetched < SIZE as u64 - (stored / 4),
         "the resumed fetch took {refetched} bytes (had {stored} stored of both items)"
+    );
+    // Nor did the server spend its serving budget on requests of the node that had gone
+    // (it answered them from the queue after the node stopped, counting 25 MB for this
+    // 16 MiB item, before it checked whether the requester was still there).
+    let served = server.client.info().await.unwrap().bytes_served - served_before;
+    assert!(
+        served < SIZE as u64 - (stored / 4),
+        "the server sent {served} bytes after the restart"
     );
     assert!(store.verify().unwrap().is_clean());
     node.stop().await;
