@@ -295,7 +295,7 @@ pub struct AddResponse {
     pub id: String,
     pub name: String,
     pub size: u64,
-    pub skipped: Vec<String>,
+    pub skipped: Vec<crate::files::Skipped>,
 }
 
 async fn add(

@@ -178,7 +178,7 @@ pub struct NetArgs {
     /// Listen on this multiaddr (repeatable; port 0 picks a free port).
     #[arg(long, value_name = "MULTIADDR", value_parser = parse_multiaddr)]
     pub listen: Vec<Multiaddr>,
-    /// Join the network through this peer (repeatable), e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3…
+    /// Join the network through this peer (repeatable), e.g. /ip4/1.2.3.4/tcp/4815/p2p/12D3…
     #[arg(long, value_name = "MULTIADDR", value_parser = parse_multiaddr)]
     pub bootstrap: Vec<Multiaddr>,
     /// Do not discover or announce on the LAN with mDNS.
@@ -357,6 +357,19 @@ fn init_tracing(default: &str) {
 }
 
 /// Resolves the data dir from the flag, the environment or the platform default.
+/// Each entry an add left out, once, and how many in all.
+pub fn report_skipped(skipped: &[files::Skipped]) {
+    for s in skipped {
+        eprintln!("storgo: skipped {}: {}", s.path, s.why);
+    }
+    if skipped.len() > 1 {
+        eprintln!(
+            "storgo: {} entries skipped; the rest was added",
+            skipped.len()
+        );
+    }
+}
+
 pub fn data_dir(cli: &Cli) -> Result<PathBuf> {
     match &cli.data_dir {
         Some(d) => {
@@ -552,9 +565,7 @@ fn run_local(cli: &Cli) -> Result<()> {
                 pb.finish_and_clear();
                 r?
             };
-            for s in &added.skipped {
-                eprintln!("storgo: skipped {s} (not a regular file or directory)");
-            }
+            report_skipped(&added.skipped);
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", added.id)?;
         }

@@ -36,6 +36,7 @@ fn network_config(net: &NetArgs, dht_server: bool) -> Result<NetworkConfig> {
     };
     if !net.listen.is_empty() {
         cfg.listen = net.listen.clone();
+        cfg.listen_fallback = false;
     } else if !dht_server {
         // A temporary fetch node only needs a port to talk from.
         cfg.listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("constant multiaddr")];
@@ -46,18 +47,26 @@ fn network_config(net: &NetArgs, dht_server: bool) -> Result<NetworkConfig> {
     Ok(cfg)
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: a signal that comes right after the node says it is ready (a service manager,
+/// a test) must stop it cleanly, not kill it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn first(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+    }
+    let term = first(signal(SignalKind::terminate()).ok());
+    let int = first(signal(SignalKind::interrupt()).ok());
+    async move {
+        tokio::select! {
+            _ = term => {}
+            _ = int => {}
+        }
     }
 }
 
@@ -101,6 +110,7 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     )
     .await
     .context("starting the local API")?;
+    let stop = shutdown_signal();
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "peer id: {}", node.client.peer_id())?;
@@ -110,7 +120,7 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
         writeln!(out, "api: http://{api_addr}")?;
         out.flush()?;
     }
-    shutdown_signal().await;
+    stop.await;
     eprintln!("storgo: stopping");
     api::remove_api_file(store.dir());
     node.stop().await;
@@ -591,9 +601,7 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                 };
                 api.post("/add", &req).await?
             };
-            for s in &r.skipped {
-                eprintln!("storgo: skipped {s} (not a regular file or directory)");
-            }
+            super::report_skipped(&r.skipped);
             println!("{}", r.id);
             if *wait_replicas {
                 wait_for_replicas(api, &r.id, *replicas, (*wait_timeout).into()).await?;

@@ -49,8 +49,42 @@ pub struct Added {
     pub size: u64,
     /// Bytes written that the store did not already hold.
     pub new_bytes: u64,
-    /// Paths left out (symlinks, sockets…), for the caller to report.
-    pub skipped: Vec<String>,
+    /// Entries of a folder left out, for the caller to report (once each).
+    pub skipped: Vec<Skipped>,
+}
+
+/// An entry of a folder that an add left out, and why; the rest of the folder is added.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub path: String,
+    pub why: String,
+}
+
+impl Skipped {
+    fn new(path: &Path, why: impl Into<String>) -> Self {
+        tracing::debug!(path = %path.display(), "skipped");
+        Self {
+            path: path.display().to_string(),
+            why: why.into(),
+        }
+    }
+}
+
+/// What a folder entry that is neither a file nor a folder is, in the user's words.
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "a symbolic link (links are not stored yet)"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file or folder"
+    }
 }
 
 /// Called with the number of plaintext bytes read so far.
@@ -61,7 +95,7 @@ struct Ctx<'s, 'p> {
     writer: BlockWriter<'s>,
     progress: Progress<'p>,
     read_so_far: u64,
-    skipped: Vec<String>,
+    skipped: Vec<Skipped>,
     compress: bool,
 }
 
@@ -232,13 +266,15 @@ fn add_dir(
     for entry in fs::read_dir(path).map_err(|e| FilesError::io("listing", path, e))? {
         let entry = entry.map_err(|e| FilesError::io("listing", path, e))?;
         let child = entry.path();
-        let child_name = entry
-            .file_name()
-            .into_string()
-            .map_err(|_| FilesError::NonUtf8Name {
-                path: child.clone(),
-            })?;
-        children.push((child_name, child));
+        // Names are text in a manifest (`protocols/manifest-v2.md`): one that is not is
+        // left out, and the rest of the folder is added.
+        match entry.file_name().into_string() {
+            Ok(child_name) => children.push((child_name, child)),
+            Err(_) => ctx.skipped.push(Skipped::new(
+                &child,
+                "its name is not valid UTF-8 (storgo keeps names as text)",
+            )),
+        }
     }
     children.sort();
     let mut entries = Vec::with_capacity(children.len());
@@ -262,8 +298,7 @@ fn add_dir(
             )?;
             (EntryKind::File, s, a, k)
         } else {
-            tracing::warn!(path = %child.display(), "skipping: not a regular file or directory");
-            ctx.skipped.push(child.display().to_string());
+            ctx.skipped.push(Skipped::new(&child, kind_of(&cmeta)));
             continue;
         };
         total += size;

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use crate::content::ContentError;
 use crate::store::StoreError;
 
-pub use add::{add_path, add_reader, AddOptions, Added};
+pub use add::{add_path, add_reader, AddOptions, Added, Skipped};
 pub use read::{
     cat, get, load_manifest, pin_complete, sha256, stat, write_output, ChunkSource, ItemStat,
     Output,

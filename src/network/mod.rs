@@ -41,8 +41,9 @@ pub const KAD_PROTOCOL: &str = "/storgo/kad/1.0.0";
 pub const DHT_K: usize = 20;
 /// identify protocol version.
 pub const IDENTIFY_PROTOCOL: &str = "/storgo/id/1.0.0";
-/// Default port for TCP and QUIC.
-pub const DEFAULT_PORT: u16 = 4001;
+/// Default port for TCP and QUIC: storgo's own, not kubo's 4001, so that both run on one
+/// machine. When it is taken, a node that was not given `--listen` takes a free port.
+pub const DEFAULT_PORT: u16 = 4815;
 
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,9 @@ pub enum NetworkError {
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
     pub listen: Vec<Multiaddr>,
+    /// When a listen port is taken, listen on a free one instead (with a warning): the
+    /// default addresses do; addresses the user gave (`--listen`) do not.
+    pub listen_fallback: bool,
     pub bootstrap: Vec<Multiaddr>,
     pub mdns: bool,
     /// Serve the DHT (Kademlia server mode). A long-running node does; a temporary fetch
@@ -214,6 +218,7 @@ impl Default for NetworkConfig {
                     .parse()
                     .expect("constant multiaddr"),
             ],
+            listen_fallback: true,
             bootstrap: Vec::new(),
             mdns: true,
             dht_server: true,
@@ -437,4 +442,99 @@ fn point_of(hashed: &[u8]) -> [u8; 32] {
 pub fn distance_order(root: &crate::content::BlockAddress, peers: &mut [libp2p::PeerId]) {
     let target = kad::KBucketKey::new(provider_key(root).to_vec());
     peers.sort_by_key(|p| kad::KBucketKey::from(*p).distance(&target));
+}
+
+/// Starts listening on every usable address of `cfg`. A port that is taken is replaced by a
+/// free one when `cfg.listen_fallback` allows (logged with both addresses); otherwise, and for
+/// any other failure, the error names the address and the cause.
+pub fn listen(
+    swarm: &mut libp2p::Swarm<Behaviour>,
+    cfg: &NetworkConfig,
+) -> Result<(), NetworkError> {
+    for addr in cfg.listen.iter().filter(|a| cfg.usable(a)) {
+        let err = match swarm.listen_on(addr.clone()) {
+            Ok(_) => continue,
+            Err(e) => e,
+        };
+        let reason = error_chain(&err);
+        let taken = port_taken(addr);
+        let fallback = with_port_zero(addr).filter(|_| taken && cfg.listen_fallback);
+        let Some(any_port) = fallback else {
+            return Err(NetworkError::Listen {
+                addr: addr.clone(),
+                reason,
+            });
+        };
+        tracing::warn!(address = %addr, "port taken (another storgo or IPFS node?): listening on a free port instead");
+        swarm
+            .listen_on(any_port.clone())
+            .map_err(|e| NetworkError::Listen {
+                addr: any_port,
+                reason: error_chain(&e),
+            })?;
+    }
+    Ok(())
+}
+
+/// `addr` with its TCP or UDP port set to 0 (`None` when it has neither).
+fn with_port_zero(addr: &Multiaddr) -> Option<Multiaddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut changed = false;
+    let out = addr
+        .iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => {
+                changed = true;
+                Protocol::Tcp(0)
+            }
+            Protocol::Udp(_) => {
+                changed = true;
+                Protocol::Udp(0)
+            }
+            other => other,
+        })
+        .collect();
+    changed.then_some(out)
+}
+
+/// An error and its causes, as one line ("a: b: c"); libp2p's transport errors print
+/// nothing of their own for an I/O error, only their source says what happened.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !s.is_empty() && parts.last() != Some(&s) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    if parts.is_empty() {
+        parts.push("unknown error".into());
+    }
+    parts.join(": ")
+}
+
+/// Whether `addr`'s TCP or UDP port is held by another socket, asked of the OS by binding it
+/// (libp2p's error nests the socket's error inside `Either`s whose `source()` skips it).
+fn port_taken(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    for p in addr.iter() {
+        let in_use = |r: std::io::Result<()>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse);
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(port) => {
+                let Some(ip) = ip else { return false };
+                return in_use(std::net::TcpListener::bind((ip, port)).map(drop));
+            }
+            Protocol::Udp(port) => {
+                let Some(ip) = ip else { return false };
+                return in_use(std::net::UdpSocket::bind((ip, port)).map(drop));
+            }
+            _ => {}
+        }
+    }
+    false
 }

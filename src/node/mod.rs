@@ -520,14 +520,7 @@ impl Node {
         if cfg.swarm_key.is_some() && cfg.listen.iter().any(|a| !cfg.usable(a)) {
             tracing::info!("private network (swarm key): QUIC is off, pnet works over TCP only");
         }
-        for addr in cfg.listen.iter().filter(|a| cfg.usable(a)) {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| NetworkError::Listen {
-                    addr: addr.clone(),
-                    reason: e.to_string(),
-                })?;
-        }
+        network::listen(&mut swarm, &cfg)?;
         let (tx, rx) = mpsc::channel(256);
         let (listen_tx, listen_rx) = watch::channel(Vec::new());
         let counters = Arc::new(Counters::default());

@@ -12,6 +12,7 @@ mod crash_during_add;
 mod dedup_stores_shared_chunks_once;
 mod gc_keeps_shared_chunks;
 mod messages_round_trip;
+mod odd_entries_are_skipped_once_each;
 mod protocol_vectors;
 mod round_trips;
 mod what_get_writes_is_safe;
