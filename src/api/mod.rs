@@ -39,6 +39,8 @@ struct Api {
     store: Arc<Store>,
     token: Arc<String>,
     fetch: FetchOptions,
+    /// The node was given bootstrap peers: it is ready only once it has reached the network.
+    bootstrap: bool,
 }
 
 /// An error as the API returns it: a status and one line of text.
@@ -73,12 +75,14 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(failed)?
 }
 
-/// Starts the API on 127.0.0.1 (port 0) and writes `DATA_DIR/api`.
+/// Starts the API on 127.0.0.1 (port 0) and writes `DATA_DIR/api`. `bootstrap`: the node
+/// was given bootstrap peers (see [`readyz`]).
 pub async fn serve(
     client: Client,
     replicator: Replicator,
     store: Arc<Store>,
     fetch: FetchOptions,
+    bootstrap: bool,
 ) -> std::io::Result<SocketAddr> {
     let token = hex::encode(rand::random::<[u8; 16]>());
     let state = Api {
@@ -87,6 +91,7 @@ pub async fn serve(
         store: Arc::clone(&store),
         token: Arc::new(token.clone()),
         fetch,
+        bootstrap,
     };
     let v1 = Router::new()
         .route("/id", get(id))
@@ -110,8 +115,14 @@ pub async fn serve(
         .route("/replicas/{id}/wait", post(wait_replicas))
         .route("/repair", post(repair))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
-        .with_state(state);
-    let app = Router::new().nest("/api/v1", v1);
+        .with_state(state.clone());
+    // Health checks answer without the token: a container's HEALTHCHECK or a load balancer
+    // has none, and they say nothing private.
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .nest("/api/v1", v1);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     write_api_file(store.dir(), &format!("http://{addr}"), &token)?;
@@ -121,6 +132,77 @@ pub async fn serve(
         }
     });
     Ok(addr)
+}
+
+/// Alive: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// What `/readyz` checked.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub store_open: bool,
+    pub listen_addrs: usize,
+    pub routing_table_size: usize,
+    pub connected_peers: usize,
+    pub connections_made: u64,
+    pub bootstrap_configured: bool,
+    /// What it waits for, when not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+}
+
+/// Ready to serve: the store answers, the node listens, and it has reached the network (made
+/// a connection to some peer since start — a LAN neighbour counts; a bootstrap address in the
+/// routing table does not, it is there before it answers) unless it was given no bootstrap
+/// peer to reach. 503 with what it waits for otherwise.
+async fn readyz(State(api): State<Api>) -> (StatusCode, Json<Readiness>) {
+    let store = Arc::clone(&api.store);
+    let store_open = blocking(move || store.stats().map_err(failed))
+        .await
+        .is_ok();
+    let info = api.client.info().await.ok();
+    let (listen_addrs, routing_table_size, connected_peers, connections_made) = info
+        .as_ref()
+        .map(|i| {
+            (
+                i.listen_addrs.len(),
+                i.routing_table_size,
+                i.connected_peers,
+                i.connections_made,
+            )
+        })
+        .unwrap_or_default();
+    let waiting_for = if !store_open {
+        Some("the store to answer".to_owned())
+    } else if info.is_none() {
+        Some("the node to answer".to_owned())
+    } else if listen_addrs == 0 {
+        Some("a listen address".to_owned())
+    } else if api.bootstrap && connections_made == 0 {
+        Some("a first peer (bootstrap peers configured, none reached yet)".to_owned())
+    } else {
+        None
+    };
+    let ready = waiting_for.is_none();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let r = Readiness {
+        ready,
+        store_open,
+        listen_addrs,
+        routing_table_size,
+        connected_peers,
+        connections_made,
+        bootstrap_configured: api.bootstrap,
+        waiting_for,
+    };
+    (status, Json(r))
 }
 
 fn write_api_file(dir: &Path, url: &str, token: &str) -> std::io::Result<()> {

@@ -38,8 +38,18 @@ pub struct Cli {
         value_name = "HEX"
     )]
     pub convergence_secret: Option<String>,
+    /// How log lines are written: for people, or one JSON object a line for machines.
+    #[arg(long, global = true, env = "STORGO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,11 +326,14 @@ fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // A node is a long-running service: say what it does. One-shot commands stay quiet.
-    init_tracing(if matches!(cli.command, Command::Node(_)) {
-        "warn,storgo=info"
-    } else {
-        "warn"
-    });
+    init_tracing(
+        if matches!(cli.command, Command::Node(_)) {
+            "warn,storgo=info"
+        } else {
+            "warn"
+        },
+        cli.log_format,
+    );
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -347,16 +360,19 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ").replace('\n', " ")
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => logs.try_init(),
+        // Fields (`peer`, `cid`, `bytes`…) at the top level, beside `level` and `message`.
+        LogFormat::Json => logs.json().flatten_event(true).try_init(),
+    };
 }
 
-/// Resolves the data dir from the flag, the environment or the platform default.
 /// Each entry an add left out, once, and how many in all.
 pub fn report_skipped(skipped: &[files::Skipped]) {
     for s in skipped {
@@ -370,6 +386,7 @@ pub fn report_skipped(skipped: &[files::Skipped]) {
     }
 }
 
+/// Resolves the data dir from the flag, the environment or the platform default.
 pub fn data_dir(cli: &Cli) -> Result<PathBuf> {
     match &cli.data_dir {
         Some(d) => {

@@ -101,12 +101,14 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
         intake_per_peer_per_hour: l.intake_per_peer_per_hour,
         ..Default::default()
     };
+    let bootstrap = !cfg.bootstrap.is_empty();
     let node = Node::start_with(Arc::clone(&store), cfg, replication).await?;
     let api_addr = api::serve(
         node.client.clone(),
         node.replicator.clone(),
         Arc::clone(&store),
         FetchOptions::default(),
+        bootstrap,
     )
     .await
     .context("starting the local API")?;

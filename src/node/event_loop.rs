@@ -396,6 +396,7 @@ impl EventLoop {
                     records_dropped: intake.dropped.load(Ordering::Relaxed),
                     bytes_served: self.counters.bytes_served.load(Ordering::Relaxed),
                     bytes_fetched: self.counters.bytes_fetched.load(Ordering::Relaxed),
+                    connections_made: self.counters.connections_made.load(Ordering::Relaxed),
                     dht_mode: format!("{mode:?}").to_lowercase(),
                 };
                 let _ = reply.send(info);
@@ -451,6 +452,9 @@ impl EventLoop {
                 peer_id, endpoint, ..
             } => {
                 tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                self.counters
+                    .connections_made
+                    .fetch_add(1, Ordering::Relaxed);
                 self.dial_failures.remove(&peer_id);
                 self.remote_addr
                     .insert(peer_id, endpoint.get_remote_address().clone());

@@ -111,6 +111,10 @@ pub struct NodeInfo {
     pub records_dropped: u64,
     pub bytes_served: u64,
     pub bytes_fetched: u64,
+    /// Connections made since start, either way (a bootstrap address in the routing table
+    /// says nothing about whether it answered; this does).
+    #[serde(default)]
+    pub connections_made: u64,
     pub dht_mode: String,
 }
 
@@ -245,6 +249,8 @@ pub struct Counters {
     pub stopping: std::sync::atomic::AtomicBool,
     /// Chunk requests answered `Busy` (a peer over its limit, or the serving queue full).
     pub busy_answers: AtomicU64,
+    /// Connections made since start (either way): whether this node has reached anyone.
+    pub connections_made: AtomicU64,
 }
 
 /// Traffic counters of one node, for status and benchmarks.
@@ -600,5 +606,10 @@ impl Node {
         }
         self.client.shutdown().await;
         let _ = self.task.await;
+        // An aborted task is dropped (with its hold on the store) only when the runtime gets
+        // to it: wait for that, so that the data dir is free once `stop` returns.
+        for h in self.helpers {
+            let _ = h.await;
+        }
     }
 }

@@ -7,6 +7,7 @@ mod procs;
 
 mod a_full_disk_fails_cleanly_and_the_node_keeps_serving;
 mod a_killed_node_resumes_without_refetching;
+mod health_checks_and_json_logs;
 mod lan_discovery_across_namespaces;
 mod netns;
 mod partition_heals_to_r_holders;
