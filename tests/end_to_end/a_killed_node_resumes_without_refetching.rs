@@ -56,8 +56,60 @@ fn root_of(id: &str) -> String {
         .to_string()
 }
 
-fn is_whole(v: &serde_json::Value, key: &str, whole: bool) -> bool {
-    v[key].as_bool() == Some(whole)
+fn has(v: &serde_json::Value, key: &str, value: bool) -> bool {
+    v[key].as_bool() == Some(value)
+}
+
+fn verify_clean(dir: &std::path::Path) {
+    let mut verify = storgo(dir);
+    verify.arg("verify");
+    ok(verify);
+}
+
+/// What a kill left and what a restart makes of it: one item still arriving (a partial pin,
+/// or a replica not yet complete) in a store that verifies; the restarted node finishes it on
+/// its own, and neither it nor `server` moves much more than the part that had not arrived
+/// (`before` bytes had been stored).
+fn restart_and_finish(
+    dir: &std::path::Path,
+    server: &NodeProc,
+    replica: bool,
+    before: u64,
+) -> NodeProc {
+    let (field, arriving) = if replica {
+        ("complete", false)
+    } else {
+        ("partial", true)
+    };
+    let held = listed(dir, replica);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(has(&held[0], field, arriving), "{held:?}");
+    verify_clean(dir);
+
+    let node = NodeProc::start(dir, Some(server.addr()));
+    wait_for(
+        Duration::from_secs(120),
+        "the work to finish on its own",
+        || {
+            listed(dir, replica)
+                .first()
+                .is_some_and(|h| has(h, field, !arriving))
+        },
+    );
+    // The node's store held nothing else, so all it had was this item's.
+    let after = node.counter("bytes_fetched");
+    let served = server.counter("bytes_served");
+    assert!(
+        after < SIZE as u64 - before / 2,
+        "the restarted node fetched {after} of {SIZE} bytes again (had {before}):\n{}",
+        node.log()
+    );
+    assert!(
+        served < SIZE as u64 * 5 / 4,
+        "the server sent {served} bytes for a {SIZE}-byte item"
+    );
+    verify_clean(dir);
+    node
 }
 
 #[test]
@@ -79,39 +131,7 @@ fn a_fetch_cut_by_sigkill_resumes_at_restart_without_refetching() {
     let before = kill_a_third_in(student);
     assert!(!fetching.wait().unwrap().success());
 
-    // What the kill left: a partial pin, and blocks that verify.
-    let pins = listed(&dir, false);
-    assert_eq!(pins.len(), 1, "{pins:?}");
-    assert!(is_whole(&pins[0], "partial", true), "{pins:?}");
-    let mut verify = storgo(&dir);
-    verify.arg("verify");
-    ok(verify);
-
-    let student = NodeProc::start(&dir, Some(server.addr()));
-    wait_for(
-        Duration::from_secs(120),
-        "the fetch to finish on its own",
-        || {
-            listed(&dir, false)
-                .first()
-                .is_some_and(|p| is_whole(p, "partial", false))
-        },
-    );
-    // The student's own store held nothing else, so all it had was this item's.
-    let after = student.counter("bytes_fetched");
-    let served = server.counter("bytes_served");
-    assert!(
-        after < SIZE as u64 - before / 2,
-        "the restarted node fetched {after} of {SIZE} bytes again (had {before}):\n{}",
-        student.log()
-    );
-    assert!(
-        served < SIZE as u64 * 5 / 4,
-        "the server sent {served} bytes for a {SIZE}-byte item"
-    );
-    let mut verify = storgo(&dir);
-    verify.arg("verify");
-    ok(verify);
+    let _student = restart_and_finish(&dir, &server, false, before);
     let mut cat = storgo(&dir);
     cat.args(["cat", &id]);
     assert!(run(cat).stdout == data, "resumed item differs");
@@ -132,38 +152,8 @@ fn a_replica_intake_cut_by_sigkill_resumes_at_restart_without_refetching() {
     let root = root_of(&add(&adder, &path));
     let before = kill_a_third_in(holder);
 
-    let replicas = listed(&dir, true);
-    assert_eq!(replicas.len(), 1, "{replicas:?}");
-    assert!(is_whole(&replicas[0], "complete", false), "{replicas:?}");
-    let mut verify = storgo(&dir);
-    verify.arg("verify");
-    ok(verify);
-
-    let holder = NodeProc::start(&dir, Some(adder.addr()));
-    wait_for(
-        Duration::from_secs(120),
-        "the intake to finish on its own",
-        || {
-            listed(&dir, true)
-                .first()
-                .is_some_and(|r| is_whole(r, "complete", true))
-        },
-    );
+    let _holder = restart_and_finish(&dir, &adder, true, before);
     let mut ls = storgo(&dir);
     ls.args(["ls", "--replicas"]);
     assert!(ok(ls).contains(&root));
-    let after = holder.counter("bytes_fetched");
-    let served = adder.counter("bytes_served");
-    assert!(
-        after < SIZE as u64 - before / 2,
-        "the restarted holder fetched {after} of {SIZE} bytes again (had {before}):\n{}",
-        holder.log()
-    );
-    assert!(
-        served < SIZE as u64 * 5 / 4,
-        "the adder sent {served} bytes for a {SIZE}-byte item"
-    );
-    let mut verify = storgo(&dir);
-    verify.arg("verify");
-    ok(verify);
 }
