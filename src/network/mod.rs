@@ -445,8 +445,9 @@ pub fn distance_order(root: &crate::content::BlockAddress, peers: &mut [libp2p::
 }
 
 /// Starts listening on every usable address of `cfg`. A port that is taken is replaced by a
-/// free one when `cfg.listen_fallback` allows (logged with both addresses); otherwise, and for
-/// any other failure, the error names the address and the cause.
+/// free one when `cfg.listen_fallback` allows (a warning names the taken address; the free
+/// one appears among the listen addresses); otherwise, and for any other failure, the error
+/// names the address and the cause.
 pub fn listen(
     swarm: &mut libp2p::Swarm<Behaviour>,
     cfg: &NetworkConfig,
@@ -499,7 +500,7 @@ fn with_port_zero(addr: &Multiaddr) -> Option<Multiaddr> {
 
 /// An error and its causes, as one line ("a: b: c"); libp2p's transport errors print
 /// nothing of their own for an I/O error, only their source says what happened.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = Vec::new();
     let mut cur = Some(e);
     while let Some(err) = cur {
