@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
+use super::jobs::Job;
 use super::{ErrorBody, API_FILE};
 
 /// Errors talking to the node.
@@ -69,7 +70,7 @@ impl ApiClient {
         } else {
             let status = r.status();
             match r.json::<ErrorBody>().await {
-                Ok(b) => Err(ApiClientError::Node(b.error)),
+                Ok(b) => Err(ApiClientError::Node(b.detail)),
                 Err(_) => Err(ApiClientError::Node(format!("node answered {status}"))),
             }
         }
@@ -142,5 +143,36 @@ impl ApiClient {
             sink(&chunk).map_err(|e| ApiClientError::Node(format!("writing output: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Follows a fetch job's server-sent events until it ends; returns its last state.
+    pub async fn follow_job(
+        &self,
+        job: u64,
+        mut on: impl FnMut(&Job),
+    ) -> Result<Job, ApiClientError> {
+        let mut buf = Vec::new();
+        let mut last: Option<Job> = None;
+        self.stream(
+            reqwest::Method::GET,
+            &format!("/jobs/{job}/events"),
+            |bytes| {
+                buf.extend_from_slice(bytes);
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    let Some(data) = line.strip_prefix(b"data:") else {
+                        continue;
+                    };
+                    if let Ok(j) = serde_json::from_slice::<Job>(data.trim_ascii()) {
+                        on(&j);
+                        last = Some(j);
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        last.filter(Job::finished)
+            .ok_or_else(|| ApiClientError::Node(format!("job {job}'s events ended before it did")))
     }
 }

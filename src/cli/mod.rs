@@ -143,6 +143,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prints a one-time login URL for the running node's web page.
+    Web,
     /// The running node's PeerId and addresses.
     Id {
         #[arg(long)]
@@ -270,6 +272,15 @@ pub struct NodeArgs {
     /// Start as a new node (new PeerId) when this data dir's identity file was lost.
     #[arg(long)]
     pub new_identity: bool,
+    /// Where the API and web page listen. Off this machine's loopback, every request needs
+    /// the token and routes that name paths on this disk are refused. Default 127.0.0.1:4816
+    /// (a free port, with a warning, when that is taken).
+    #[arg(long, env = "STORGO_API", value_name = "ADDR")]
+    pub api: Option<std::net::SocketAddr>,
+    /// Also serve the gateway alone (`/c/ID`), read-only and without a token, here (e.g.
+    /// 0.0.0.0:8080 to offer a lab read access).
+    #[arg(long, env = "STORGO_GATEWAY", value_name = "ADDR")]
+    pub gateway: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -513,6 +524,7 @@ async fn run_async(cli: Cli) -> Result<()> {
             .await
         }
         Command::Id { json } => return net::id(&cli, *json).await,
+        Command::Web => return net::web(&cli).await,
         Command::Peers { json, banned } => {
             return if *banned {
                 net::banned(&cli, *json).await

@@ -13,7 +13,8 @@ use super::{
     print_stat, print_verify, progress_bar, Cli, Command, NetArgs, NodeArgs,
 };
 use crate::api::client::ApiClient;
-use crate::api::{self, AddRequest, AddResponse, FetchLine, GetRequest, Status};
+use crate::api::jobs::{Job, JobState};
+use crate::api::{self, AddRequest, AddResponse, GetRequest, Status};
 use crate::files::ItemStat;
 use crate::network::NetworkConfig;
 use crate::node::{self, reputation, Ban, FetchOptions, FetchReport, Node, NodeInfo, PeerInfo};
@@ -103,15 +104,7 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     };
     let bootstrap = !cfg.bootstrap.is_empty();
     let node = Node::start_with(Arc::clone(&store), cfg, replication).await?;
-    let api_addr = api::serve(
-        node.client.clone(),
-        node.replicator.clone(),
-        Arc::clone(&store),
-        FetchOptions::default(),
-        bootstrap,
-    )
-    .await
-    .context("starting the local API")?;
+    let serving = serve_http(&node, &store, bootstrap, args).await?;
     let stop = shutdown_signal();
     {
         let mut out = std::io::stdout().lock();
@@ -119,7 +112,11 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
         for a in node.client.listen_addrs() {
             writeln!(out, "listening on {a}")?;
         }
-        writeln!(out, "api: http://{api_addr}")?;
+        writeln!(out, "api: http://{}", serving.api)?;
+        if let Some(g) = serving.gateway {
+            writeln!(out, "gateway: http://{g}/c/ID")?;
+        }
+        writeln!(out, "web: {}", serving.login_url)?;
         out.flush()?;
     }
     stop.await;
@@ -127,6 +124,42 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     api::remove_api_file(store.dir());
     node.stop().await;
     Ok(())
+}
+
+/// The default API port; when it is taken (a second node on this machine), a free one.
+const DEFAULT_API_PORT: u16 = 4816;
+
+async fn serve_http(
+    node: &Node,
+    store: &Arc<crate::store::Store>,
+    bootstrap: bool,
+    args: &NodeArgs,
+) -> Result<api::Serving> {
+    let parts = || api::NodeParts {
+        client: node.client.clone(),
+        replicator: node.replicator.clone(),
+        store: Arc::clone(store),
+        fetch: FetchOptions::default(),
+        bootstrap,
+        metrics: node.metrics.clone(),
+    };
+    let given = args.api.is_some();
+    let mut http = api::HttpConfig {
+        api: args.api.unwrap_or(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            DEFAULT_API_PORT,
+        ))),
+        gateway: args.gateway,
+    };
+    match api::serve(parts(), &http).await {
+        Ok(s) => Ok(s),
+        Err(e) if !given && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(address = %http.api, "the default API port is taken; using a free one (give --api to choose)");
+            http.api.set_port(0);
+            api::serve(parts(), &http).await.context("starting the API")
+        }
+        Err(e) => Err(e).context("starting the API"),
+    }
 }
 
 fn fetch_bar(pb: &indicatif::ProgressBar, p: node::FetchProgress) {
@@ -182,28 +215,22 @@ pub async fn fetch(
         if let Some(o) = &output {
             path.push_str(&format!("&output={}", urlencode(&o.to_string_lossy())));
         }
-        let mut buf = Vec::new();
-        let mut last = None;
-        api.stream(reqwest::Method::POST, &path, |bytes| {
-            buf.extend_from_slice(bytes);
-            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=i).collect();
-                match serde_json::from_slice::<FetchLine>(&line) {
-                    Ok(FetchLine::Progress(p)) => fetch_bar(&pb, p),
-                    Ok(other) => last = Some(other),
-                    Err(_) => {}
-                }
-            }
-            Ok(())
-        })
-        .await?;
+        let job: Job = api.post(&path, &()).await?;
+        let last = api
+            .follow_job(job.job, |j| fetch_bar(&pb, j.progress))
+            .await;
         pb.finish_and_clear();
-        return match last {
-            Some(FetchLine::Done(r)) => {
+        return match last? {
+            Job {
+                state: JobState::Done,
+                report: Some(r),
+                ..
+            } => {
                 report_fetch(&r, output.as_deref());
                 Ok(())
             }
-            Some(FetchLine::Error(e)) => bail!(e),
+            Job { error: Some(e), .. } => bail!(e.detail),
+            j if j.state == JobState::Cancelled => bail!("the fetch was cancelled"),
             _ => bail!("the node ended the fetch without a result"),
         };
     }
@@ -280,6 +307,13 @@ fn urlencode(s: &str) -> String {
 /// Paths are resolved here: the node runs with its own working directory.
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+/// A fresh one-time login URL for the node's web page.
+pub async fn web(cli: &Cli) -> Result<()> {
+    let link: api::LoginLink = need_api(cli).await?.post("/login-links", &()).await?;
+    println!("{}", link.url);
+    Ok(())
 }
 
 async fn need_api(cli: &Cli) -> Result<ApiClient> {
@@ -583,7 +617,7 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                 let mut rx = rx;
                 let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
                 let mut path = format!(
-                    "/add/stream?name={}&pin={}&compress={}",
+                    "/upload?name={}&pin={}&compress={}",
                     urlencode(name),
                     !no_pin,
                     !no_compress

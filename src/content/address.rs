@@ -126,14 +126,24 @@ impl FromStr for BlockAddress {
     }
 }
 
+/// Bytes (the binary CID) in the wire and index formats; the CID string in JSON, where a
+/// byte array would be unreadable and a client would have to rebuild the CID itself.
 impl Serialize for BlockAddress {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.to_cid_bytes())
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_bytes(&self.to_cid_bytes())
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for BlockAddress {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s: String = Deserialize::deserialize(d)?;
+            return s.parse().map_err(serde::de::Error::custom);
+        }
         let bytes: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
         Self::from_cid_bytes(&bytes).map_err(serde::de::Error::custom)
     }

@@ -54,7 +54,7 @@ pub struct Added {
 }
 
 /// An entry of a folder that an add left out, and why; the rest of the folder is added.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Skipped {
     pub path: String,
     pub why: String,

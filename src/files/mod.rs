@@ -12,6 +12,7 @@
 //! in flight, never by the file size.
 
 pub mod add;
+pub mod browse;
 pub mod read;
 
 use std::path::PathBuf;
@@ -48,6 +49,10 @@ pub enum FilesError {
     NonUtf8Name { path: PathBuf },
     #[error("{id} is a folder: use `storgo get {id} -o DIR`")]
     IsFolder { id: String },
+    #[error("{id} is a file, not a folder")]
+    NotAFolder { id: String },
+    #[error("{path:?} is not in the folder {id}")]
+    NoSuchPath { id: String, path: String },
     #[error("{path} already exists; choose another -o path")]
     Exists { path: PathBuf },
     #[error("{what} is corrupt: {reason}")]

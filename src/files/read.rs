@@ -279,7 +279,11 @@ fn dummy_ref() -> ChunkRef {
 }
 
 /// Opens one sealed chunk read for `c`, naming it in the error.
-fn open_one(store: &Store, c: &ChunkRef, sealed: Result<Vec<u8>>) -> Result<bytes::Bytes> {
+pub(super) fn open_one(
+    store: &Store,
+    c: &ChunkRef,
+    sealed: Result<Vec<u8>>,
+) -> Result<bytes::Bytes> {
     crate::content::open_chunk(c, sealed?).map_err(|e| match e {
         crate::content::ChunkError::Decrypt => StoreError::Corrupt {
             address: c.address,
@@ -522,7 +526,7 @@ fn write_item(
 }
 
 /// What `storgo stat` prints.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ItemStat {
     pub id: String,
     pub name: String,

@@ -29,6 +29,7 @@ use super::replicate::InboundReplicate;
 use super::reputation::{persisted, Ban, Limits, Offence, Reputation};
 use super::serving::ChunkService;
 use super::{now_secs, Closest, Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
+use crate::network::chunks::ErrorCode;
 use crate::network::records::RemoteProvider;
 
 /// An answer to an inbound request, prepared off the loop (disk work) and sent from it.
@@ -49,6 +50,8 @@ pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     counters: Arc<Counters>,
+    /// libp2p's own metrics (swarm, kad, identify, ping), fed every event.
+    p2p_metrics: libp2p::metrics::Metrics,
     listen_tx: watch::Sender<Vec<Multiaddr>>,
     inbound_rx: mpsc::Receiver<Answer>,
     /// Peers' chunk requests: a bounded pool of store readers (`serving`).
@@ -79,6 +82,10 @@ pub struct EventLoop {
     /// Peers seen lately (disconnected, or found by mDNS), asked first when fetching.
     recent: HashMap<PeerId, std::time::Instant>,
     remote_addr: HashMap<PeerId, Multiaddr>,
+    /// How each connected peer was found (`PeerInfo::found_by`).
+    found_by: HashMap<PeerId, &'static str>,
+    /// Peers mDNS announced (bounded like `recent`).
+    on_lan: HashSet<PeerId>,
     bootstrap: Vec<Multiaddr>,
     bootstrap_backoff: Duration,
     bootstrapped: bool,
@@ -91,7 +98,7 @@ impl EventLoop {
         store: Arc<Store>,
         cfg: &NetworkConfig,
         listen_tx: watch::Sender<Vec<Multiaddr>>,
-        counters: Arc<Counters>,
+        metrics: super::metrics::LoopMetrics,
         replica_tx: mpsc::Sender<InboundReplicate>,
     ) -> Self {
         let (inbound_tx, inbound_rx) = mpsc::channel(64);
@@ -113,7 +120,8 @@ impl EventLoop {
             dial_failures: HashMap::new(),
             swarm,
             commands,
-            counters,
+            counters: metrics.counters,
+            p2p_metrics: metrics.p2p,
             listen_tx,
             inbound_rx,
             pending_requests: HashMap::new(),
@@ -129,6 +137,8 @@ impl EventLoop {
             rtt: HashMap::new(),
             recent: HashMap::new(),
             remote_addr: HashMap::new(),
+            found_by: HashMap::new(),
+            on_lan: HashSet::new(),
             bootstrap: cfg.bootstrap.clone(),
             bootstrap_backoff: Duration::from_secs(1),
             bootstrapped: false,
@@ -217,19 +227,33 @@ impl EventLoop {
         match answer {
             Answer::Chunk(peer, channel, response) => {
                 self.chunk_service.done(&peer);
-                let bytes = match &response {
-                    ChunkResponse::Block(b) => b.len() as u64,
-                    _ => 0,
+                let (bytes, outcome) = match &response {
+                    ChunkResponse::Block(b) => (b.len() as u64, "block"),
+                    ChunkResponse::Have(_) => (0, "have"),
+                    ChunkResponse::NotFound => (0, "not_found"),
+                    ChunkResponse::Error { code, .. } => (
+                        0,
+                        match code {
+                            ErrorCode::BadRequest => "bad_request",
+                            ErrorCode::Busy => "busy",
+                            ErrorCode::Internal => "internal",
+                        },
+                    ),
                 };
                 // Counted only when it goes out: not for a requester that has gone.
                 if behaviour.chunks.send_response(channel, response).is_ok() {
-                    self.counters
-                        .bytes_served
-                        .fetch_add(bytes, Ordering::Relaxed);
+                    self.counters.bytes_served.inc_by(bytes);
+                    self.counters.inbound("chunks", outcome);
                 }
             }
             Answer::Announce(channel, response) => {
-                let _ = behaviour.announce.send_response(channel, response);
+                let outcome = match &response {
+                    AnnounceResponse::Refused { .. } => "refused",
+                    _ => "stored",
+                };
+                if behaviour.announce.send_response(channel, response).is_ok() {
+                    self.counters.inbound("announce", outcome);
+                }
             }
         }
     }
@@ -394,9 +418,9 @@ impl EventLoop {
                     records_taken_in: intake.stored.load(Ordering::Relaxed),
                     records_refused: intake.refused.load(Ordering::Relaxed),
                     records_dropped: intake.dropped.load(Ordering::Relaxed),
-                    bytes_served: self.counters.bytes_served.load(Ordering::Relaxed),
-                    bytes_fetched: self.counters.bytes_fetched.load(Ordering::Relaxed),
-                    connections_made: self.counters.connections_made.load(Ordering::Relaxed),
+                    bytes_served: self.counters.bytes_served.get(),
+                    bytes_fetched: self.counters.bytes_fetched.get(),
+                    connections_made: self.counters.connections_made.get(),
                     dht_mode: format!("{mode:?}").to_lowercase(),
                 };
                 let _ = reply.send(info);
@@ -421,16 +445,56 @@ impl EventLoop {
                             .unwrap_or_default(),
                         rtt_ms: self.rtt.get(p).map(|d| d.as_secs_f64() * 1000.0),
                         debt: self.reputation.debt(p),
+                        found_by: self.found_by.get(p).copied().unwrap_or("dht").to_owned(),
                     })
                     .collect();
                 peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
                 let _ = reply.send(peers);
             }
+            Command::RoutingTable { reply } => {
+                let _ = reply.send(self.routing_table());
+            }
             Command::Shutdown => {}
         }
     }
 
+    fn routing_table(&mut self) -> super::RoutingTable {
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        let local_peer_id = self.swarm.local_peer_id().to_string();
+        let mut buckets = Vec::new();
+        for b in self.swarm.behaviour_mut().kad.kbuckets() {
+            let index = b.range().0.ilog2().unwrap_or(0);
+            let peers: Vec<super::BucketPeer> = b
+                .iter()
+                .map(|e| {
+                    let peer = *e.node.key.preimage();
+                    super::BucketPeer {
+                        peer_id: peer.to_string(),
+                        addresses: e.node.value.iter().map(|a| a.to_string()).collect(),
+                        connected: connected.contains(&peer),
+                    }
+                })
+                .collect();
+            if !peers.is_empty() {
+                buckets.push(super::Bucket { index, peers });
+            }
+        }
+        buckets.sort_by_key(|b| b.index);
+        super::RoutingTable {
+            local_peer_id,
+            buckets,
+        }
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        self.p2p_metrics.record(&event);
+        match &event {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.p2p_metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.p2p_metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.p2p_metrics.record(e),
+            _ => {}
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address
@@ -452,9 +516,7 @@ impl EventLoop {
                 peer_id, endpoint, ..
             } => {
                 tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
-                self.counters
-                    .connections_made
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.connections_made.inc_by(1);
                 self.dial_failures.remove(&peer_id);
                 self.remote_addr
                     .insert(peer_id, endpoint.get_remote_address().clone());
@@ -465,6 +527,16 @@ impl EventLoop {
                     .bootstrap
                     .iter()
                     .any(|a| matches!(a.iter().last(), Some(Protocol::P2p(p)) if p == peer_id));
+                let found_by = if is_bootstrap {
+                    "bootstrap"
+                } else if self.on_lan.contains(&peer_id) {
+                    "mdns"
+                } else if endpoint.is_dialer() {
+                    "dht"
+                } else {
+                    "inbound"
+                };
+                self.found_by.entry(peer_id).or_insert(found_by);
                 if is_bootstrap && !self.bootstrapped {
                     self.bootstrapped = true;
                     self.bootstrap_backoff = Duration::from_secs(1);
@@ -480,6 +552,7 @@ impl EventLoop {
                 tracing::debug!(peer = %peer_id, cause = ?cause, "connection closed");
                 if num_established == 0 {
                     self.remote_addr.remove(&peer_id);
+                    self.found_by.remove(&peer_id);
                     self.remember(peer_id);
                     self.rtt.remove(&peer_id);
                 }
@@ -527,6 +600,10 @@ impl EventLoop {
                 for (peer, addr) in found {
                     tracing::info!(peer = %peer, address = %addr, "discovered on the LAN");
                     self.remember(peer);
+                    if self.on_lan.len() >= MAX_RECENT * 4 {
+                        self.on_lan.clear();
+                    }
+                    self.on_lan.insert(peer);
                     self.swarm
                         .behaviour_mut()
                         .kad
@@ -551,9 +628,7 @@ impl EventLoop {
 
     fn on_kad_event(&mut self, event: kad::Event) {
         if let kad::Event::InboundRequest { request } = event {
-            self.counters
-                .dht_requests_received
-                .fetch_add(1, Ordering::Relaxed);
+            self.counters.dht_requests_received.inc_by(1);
             self.on_inbound_record(request);
             return;
         }
@@ -703,16 +778,14 @@ impl EventLoop {
         else {
             return;
         };
-        self.counters
-            .announcements_received
-            .fetch_add(1, Ordering::Relaxed);
+        self.counters.announcements_received.inc_by(1);
         let refuse = |reason, message: &str| AnnounceResponse::Refused {
             reason,
             message: message.into(),
         };
         let refusal = if !self.dht_server {
             Some(refuse(RefuseReason::BadRequest, "not a DHT server"))
-        } else if self.counters.stopping.load(Ordering::Relaxed) {
+        } else if self.counters.stopping() {
             Some(refuse(RefuseReason::ShuttingDown, "stopping"))
         } else {
             None
@@ -811,7 +884,7 @@ impl EventLoop {
         channel: ResponseChannel<ChunkResponse>,
     ) {
         if let Err((channel, busy)) = self.chunk_service.admit(peer, request, channel) {
-            self.counters.busy_answers.fetch_add(1, Ordering::Relaxed);
+            self.counters.inbound("chunks", "busy");
             let _ = self
                 .swarm
                 .behaviour_mut()

@@ -58,7 +58,7 @@ impl Default for FetchOptions {
 }
 
 /// Progress of a running fetch.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FetchProgress {
     pub bytes_done: u64,
     pub bytes_total: u64,
@@ -66,7 +66,7 @@ pub struct FetchProgress {
 }
 
 /// What a finished fetch did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FetchReport {
     pub id: String,
     pub name: String,
@@ -115,6 +115,7 @@ pub async fn fetch_in(
     progress: &(dyn Fn(FetchProgress) + Send + Sync),
     output: Option<Output>,
 ) -> Result<FetchReport, NodeError> {
+    let began = std::time::Instant::now();
     // Manifests first, then a partial pin: from here on whatever arrives survives a restart
     // of the node (the session's claims keep it until then).
     let already = store.pin_of(&id.root)?;
@@ -186,6 +187,10 @@ pub async fn fetch_in(
     dropped.sort();
     dropped.dedup();
     tracing::info!(cid = %id.root, chunks = pulled.blocks, bytes = pulled.bytes, "fetched");
+    client
+        .counters()
+        .fetch_seconds
+        .observe(began.elapsed().as_secs_f64());
     Ok(FetchReport {
         id: id.to_string(),
         name: walked.name,

@@ -16,6 +16,7 @@
 
 pub mod event_loop;
 pub mod fetch;
+pub mod metrics;
 mod output;
 mod record_intake;
 mod regions;
@@ -28,13 +29,14 @@ mod transfer;
 mod walk;
 
 pub use fetch::{begin_session, fetch, fetch_in, FetchOptions, FetchProgress, FetchReport};
+pub use metrics::{Counters, Metrics};
 pub use regions::KeyspaceMap;
 pub use replicate::{
     ItemRepair, RepairReport, ReplicationConfig, Replicator, ScrubReport, ScrubTotals,
 };
 pub use republish::{RepublishReport, Republisher};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +83,7 @@ pub enum NodeError {
 }
 
 /// A connected peer, as `storgo peers` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerInfo {
     pub peer_id: String,
     pub address: String,
@@ -89,10 +91,37 @@ pub struct PeerInfo {
     /// Offences booked against it, not yet forgiven (`reputation`; banned at 100).
     #[serde(default)]
     pub debt: f64,
+    /// How this node came to know it: `bootstrap`, `mdns` (found on the LAN), `dht` (dialled
+    /// after the DHT named it) or `inbound` (it connected here).
+    #[serde(default)]
+    pub found_by: String,
+}
+
+/// The routing table as the web page's network view draws it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RoutingTable {
+    pub local_peer_id: String,
+    /// Non-empty k-buckets, nearest first.
+    pub buckets: Vec<Bucket>,
+}
+
+/// One k-bucket: the peers whose XOR distance from this node has its highest bit at `index`
+/// (0 is nearest, 255 farthest; a bucket holds at most k = 20).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Bucket {
+    pub index: u32,
+    pub peers: Vec<BucketPeer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BucketPeer {
+    pub peer_id: String,
+    pub addresses: Vec<String>,
+    pub connected: bool,
 }
 
 /// What `storgo id` and `storgo status` show.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     pub peer_id: String,
     pub listen_addrs: Vec<String>,
@@ -203,6 +232,9 @@ pub enum Command {
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
     },
+    RoutingTable {
+        reply: oneshot::Sender<RoutingTable>,
+    },
     /// Connected peers and peers seen in the last minutes: asked first when fetching.
     NearbyPeers {
         reply: oneshot::Sender<Vec<PeerId>>,
@@ -233,26 +265,6 @@ pub struct Lookup {
     pub successes: u32,
 }
 
-/// Counters shared between the event loop and the client.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub bytes_served: AtomicU64,
-    pub bytes_fetched: AtomicU64,
-    /// Replicate-protocol requests sent (queries and holds): the cost of placement and repair.
-    pub replicate_requests: AtomicU64,
-    /// Kademlia requests of any kind received from peers (the DHT's cost, counted where it
-    /// lands).
-    pub dht_requests_received: AtomicU64,
-    /// Announce-protocol requests (batches of provider records) received.
-    pub announcements_received: AtomicU64,
-    /// Set when the node begins to stop: new holds and announcements are refused.
-    pub stopping: std::sync::atomic::AtomicBool,
-    /// Chunk requests answered `Busy` (a peer over its limit, or the serving queue full).
-    pub busy_answers: AtomicU64,
-    /// Connections made since start (either way): whether this node has reached anyone.
-    pub connections_made: AtomicU64,
-}
-
 /// Traffic counters of one node, for status and benchmarks.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Traffic {
@@ -272,6 +284,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The node's counters (its metrics).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
     }
@@ -300,9 +317,7 @@ impl Client {
         peer: PeerId,
         request: ReplicateRequest,
     ) -> Result<ReplicateResponse, NodeError> {
-        self.counters
-            .replicate_requests
-            .fetch_add(1, Ordering::Relaxed);
+        self.counters.replicate_requests.inc_by(1);
         let (reply, rx) = oneshot::channel();
         self.send(Command::Replicate {
             peer,
@@ -373,12 +388,14 @@ impl Client {
     }
 
     pub async fn start_providing(&self, root: BlockAddress) -> Result<(), NodeError> {
+        self.counters.provider_records_published.inc();
         self.send(Command::StartProviding { root, done: None })
             .await
     }
 
     /// Announces `root` and waits until the DHT has been told (or the query timed out).
     pub async fn provide(&self, root: BlockAddress) -> Result<(), NodeError> {
+        self.counters.provider_records_published.inc();
         let (done, rx) = oneshot::channel();
         self.send(Command::StartProviding {
             root,
@@ -436,6 +453,12 @@ impl Client {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
+    pub async fn routing_table(&self) -> Result<RoutingTable, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::RoutingTable { reply }).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
     /// Peers connected now or seen recently (by mDNS or an earlier connection).
     pub async fn nearby_peers(&self) -> Result<Vec<PeerId>, NodeError> {
         let (reply, rx) = oneshot::channel();
@@ -452,20 +475,20 @@ impl Client {
     pub fn traffic(&self) -> Traffic {
         let c = &self.counters;
         Traffic {
-            bytes_fetched: c.bytes_fetched.load(Ordering::Relaxed),
-            replicate_requests_sent: c.replicate_requests.load(Ordering::Relaxed),
-            dht_requests_received: c.dht_requests_received.load(Ordering::Relaxed),
-            announcements_received: c.announcements_received.load(Ordering::Relaxed),
+            bytes_fetched: c.bytes_fetched.get(),
+            replicate_requests_sent: c.replicate_requests.get(),
+            dht_requests_received: c.dht_requests_received.get(),
+            announcements_received: c.announcements_received.get(),
         }
     }
 
     /// True once the node has begun to stop.
     pub fn stopping(&self) -> bool {
-        self.counters.stopping.load(Ordering::Relaxed)
+        self.counters.stopping()
     }
 
     pub(crate) fn add_fetched(&self, n: u64) {
-        self.counters.bytes_fetched.fetch_add(n, Ordering::Relaxed);
+        self.counters.bytes_fetched.inc_by(n);
     }
 
     pub async fn shutdown(&self) {
@@ -500,6 +523,7 @@ pub struct Node {
     pub store: Arc<Store>,
     pub replicator: Replicator,
     pub republisher: Republisher,
+    pub metrics: Metrics,
     task: tokio::task::JoinHandle<()>,
     /// The replica service and the repair loop, stopped with the node.
     helpers: Vec<tokio::task::JoinHandle<()>>,
@@ -529,7 +553,8 @@ impl Node {
         network::listen(&mut swarm, &cfg)?;
         let (tx, rx) = mpsc::channel(256);
         let (listen_tx, listen_rx) = watch::channel(Vec::new());
-        let counters = Arc::new(Counters::default());
+        let (metrics, loop_metrics) = Metrics::new();
+        let counters = Arc::clone(&metrics.counters);
         let client = Client {
             tx,
             peer_id,
@@ -543,7 +568,7 @@ impl Node {
             Arc::clone(&store),
             &cfg,
             listen_tx,
-            counters,
+            loop_metrics,
             replica_tx,
         );
         let task = tokio::spawn(event_loop.run());
@@ -592,6 +617,7 @@ impl Node {
             store,
             replicator,
             republisher,
+            metrics,
             task,
             helpers,
         })

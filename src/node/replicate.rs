@@ -173,7 +173,7 @@ pub struct ItemRepair {
 }
 
 /// What a repair round did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RepairReport {
     /// Unix seconds when the round started.
     pub started: u64,
@@ -205,7 +205,7 @@ pub struct ScrubReport {
 }
 
 /// Totals of the background scrub since the node started, for `status`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScrubTotals {
     pub checked_bytes: u64,
     pub repaired_blocks: u64,

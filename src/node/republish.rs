@@ -34,7 +34,7 @@ use super::{blocking, now_secs, Client, NodeError};
 const PARALLEL_PEERS: usize = 16;
 
 /// What one sweep did, for `storgo status`, `storgo repair` and the benchmark.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RepublishReport {
     /// Unix seconds when it started.
     pub started: u64,
@@ -237,6 +237,10 @@ impl Republisher {
         let mut stored: Vec<(PeerId, Vec<BlockAddress>)> = Vec::new();
         while let Some((peer, roots, answer)) = sent.next().await {
             report.records_sent += roots.len() as u64;
+            client
+                .counters()
+                .provider_records_published
+                .inc_by(roots.len() as u64);
             match answer {
                 Ok(AnnounceResponse::Stored { count }) => {
                     report.records_stored += u64::from(count);

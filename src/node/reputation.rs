@@ -80,7 +80,7 @@ impl Default for Limits {
 }
 
 /// A ban, as the store keeps it and `storgo peers --banned` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ban {
     pub peer: String,
     /// Unix seconds when the ban ends.

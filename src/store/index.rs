@@ -56,7 +56,7 @@ impl DhtTable {
 const BYTES: &str = "bytes";
 
 /// A pinned root as `ls` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PinRecord {
     /// The content ID (read capability) of the item.
     pub id: String,
@@ -82,9 +82,10 @@ pub struct PinRecord {
 
 /// An item held as a replica for the network, as `ls --replicas` shows it. Holders never
 /// have the item's key: only its root address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplicaRecord {
     /// The item's root block address (`bafkrei…`).
+    #[schema(value_type = String)]
     pub root: BlockAddress,
     /// How many copies the network keeps of it.
     pub replication: u8,
@@ -124,7 +125,7 @@ impl Holding {
 }
 
 /// Counts for `status` and quotas.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoreStats {
     pub blocks: u64,
     pub bytes: u64,

@@ -14,7 +14,7 @@ use crate::content::{BlockAddress, ContentId, MAX_BLOCK_SIZE};
 use super::{Result, Store, StoreError};
 
 /// What `gc` removed.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GcReport {
     pub removed_blocks: u64,
     pub freed_bytes: u64,
@@ -36,7 +36,7 @@ pub struct GcReport {
 }
 
 /// What `verify` found.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub checked_blocks: u64,
     pub checked_bytes: u64,

@@ -18,6 +18,8 @@ impl NodeProc {
     /// Starts `storgo node` with `args` (after the subcommand) and waits for its API line.
     pub fn start_with(mut cmd: Command, data_dir: &Path, args: &[&str]) -> NodeProc {
         cmd.arg("--data-dir").arg(data_dir).arg("node").args(args);
+        // A free port for the API: tests run side by side (a flag in `args` still wins).
+        cmd.env("STORGO_API", "127.0.0.1:0");
         // The node's log goes next to its data dir, for reading when a test fails.
         let log = std::fs::File::create(data_dir.with_extension("log")).expect("node log file");
         cmd.stdout(Stdio::piped())

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use storgo::api::client::ApiClient;
-use storgo::api::{AddRequest, AddResponse, FetchLine};
+use storgo::api::jobs::{Job, JobState};
+use storgo::api::{AddRequest, AddResponse};
 use storgo::store::{GcReport, PinRecord, Store, StoreOptions, VerifyReport};
 
 /// The seed: `STORGO_STRESS_SEED` or a fresh one, printed so that a failure can be replayed.
@@ -376,31 +377,18 @@ impl ClientLoop {
                     .find(|(s, _)| *s == id)
                     .map(|(_, d)| Arc::clone(d))
                     .unwrap_or_default();
-                let mut body = Vec::new();
-                self.api
-                    .stream(
-                        reqwest::Method::POST,
-                        &format!("/fetch/{id}?pin=true"),
-                        |b| {
-                            body.extend_from_slice(b);
-                            Ok(())
-                        },
-                    )
+                let job: Job = self
+                    .api
+                    .post(&format!("/fetch/{id}?pin=true"), &())
                     .await
                     .map_err(e)?;
-                match body
-                    .split(|b| *b == b'\n')
-                    .rfind(|l| !l.is_empty())
-                    .map(serde_json::from_slice::<FetchLine>)
-                {
-                    Some(Ok(FetchLine::Done(_))) => {}
-                    Some(Ok(FetchLine::Error(err))) => return Err(err),
-                    other => {
-                        return Err(format!(
-                            "fetch ended without a result: {:?}",
-                            other.map(|r| r.is_ok())
-                        ))
-                    }
+                let last = self.api.follow_job(job.job, |_| {}).await.map_err(e)?;
+                if last.state != JobState::Done {
+                    return Err(format!(
+                        "fetch ended {:?}: {:?}",
+                        last.state,
+                        last.error.map(|e| e.detail)
+                    ));
                 }
                 self.outcome.items.insert(
                     id.clone(),
