@@ -966,3 +966,40 @@ async fn login_link(
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     Ok(Json(super::web::login_link(&api, host)))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The router is built only with `routes!`, which takes each route from its handler's
+    /// `#[utoipa::path]`: a plain `.route(` here would add a route the document lacks.
+    #[test]
+    fn every_route_is_registered_through_its_documentation() {
+        let src = include_str!("v1.rs")
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or_default();
+        let router = src
+            .split("pub(super) fn router()")
+            .nth(1)
+            .and_then(|s| s.split("\n}\n").next())
+            .expect("the router function");
+        assert!(!router.contains(".route("), "a route bypasses the document");
+        assert!(!router.contains(".nest("), "a nested router bypasses the document");
+        assert!(!router.contains(".merge("), "a merged router bypasses the document");
+        let handlers = src.matches("#[utoipa::path(").count();
+        let registered = router.matches("routes!(").count() + router.matches(", cancel_job").count();
+        assert_eq!(handlers, registered, "every documented handler is routed");
+        let doc = super::openapi();
+        let operations: usize = doc
+            .paths
+            .paths
+            .values()
+            .map(|item| {
+                [&item.get, &item.post, &item.delete, &item.put, &item.patch]
+                    .iter()
+                    .filter(|o| o.is_some())
+                    .count()
+            })
+            .sum();
+        assert_eq!(operations, handlers, "every handler is in the document");
+    }
+}

@@ -115,18 +115,29 @@ pub(super) fn router() -> Router<Api> {
         .route("/", get(index))
         .route(
             "/assets/app.js",
-            get(|| asset("text/javascript; charset=utf-8", APP_JS)),
+            get(|| asset("text/javascript; charset=utf-8", page_file("app.js", APP_JS))),
         )
         .route(
             "/assets/style.css",
-            get(|| asset("text/css; charset=utf-8", STYLE_CSS)),
+            get(|| asset("text/css; charset=utf-8", page_file("style.css", STYLE_CSS))),
         )
-        .route("/assets/icon.svg", get(|| asset("image/svg+xml", ICON_SVG)))
+        .route("/assets/icon.svg", get(|| asset("image/svg+xml", page_file("icon.svg", ICON_SVG))))
         .route("/login", get(login))
         .route("/logout", post(logout))
 }
 
-async fn asset(content_type: &'static str, body: &'static str) -> Response {
+/// The embedded asset, or with `STORGO_WEB_DIR` set (for working on the page without
+/// rebuilding) the file of the same name in that folder.
+fn page_file(name: &str, embedded: &'static str) -> std::borrow::Cow<'static, str> {
+    match std::env::var_os("STORGO_WEB_DIR") {
+        Some(dir) => std::fs::read_to_string(std::path::Path::new(&dir).join(name))
+            .map(Into::into)
+            .unwrap_or(embedded.into()),
+        None => embedded.into(),
+    }
+}
+
+async fn asset(content_type: &'static str, body: std::borrow::Cow<'static, str>) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -149,7 +160,7 @@ async fn index() -> Response {
                 "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
             ),
         ],
-        INDEX_HTML,
+        page_file("index.html", INDEX_HTML),
     )
         .into_response()
 }

@@ -112,11 +112,12 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
         for a in node.client.listen_addrs() {
             writeln!(out, "listening on {a}")?;
         }
-        writeln!(out, "api: http://{}", serving.api)?;
         if let Some(g) = serving.gateway {
             writeln!(out, "gateway: http://{g}/c/ID")?;
         }
         writeln!(out, "web: {}", serving.login_url)?;
+        // Last: scripts and tests wait for this line to know the node is up.
+        writeln!(out, "api: http://{}", serving.api)?;
         out.flush()?;
     }
     stop.await;

@@ -12,6 +12,12 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     pub peer_id: String,
     pub addrs: Vec<String>,
+    /// `http://HOST:PORT` of the API and web page.
+    pub api: String,
+    /// `http://HOST:PORT` of the gateway listener, when `--gateway` was given.
+    pub gateway: Option<String>,
+    /// The one-time login URL the node printed.
+    pub login_url: String,
 }
 
 impl NodeProc {
@@ -38,6 +44,8 @@ impl NodeProc {
         });
         let mut peer_id = String::new();
         let mut addrs = vec![];
+        let (mut gateway, mut login_url) = (None, String::new());
+        let api;
         loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(60))
@@ -46,7 +54,12 @@ impl NodeProc {
                 peer_id = p.to_owned();
             } else if let Some(a) = line.strip_prefix("listening on ") {
                 addrs.push(a.to_owned());
-            } else if line.starts_with("api: ") {
+            } else if let Some(g) = line.strip_prefix("gateway: ") {
+                gateway = Some(g.trim_end_matches("/c/ID").to_owned());
+            } else if let Some(w) = line.strip_prefix("web: ") {
+                login_url = w.to_owned();
+            } else if let Some(a) = line.strip_prefix("api: ") {
+                api = a.to_owned();
                 break;
             }
         }
@@ -55,6 +68,9 @@ impl NodeProc {
             data_dir: data_dir.to_owned(),
             peer_id,
             addrs,
+            api,
+            gateway,
+            login_url,
         }
     }
 

@@ -2,6 +2,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/http.rs"]
+mod http;
 #[path = "../common/procs.rs"]
 mod procs;
 
@@ -12,4 +14,5 @@ mod lan_discovery_across_namespaces;
 mod netns;
 mod partition_heals_to_r_holders;
 mod replicas_outlive_a_killed_adder;
+mod the_http_api_answers_as_documented;
 mod three_processes_add_and_fetch;

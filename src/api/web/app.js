@@ -1,0 +1,911 @@
+// storgo's web page: one ES module, no dependencies, nothing loaded from elsewhere.
+//
+// The page talks to the node's /api/v1 like any other client. Its session is an HttpOnly
+// cookie set by /login (the page never sees a token); every request that changes something
+// carries `X-Storgo-Page: 1`, which the node requires alongside the cookie. Live updates come
+// from one EventSource on /api/v1/events: `status` (every 2 s), `items` and `job`.
+//
+// Layout of this file: helpers → API → state → header and tabs → Items (uploads, list,
+// replication health) → Fetch (jobs) → Peers → Network (routing map, who holds) → events →
+// start-up. Everything user-supplied (names, IDs) goes into the DOM as text, never as HTML.
+
+/* ------------------------------------------------------------------ helpers */
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** Makes an element. attrs: class, text, dataset {…}, on {event: fn}, or any attribute. */
+function h(tag, attrs = {}, ...children) {
+  const el = attrs.svg ? document.createElementNS(SVG_NS, tag) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v == null || v === false || k === 'svg') continue;
+    if (k === 'class') el.setAttribute('class', v);
+    else if (k === 'text') el.textContent = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k === 'on') for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+/** An SVG element (same arguments as h). */
+const s = (tag, attrs = {}, ...children) => h(tag, { ...attrs, svg: true }, ...children);
+
+/** A small line icon from one path (24×24 grid, stroked). */
+const ICONS = {
+  file: 'M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8zm0 0v5h5M9 13h6M9 17h4',
+  dir: 'M3 7a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2v8a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2z',
+  replica: 'M12 3l8 4v5c0 4.5-3.4 8-8 9-4.6-1-8-4.5-8-9V7zm-3 9 2 2 4-4',
+};
+const icon = (name) => s('svg', { viewBox: '0 0 24 24', class: 'icon', 'aria-hidden': 'true' },
+  s('path', { d: ICONS[name] }));
+
+/** Bytes in SI units, as people read file sizes: 3000000 → "3.0 MB". */
+function fmtBytes(n) {
+  if (n == null || !Number.isFinite(n)) return '–';
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return i === 0 ? `${n} B` : `${n.toFixed(n < 100 ? 1 : 0)} ${units[i]}`;
+}
+
+/** A long ID cut to its ends; the full one goes in a title. */
+const shortId = (id, head = 10, tail = 6) =>
+  !id || id.length <= head + tail + 1 ? id || '' : `${id.slice(0, head)}…${id.slice(-tail)}`;
+/** PeerIds all start "12D3KooW": the end tells them apart. */
+const shortPeer = (p) => (p ? `${p.slice(0, 4)}…${p.slice(-6)}` : '');
+
+/** "3 min ago" for a Unix time in seconds. */
+function timeAgo(secs) {
+  if (!secs) return '';
+  const d = Math.max(0, Date.now() / 1000 - secs);
+  if (d < 60) return 'just now';
+  if (d < 3600) return `${Math.floor(d / 60)} min ago`;
+  if (d < 86400) return `${Math.floor(d / 3600)} h ago`;
+  return new Date(secs * 1000).toLocaleDateString();
+}
+
+/** IDs pasted from mail or a PDF carry spaces and line breaks; an ID has none. */
+const cleanId = (text) => text.replace(/\s+/g, '');
+
+/** A short notice at the bottom of the screen. level: info | good | error. */
+function toast(message, level = 'info') {
+  const t = h('div', { class: `toast ${level}`, role: level === 'error' ? 'alert' : 'status' }, message);
+  const close = () => { t.classList.add('out'); setTimeout(() => t.remove(), 250); };
+  t.addEventListener('click', close);
+  $('#toasts').append(t);
+  setTimeout(close, level === 'error' ? 8000 : 3500);
+}
+
+/** Copies text (the Clipboard API needs a secure context: a fallback for plain http on a LAN). */
+async function copyText(text, button) {
+  let ok = false;
+  try { await navigator.clipboard.writeText(text); ok = true; } catch { /* fallback below */ }
+  if (!ok) {
+    const ta = h('textarea', { class: 'offscreen', readonly: true });
+    ta.value = text;
+    document.body.append(ta);
+    ta.select();
+    try { ok = document.execCommand('copy'); } catch { ok = false; }
+    ta.remove();
+  }
+  if (!ok) toast('Could not copy: select the text and copy it by hand.', 'error');
+  if (button) {
+    button.dataset.label ??= button.textContent;
+    button.textContent = ok ? 'Copied' : 'Failed';
+    button.classList.toggle('copied', ok);
+    clearTimeout(button._copyTimer);
+    button._copyTimer = setTimeout(() => {
+      button.textContent = button.dataset.label;
+      button.classList.remove('copied');
+    }, 1500);
+  }
+  return ok;
+}
+const copyButton = (text, label = 'Copy ID', cls = 'copy-id') => h('button', {
+  type: 'button', class: `${cls} btn ghost small`, title: `Copy ${text}`,
+  on: { click: (e) => copyText(text, e.currentTarget) },
+}, label);
+
+/* ---------------------------------------------------------------------- API */
+
+class ApiError extends Error {
+  constructor(status, code, detail) { super(detail); this.status = status; this.code = code; }
+}
+
+/** Calls /api/v1/PATH; answers the parsed JSON or throws an ApiError carrying `detail`. */
+async function api(path, { method = 'GET', body } = {}) {
+  const headers = {};
+  if (method !== 'GET' && method !== 'HEAD') headers['X-Storgo-Page'] = '1';
+  let res;
+  try {
+    res = await fetch(`/api/v1${path}`, { method, body, headers, credentials: 'same-origin' });
+  } catch {
+    throw new ApiError(0, 'unreachable', 'The node did not answer. Is it still running?');
+  }
+  if (res.status === 401) showLogin();
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!res.ok) {
+    throw new ApiError(res.status, data?.error ?? `http_${res.status}`,
+      data?.detail ?? (text || res.statusText));
+  }
+  return data;
+}
+const enc = encodeURIComponent;
+/** Runs an API call for a button; shows the error's detail if it fails. */
+async function attempt(fn) {
+  try { return await fn(); } catch (e) { if (e.status !== 401) toast(e.message, 'error'); return undefined; }
+}
+
+/* -------------------------------------------------------------------- state */
+
+const state = {
+  self: null,        // this node's PeerId
+  info: null,        // the latest /id (or status event)
+  status: null,      // the latest /status
+  items: [],         // /ls: items pinned here
+  replicas: [],      // /replicas: copies kept for other peers
+  jobs: new Map(),   // job number → Job
+  routing: null,     // /routing
+  routingKey: '',    // its JSON, to redraw only on change
+  holders: null,     // {id, peers: Set} highlighted on the map
+  view: 'items',
+  statusTicks: 0,
+};
+const wanted = (item) => item.replicas ?? state.status?.replication?.replication ?? 3;
+const itemName = (id) => state.items.find((i) => i.id === id)?.name;
+
+/* ------------------------------------------------------- header, tabs, login */
+
+function renderInfo(info) {
+  state.info = info;
+  state.self = info.peer_id;
+  const idBtn = $('#node-id');
+  idBtn.textContent = shortPeer(info.peer_id);
+  idBtn.title = `This node: ${info.peer_id} (click to copy)`;
+  $('#peer-count').textContent = info.connected_peers;
+  renderSelf();
+}
+
+function renderStored() {
+  $('#stored-bytes').textContent = fmtBytes(state.status?.store?.bytes);
+}
+
+const VIEWS = ['items', 'fetch', 'peers', 'network'];
+
+/** Shows one view (the others hide) and loads what it needs. */
+function showView(name) {
+  if (!VIEWS.includes(name)) name = 'items';
+  state.view = name;
+  for (const v of VIEWS) $(`#view-${v}`).hidden = v !== name;
+  for (const b of $$('[data-view]')) {
+    b.classList.toggle('active', b.dataset.view === name);
+    b.setAttribute('aria-current', b.dataset.view === name ? 'page' : 'false');
+  }
+  if (name === 'peers') attempt(loadPeers);
+  if (name === 'network') { fillWhoSelect(); attempt(loadRouting); }
+}
+
+function updateCounts() {
+  const n = state.items.length + state.replicas.length;
+  $('#count-items').textContent = n ? n : '';
+  const running = [...state.jobs.values()].filter((j) => j.state === 'running').length;
+  $('#count-jobs').textContent = running ? running : '';
+}
+
+/** No session: say how to get one, and stop. */
+function showLogin() {
+  $('#login-needed').hidden = false;
+  for (const id of ['#main', '#tabs', '#footer']) $(id).hidden = true;
+  $('.node-facts').hidden = true;
+  events?.close();
+  events = null;
+}
+
+/* ---------------------------------------------------------- Items: uploads */
+
+const uploadQueue = [];
+let uploading = false;
+
+/** Queues files for upload, one request each, one after another. */
+function addFiles(files) {
+  if (!files.length) return;
+  $('#uploads-box').hidden = false;
+  for (const file of files) {
+    const u = { file, xhr: null, cancelled: false };
+    u.row = uploadRow(u);
+    $('#uploads').append(u.row.el);
+    uploadQueue.push(u);
+  }
+  runUploads();
+}
+
+function uploadRow(u) {
+  const bar = h('progress', { max: 1, value: 0 });
+  const stat = h('span', { class: 'upload-stat muted small' }, 'waiting…');
+  const actions = h('span', { class: 'upload-actions' });
+  const cancel = h('button', {
+    type: 'button', class: 'btn ghost small', on: {
+      click: () => {
+        u.cancelled = true;
+        if (u.xhr) u.xhr.abort();
+        else { uploadQueue.splice(uploadQueue.indexOf(u), 1); finish('cancelled', 'Cancelled'); }
+      },
+    },
+  }, 'Cancel');
+  actions.append(cancel);
+  const el = h('div', { class: 'upload', dataset: { state: 'waiting' } },
+    h('div', { class: 'upload-head' },
+      h('span', { class: 'upload-name', title: u.file.name }, u.file.name),
+      h('span', { class: 'muted small' }, fmtBytes(u.file.size))),
+    bar, h('div', { class: 'upload-foot' }, stat, actions));
+  const finish = (st, text) => {
+    el.dataset.state = st;
+    stat.textContent = text;
+    actions.replaceChildren();
+  };
+  return { el, bar, stat, actions, finish };
+}
+
+async function runUploads() {
+  if (uploading) return;
+  uploading = true;
+  while (uploadQueue.length) await uploadOne(uploadQueue.shift());
+  uploading = false;
+}
+
+/** One file as the raw request body (XMLHttpRequest: fetch() has no upload progress). */
+function uploadOne(u) {
+  return new Promise((resolve) => {
+    const { row, file } = u;
+    const xhr = new XMLHttpRequest();
+    u.xhr = xhr;
+    xhr.open('POST', `/api/v1/upload?name=${enc(file.name)}`);
+    xhr.setRequestHeader('X-Storgo-Page', '1');
+    xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+    row.el.dataset.state = 'sending';
+    let last = { t: performance.now(), b: 0 };
+    let speed = 0;
+    xhr.upload.addEventListener('progress', (e) => {
+      const total = e.lengthComputable ? e.total : file.size;
+      const now = performance.now();
+      if (now - last.t > 300) {           // smoothed bytes per second
+        const inst = ((e.loaded - last.b) * 1000) / (now - last.t);
+        speed = speed ? 0.7 * speed + 0.3 * inst : inst;
+        last = { t: now, b: e.loaded };
+      }
+      row.bar.max = total || 1;
+      row.bar.value = e.loaded;
+      const pct = total ? Math.floor((100 * e.loaded) / total) : 0;
+      row.stat.textContent = e.loaded >= total ? 'storing…'
+        : `${pct}%${speed ? ` · ${fmtBytes(speed)}/s` : ''}`;
+    });
+    xhr.addEventListener('load', () => {
+      let data = null;
+      try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      if (xhr.status >= 200 && xhr.status < 300 && data?.id) {
+        row.bar.max = 1; row.bar.value = 1;
+        row.finish('done', `Added · ${fmtBytes(data.size)}`);
+        row.actions.append(copyButton(data.id), h('a', { class: 'btn ghost small', href: `/c/${data.id}`, target: '_blank', rel: 'noopener' }, 'Open'));
+        placing(data.id);
+        scheduleLoadItems();
+      } else {
+        if (xhr.status === 401) showLogin();
+        row.finish('failed', data?.detail ?? `Upload failed (HTTP ${xhr.status})`);
+        toast(`${file.name}: ${data?.detail ?? 'upload failed'}`, 'error');
+      }
+      resolve();
+    });
+    xhr.addEventListener('error', () => {
+      row.finish('failed', 'The node did not answer');
+      resolve();
+    });
+    xhr.addEventListener('abort', () => { row.finish('cancelled', 'Cancelled'); resolve(); });
+    xhr.send(file);
+  });
+}
+
+function wireUploads() {
+  const input = $('#upload-input');
+  input.addEventListener('change', () => { addFiles([...input.files]); input.value = ''; });
+  const drop = $('#drop');
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragleave', (e) => {
+    if (!drop.contains(e.relatedTarget)) drop.classList.remove('over');
+  });
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const items = [...(e.dataTransfer.items ?? [])];
+    const files = [];
+    let folders = 0;
+    items.forEach((it, i) => {
+      if (it.kind !== 'file') return;
+      if (it.webkitGetAsEntry?.()?.isDirectory) { folders++; return; }
+      const f = it.getAsFile() ?? e.dataTransfer.files[i];
+      if (f) files.push(f);
+    });
+    if (!items.length) files.push(...e.dataTransfer.files);
+    if (folders) toast('Folders cannot be uploaded from the page: add them with `storgo add -r FOLDER`.', 'error');
+    addFiles(files);
+  });
+  // A file dropped beside the zone must not make the browser leave the page to show it.
+  for (const ev of ['dragover', 'drop']) window.addEventListener(ev, (e) => e.preventDefault());
+  $('#uploads-clear').addEventListener('click', () => {
+    for (const el of $$('#uploads .upload')) if (/done|failed|cancelled/.test(el.dataset.state)) el.remove();
+    if (!$('#uploads').children.length) $('#uploads-box').hidden = true;
+  });
+}
+
+/* -------------------------------------------------- Items: replication health */
+
+// Provider look-ups are slow (a DHT walk), so they run lazily: when an item's row comes into
+// view, at most two at a time, with the answer kept for a minute.
+const providers = new Map();   // id → {state: 'waiting'|'queued'|'pending'|'done'|'error', peers, at}
+const providerQueue = [];
+let providersRunning = 0;
+const PROVIDER_TTL = 60_000;
+
+/**
+ * The replication health of an item or replica: {label, level, hint}, level one of
+ * good | warn | bad | unknown. The one place that decides it: new fields go here.
+ */
+function health(item) {
+  if (item.root) {
+    return item.complete
+      ? { label: 'held for the network', level: 'good', hint: 'A replica this node keeps for another peer' }
+      : { label: 'arriving', level: 'warn', hint: 'This replica is still being copied here' };
+  }
+  if (item.partial) return { label: 'still arriving', level: 'warn', hint: 'Not all of it is here yet' };
+  const want = wanted(item);
+  const p = providers.get(item.id);
+  if (p?.state === 'waiting') return { label: 'placing copies…', level: 'unknown', hint: 'Copies are being placed on peers' };
+  if (!p || p.state === 'queued' || p.state === 'pending') return { label: 'checking…', level: 'unknown', hint: 'Asking the network who holds it' };
+  if (p.state === 'error') return { label: 'could not check', level: 'unknown', hint: p.error };
+  const others = p.peers.filter((id) => id !== state.self).length;
+  const hint = `${others} other peer${others === 1 ? '' : 's'} hold it whole; the network aims for ${want} besides this node. Click to check again.`;
+  if (want === 0) return { label: 'kept here only', level: 'good', hint };
+  if (others >= want) return { label: `${others} of ${want} copies`, level: 'good', hint };
+  if (others > 0) return { label: `${others} of ${want} copies`, level: 'warn', hint };
+  return { label: 'only here', level: 'bad', hint };
+}
+
+/** Asks who holds `id`, unless a fresh answer is cached or a question is under way. */
+function checkProviders(id, force = false) {
+  const p = providers.get(id);
+  const busy = p && p.state !== 'done' && p.state !== 'error';
+  if (busy || (!force && p && Date.now() - p.at < PROVIDER_TTL)) return;
+  providers.set(id, { state: 'queued' });
+  providerQueue.push(id);
+  refreshHealth(id);
+  pumpProviders();
+}
+
+function pumpProviders() {
+  while (providersRunning < 2 && providerQueue.length) {
+    const id = providerQueue.shift();
+    providersRunning++;
+    providers.set(id, { state: 'pending' });
+    api(`/providers/${enc(id)}?timeout_secs=5`)
+      .then((peers) => providers.set(id, { state: 'done', peers, at: Date.now() }))
+      .catch((e) => providers.set(id, { state: 'error', error: e.message, at: Date.now() }))
+      .finally(() => { providersRunning--; refreshHealth(id); pumpProviders(); });
+  }
+}
+
+/** A new upload: its copies are being placed, so ask a little later. */
+function placing(id) {
+  providers.set(id, { state: 'waiting' });
+  setTimeout(() => { providers.delete(id); checkProviders(id); }, 8000);
+}
+
+const healthObserver = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (!e.isIntersecting) continue;
+    healthObserver.unobserve(e.target);
+    checkProviders(e.target.dataset.for);
+  }
+});
+
+function healthBadge(item) {
+  const hl = health(item);
+  if (item.root || item.partial) {
+    return h('span', { class: `health ${hl.level}`, title: hl.hint }, h('i'), hl.label);
+  }
+  const b = h('button', {
+    type: 'button', class: `health ${hl.level}`, title: hl.hint, dataset: { for: item.id },
+    on: { click: () => checkProviders(item.id, true) },
+  }, h('i'), hl.label);
+  healthObserver.observe(b);
+  return b;
+}
+
+function refreshHealth(id) {
+  const row = $(`#items [data-id="${CSS.escape(id)}"]`);
+  const item = state.items.find((i) => i.id === id);
+  if (row && item) $('.health', row).replaceWith(healthBadge(item));
+}
+
+/* ------------------------------------------------------------ Items: list */
+
+async function loadItems() {
+  const [items, replicas] = await Promise.all([api('/ls'), api('/replicas')]);
+  state.items = items.sort((a, b) => b.pinned_at - a.pinned_at || a.name.localeCompare(b.name));
+  state.replicas = replicas.sort((a, b) => b.since - a.since);
+  renderItems();
+  fillWhoSelect();
+  updateCounts();
+}
+async function loadStatus() {
+  state.status = await api('/status');
+  renderInfo(state.status.node);
+  renderStored();
+  renderItemsSummary();
+}
+
+// `items` events come in bursts (several uploads): reload once per burst.
+let itemsTimer = null;
+function scheduleLoadItems() {
+  clearTimeout(itemsTimer);
+  itemsTimer = setTimeout(() => { attempt(loadItems); attempt(loadStatus); }, 150);
+}
+
+function itemRow(item) {
+  const kind = item.kind === 'dir' ? 'folder' : 'file';
+  return h('article', { class: 'item', dataset: { id: item.id } },
+    h('div', { class: `item-icon ${item.kind}` }, icon(item.kind === 'dir' ? 'dir' : 'file')),
+    h('div', { class: 'item-main' },
+      h('div', { class: 'item-name', title: item.name }, item.name || '(no name)'),
+      h('div', { class: 'item-meta muted small' },
+        `${fmtBytes(item.size)} · ${kind} · added ${timeAgo(item.pinned_at)}`),
+      h('div', { class: 'item-id' },
+        h('code', { class: 'mono', title: item.id }, shortId(item.id, 14, 8)),
+        copyButton(item.id))),
+    h('div', { class: 'item-badges' },
+      h('span', { class: 'badge pinned', title: 'Kept here until you unpin it' }, 'pinned'),
+      healthBadge(item)),
+    h('div', { class: 'item-actions' },
+      h('a', { class: 'open btn ghost small', href: `/c/${item.id}`, target: '_blank', rel: 'noopener' }, 'Open'),
+      h('a', { class: 'download btn ghost small', href: `/c/${item.id}?download` }, 'Download'),
+      h('button', {
+        type: 'button', class: 'unpin btn ghost small danger',
+        on: { click: (e) => unpin(item, e.currentTarget) },
+      }, 'Unpin')));
+}
+
+function replicaRow(r) {
+  return h('article', { class: 'item replica', dataset: { root: r.root } },
+    h('div', { class: 'item-icon replica' }, icon('replica')),
+    h('div', { class: 'item-main' },
+      h('div', { class: 'item-name', title: r.root }, `replica · ${shortId(r.root, 12, 6)}`),
+      h('div', { class: 'item-meta muted small' },
+        `${fmtBytes(r.bytes)} · encrypted blocks, no name or key · since ${timeAgo(r.since)}`),
+      h('div', { class: 'item-id' },
+        h('code', { class: 'mono', title: r.root }, shortId(r.root, 14, 8)),
+        copyButton(r.root, 'Copy root'))),
+    h('div', { class: 'item-badges' },
+      h('span', { class: 'badge replica', title: `The network keeps ${r.replication} copies of it` }, 'replica'),
+      healthBadge(r)),
+    h('div', { class: 'item-actions' }));
+}
+
+function renderItems() {
+  const box = $('#items');
+  const rows = state.items.map(itemRow);
+  if (state.replicas.length) {
+    rows.push(h('h3', { class: 'list-sub' }, 'Replicas held for other peers'),
+      ...state.replicas.map(replicaRow));
+  }
+  if (!rows.length) {
+    rows.push(h('div', { class: 'empty' },
+      h('p', { class: 'empty-title' }, 'Nothing here yet'),
+      h('p', {}, 'Drop a file here to add it. Its ID is what others fetch it by.')));
+  }
+  box.replaceChildren(...rows);
+  renderItemsSummary();
+}
+
+function renderItemsSummary() {
+  const r = state.status?.replication;
+  const parts = [`${state.items.length} pinned`, `${state.replicas.length} replica${state.replicas.length === 1 ? '' : 's'}`];
+  if (r) parts.push(`network keeps ${r.replication} copies`);
+  $('#items-summary').textContent = parts.join(' · ');
+}
+
+async function unpin(item, button) {
+  const ok = confirm(`Unpin “${item.name}”?\n\nThis node stops keeping it; its blocks go at the next clean-up.`);
+  if (!ok) return;
+  button.disabled = true;
+  const done = await attempt(() => api(`/unpin/${enc(item.id)}`, { method: 'POST' }));
+  if (done) { toast(`Unpinned ${item.name}`, 'good'); scheduleLoadItems(); } else button.disabled = false;
+}
+
+/* -------------------------------------------------------------------- Fetch */
+
+async function loadJobs() {
+  const jobs = await api('/jobs');
+  state.jobs = new Map(jobs.map((j) => [j.job, j]));
+  $('#jobs').replaceChildren();
+  for (const j of [...state.jobs.values()].sort((a, b) => b.job - a.job)) renderJob(j);
+  renderJobsEmpty();
+  updateCounts();
+}
+
+function renderJobsEmpty() {
+  const box = $('#jobs');
+  const empty = $('.empty', box);
+  if (state.jobs.size && empty) empty.remove();
+  if (!state.jobs.size && !empty) {
+    box.append(h('div', { class: 'empty' },
+      h('p', { class: 'empty-title' }, 'No fetches yet'),
+      h('p', {}, 'Paste an ID someone shared with you above; its progress shows here.')));
+  }
+}
+
+/** Takes in a Job (from the API or an event): the list is updated in place. */
+function upsertJob(job) {
+  const before = state.jobs.get(job.job);
+  state.jobs.set(job.job, job);
+  renderJob(job);
+  renderJobsEmpty();
+  updateCounts();
+  if (before?.state === 'running' && job.state === 'done') {
+    toast(`Fetched ${job.report?.name ?? shortId(job.id)}`, 'good');
+  }
+}
+
+/** A job's element is built once and then updated, so its buttons stay clickable. */
+function renderJob(job) {
+  const box = $('#jobs');
+  let el = $(`[data-job="${job.job}"]`, box);
+  if (!el) {
+    el = h('article', { class: 'job', dataset: { job: job.job } },
+      h('div', { class: 'job-head' },
+        h('span', { class: 'job-name' }),
+        h('span', { class: 'badge job-state' })),
+      h('progress', { max: 1 }),
+      h('div', { class: 'job-meta muted small' }),
+      h('div', { class: 'job-error' }),
+      h('div', { class: 'job-actions' }));
+    const after = $$('[data-job]', box).find((o) => Number(o.dataset.job) < job.job);
+    box.insertBefore(el, after ?? null);
+  }
+  el.dataset.state = job.state;
+  const name = job.report?.name ?? itemName(job.id) ?? shortId(job.id, 14, 8);
+  const nameEl = $('.job-name', el);
+  nameEl.textContent = name;
+  nameEl.title = job.id;
+  $('.job-state', el).textContent = job.state;
+  $('.job-state', el).className = `badge job-state ${job.state}`;
+
+  const { bytes_done: done, bytes_total: total, peers } = job.progress;
+  const bar = $('progress', el);
+  if (job.state === 'done') { bar.max = 1; bar.value = 1; }
+  else if (total > 0) { bar.max = total; bar.value = done; }
+  else if (job.state === 'running') bar.removeAttribute('value');   // indeterminate
+  else { bar.max = 1; bar.value = 0; }
+
+  const peersText = `${peers} peer${peers === 1 ? '' : 's'}`;
+  let meta;
+  if (job.state === 'running') {
+    meta = total > 0
+      ? `${fmtBytes(done)} of ${fmtBytes(total)} · ${Math.floor((100 * done) / total)}% · ${peersText}`
+      : `looking for peers that hold it… · ${peersText}`;
+  } else if (job.state === 'done' && job.report) {
+    const r = job.report;
+    meta = `${fmtBytes(r.size)} · ${r.kind === 'dir' ? 'folder' : 'file'} · ${fmtBytes(r.bytes_fetched)} fetched from ${r.peers_used.length} peer${r.peers_used.length === 1 ? '' : 's'}${job.pin ? ' · pinned' : ''}`;
+  } else {
+    meta = total > 0 ? `${fmtBytes(done)} of ${fmtBytes(total)}` : '';
+  }
+  $('.job-meta', el).textContent = [meta, `started ${timeAgo(job.started)}`].filter(Boolean).join(' · ');
+  $('.job-error', el).textContent = job.state === 'failed' ? (job.error?.detail ?? 'failed') : '';
+
+  // The buttons change only with the state.
+  if (el.dataset.drawn === job.state) return;
+  el.dataset.drawn = job.state;
+  const actions = $('.job-actions', el);
+  actions.replaceChildren();
+  if (job.state === 'running') {
+    actions.append(h('button', {
+      type: 'button', class: 'cancel btn ghost small danger',
+      on: { click: (e) => { e.currentTarget.disabled = true; attempt(() => api(`/jobs/${job.job}`, { method: 'DELETE' })); } },
+    }, 'Cancel'));
+  } else if (job.state === 'done') {
+    actions.append(
+      h('a', { class: 'open btn ghost small', href: `/c/${job.id}`, target: '_blank', rel: 'noopener' }, 'Open'),
+      h('a', { class: 'download btn primary small', href: `/c/${job.id}?download` }, 'Download'),
+      copyButton(job.id));
+  } else {
+    actions.append(h('button', {
+      type: 'button', class: 'retry btn ghost small', on: { click: () => startFetch(job.id, job.pin) },
+    }, 'Try again'));
+  }
+}
+
+async function startFetch(id, pin) {
+  const job = await attempt(() => api(`/fetch/${enc(id)}?pin=${pin}`, { method: 'POST' }));
+  if (job) upsertJob(job);
+  return job;
+}
+
+function wireFetch() {
+  const field = $('#fetch-id');
+  $('#fetch-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const id = cleanId(field.value);
+    if (!id) { toast('Paste a content ID first.', 'error'); field.focus(); return; }
+    if (!id.startsWith('sg1')) {
+      toast('That does not look like a content ID: storgo IDs start with “sg1”.', 'error');
+      return;
+    }
+    const go = $('#fetch-go');
+    go.disabled = true;
+    if (await startFetch(id, $('#fetch-pin').checked)) field.value = '';
+    go.disabled = false;
+  });
+  // Enter fetches; Shift+Enter is still a line break.
+  field.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('#fetch-form').requestSubmit(); }
+  });
+}
+
+/* -------------------------------------------------------------------- Peers */
+
+const FOUND_BY = { bootstrap: 'bootstrap', mdns: 'LAN (mDNS)', dht: 'DHT', inbound: 'inbound' };
+
+async function loadPeers() {
+  const peers = (await api('/peers')).sort((a, b) => a.peer_id.localeCompare(b.peer_id));
+  const body = $('#peers');
+  $('.empty-row', body)?.remove();
+  const seen = new Set();
+  for (const p of peers) {
+    seen.add(p.peer_id);
+    let row = $(`[data-peer="${CSS.escape(p.peer_id)}"]`, body);
+    if (!row) {
+      row = h('tr', { dataset: { peer: p.peer_id } },
+        h('td', { 'data-label': 'Peer' },
+          h('code', { class: 'mono', title: p.peer_id }, shortPeer(p.peer_id)), ' ',
+          copyButton(p.peer_id, 'Copy', 'copy-peer')),
+        h('td', { 'data-label': 'Address', class: 'mono addr' }),
+        h('td', { 'data-label': 'Latency', class: 'num' }),
+        h('td', { 'data-label': 'Found by' }));
+      body.append(row);
+    }
+    const [, addr, rtt, found] = row.children;
+    addr.textContent = p.address;
+    rtt.textContent = p.rtt_ms == null ? '—' : `${p.rtt_ms < 10 ? p.rtt_ms.toFixed(1) : Math.round(p.rtt_ms)} ms`;
+    found.replaceChildren(h('span', { class: `badge found-${p.found_by}` }, FOUND_BY[p.found_by] ?? p.found_by));
+  }
+  for (const row of $$('[data-peer]', body)) if (!seen.has(row.dataset.peer)) row.remove();
+  if (!peers.length) {
+    body.append(h('tr', { class: 'empty-row' }, h('td', { colspan: 4 },
+      'Not connected to any peer yet. Start another node with --bootstrap and one of the addresses above.')));
+  }
+  $('#peers-summary').textContent = `${peers.length} connected`;
+}
+
+/** "This node" card: its full PeerId, addresses to join through and counters. */
+function renderSelf() {
+  const info = state.info;
+  if (!info) return;
+  $('#self-peer').textContent = info.peer_id;
+  const list = $('#self-addrs');
+  const key = info.listen_addrs.join(' ');
+  if (list.dataset.key !== key) {
+    list.dataset.key = key;
+    list.replaceChildren(...info.listen_addrs.map((a) =>
+      h('li', {}, h('code', { class: 'mono break' }, a), copyButton(a, 'Copy', 'copy-addr'))));
+  }
+  const stats = [
+    ['Routing table', `${info.routing_table_size} peers`],
+    ['DHT mode', info.dht_mode],
+    ['Records provided', info.records_provided],
+    ['Provider records held', info.provider_records_held],
+    ['Served', fmtBytes(info.bytes_served)],
+    ['Fetched', fmtBytes(info.bytes_fetched)],
+    ['Connections made', info.connections_made],
+  ];
+  $('#self-stats').replaceChildren(...stats.flatMap(([k, v]) =>
+    [h('div', {}, h('dt', {}, k), h('dd', {}, v ?? '–'))]));
+}
+
+/* ------------------------------------------------------------------ Network */
+
+async function loadRouting() {
+  const r = await api('/routing');
+  const key = JSON.stringify(r);
+  if (key === state.routingKey) return;
+  state.routingKey = key;
+  state.routing = r;
+  drawRouting();
+}
+
+/** Draws the routing table: this node in the centre, a ring per k-bucket (nearer inside). */
+function drawRouting() {
+  const svg = $('#routing');
+  const r = state.routing;
+  if (!r) return;
+  const C = 300, INNER = 80, OUTER = 262;
+  const buckets = r.buckets.filter((b) => b.peers.length).sort((a, b) => a.index - b.index);
+  // One ring per bucket index from the nearest to the farthest held (gaps show as empty
+  // rings), unless that would be too many to tell apart: then one per bucket held.
+  let rings = buckets.map((b) => b.index);
+  if (buckets.length) {
+    const lo = buckets[0].index, hi = buckets[buckets.length - 1].index;
+    if (hi - lo < 10) rings = Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+  }
+  const radius = (idx) => {
+    const i = rings.indexOf(idx);
+    return rings.length === 1 ? (INNER + OUTER) / 2 : INNER + ((OUTER - INNER) * i) / (rings.length - 1);
+  };
+  const holders = state.holders?.peers ?? new Set();
+  const total = buckets.reduce((n, b) => n + b.peers.length, 0);
+  const back = s('g', { class: 'rings' });
+  const links = s('g', { class: 'links' });
+  const dots = s('g', { class: 'dots' });
+
+  for (const idx of rings) {
+    const rad = radius(idx);
+    back.append(s('circle', { class: 'ring', cx: C, cy: C, r: rad }),
+      s('text', { class: 'ring-label', x: C, y: C - rad - 5, 'text-anchor': 'middle' }, `bucket ${idx}`));
+  }
+  buckets.forEach((b, bi) => {
+    const rad = radius(b.index);
+    const peers = [...b.peers].sort((x, y) => x.peer_id.localeCompare(y.peer_id));
+    // Spread the ring's peers evenly, each ring turned a little so they do not line up
+    // (and none sits on the ring's label at the top).
+    const start = -Math.PI / 2 + Math.PI / Math.max(peers.length, 2) + bi * 0.7;
+    peers.forEach((p, j) => {
+      const a = start + (2 * Math.PI * j) / peers.length;
+      const x = C + rad * Math.cos(a), y = C + rad * Math.sin(a);
+      const hold = holders.has(p.peer_id);
+      if (p.connected || hold) links.append(s('line', { class: hold ? 'link hold' : 'link', x1: C, y1: C, x2: x, y2: y }));
+      const g = s('g', {
+        class: `peer ${p.connected ? 'on' : 'off'}${hold ? ' hold' : ''}`, 'data-peer': p.peer_id,
+        transform: `translate(${x.toFixed(1)} ${y.toFixed(1)})`, tabindex: 0,
+      },
+      s('title', {}, `${p.peer_id}\nbucket ${b.index} · ${p.connected ? 'connected' : 'not connected'}${hold ? ' · holds the item' : ''}`),
+      s('circle', { r: hold ? 12 : 9 }));
+      if (total <= 16) g.append(s('text', { y: 26, 'text-anchor': 'middle', class: 'peer-label' }, p.peer_id.slice(-5)));
+      g.addEventListener('click', () => showPeerDetail(p, b.index));
+      dots.append(g);
+    });
+  });
+  const selfHold = holders.has(r.local_peer_id);
+  const self = s('g', { class: `self${selfHold ? ' hold' : ''}`, 'data-peer': r.local_peer_id, transform: `translate(${C} ${C})` },
+    s('title', {}, `This node: ${r.local_peer_id}`),
+    s('circle', { r: selfHold ? 22 : 19 }),
+    s('text', { y: 5, 'text-anchor': 'middle' }, 'you'));
+  const note = total ? null
+    : s('text', { class: 'ring-label', x: C, y: C + 60, 'text-anchor': 'middle' }, 'No peers in the routing table yet');
+  svg.replaceChildren(back, links, dots, self, ...(note ? [note] : []));
+}
+
+function showPeerDetail(p, bucket) {
+  const d = $('#peer-detail');
+  d.replaceChildren(h('code', { class: 'mono break' }, p.peer_id), ` · bucket ${bucket} · ${p.connected ? 'connected' : 'not connected'}`,
+    ...(p.addresses.length ? [h('br'), h('span', { class: 'mono break' }, p.addresses[0])] : []));
+}
+
+/** The "Who holds an item?" select lists the items pinned here. */
+function fillWhoSelect() {
+  const sel = $('#who-item');
+  const keep = sel.value;
+  sel.replaceChildren(h('option', { value: '' }, state.items.length ? 'Choose an item…' : 'No items pinned here'),
+    ...state.items.map((i) => h('option', { value: i.id }, `${i.name} (${fmtBytes(i.size)})`)));
+  if (state.items.some((i) => i.id === keep)) sel.value = keep;
+}
+
+function wireNetwork() {
+  $('#who-item').addEventListener('change', () => { $('#who-id').value = ''; });
+  $('#who-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const id = cleanId($('#who-id').value) || $('#who-item').value;
+    if (!id) { toast('Choose an item or paste a content ID.', 'error'); return; }
+    const go = $('#who-go');
+    const out = $('#who-result');
+    go.disabled = true;
+    out.replaceChildren(h('p', { class: 'muted small' }, 'Asking the network… (up to 10 s)'));
+    const peers = await attempt(() => api(`/providers/${enc(id)}?timeout_secs=10`));
+    go.disabled = false;
+    if (!peers) { out.replaceChildren(); return; }
+    state.holders = { id, peers: new Set(peers) };
+    if (state.routing) drawRouting();
+    const known = new Set((state.routing?.buckets ?? []).flatMap((b) => b.peers.map((p) => p.peer_id)));
+    const name = itemName(id) ?? shortId(id, 12, 6);
+    out.replaceChildren(
+      h('p', { class: 'small' }, peers.length
+        ? `${peers.length} peer${peers.length === 1 ? '' : 's'} hold “${name}” whole:`
+        : `No peer says it holds “${name}” whole (yet).`),
+      h('ul', { class: 'holders' }, ...peers.map((p) => h('li', { dataset: { peer: p } },
+        h('code', { class: 'mono', title: p }, shortPeer(p)),
+        p === state.self ? h('span', { class: 'badge pinned' }, 'this node')
+          : known.has(p) ? null : h('span', { class: 'badge', title: 'Found through the DHT, not in this node\'s routing table' }, 'not in table')))));
+  });
+}
+
+/* ------------------------------------------------------------------- events */
+
+let events = null;
+let everOpened = false;
+let lastProvided = null;
+
+/** Follows /api/v1/events; EventSource reconnects on its own after a dropped connection. */
+function connectEvents() {
+  const es = new EventSource('/api/v1/events');
+  events = es;
+  es.addEventListener('open', () => {
+    $('#live-dot').className = 'dot live';
+    $('#live-dot').parentElement.title = 'Peers connected now (live)';
+    if (everOpened) resync();          // events may have been missed while away
+    everOpened = true;
+  });
+  es.addEventListener('error', () => {
+    $('#live-dot').className = 'dot';
+    $('#live-dot').parentElement.title = 'Reconnecting to the node…';
+    // A refused connection (401, node restarted) is not retried by the browser: do it here.
+    if (es.readyState === EventSource.CLOSED && events === es) {
+      events = null;
+      setTimeout(async () => {
+        try { await api('/id'); connectEvents(); } catch (e) { if (e.status !== 401) setTimeout(connectEvents, 5000); }
+      }, 3000);
+    }
+  });
+  es.addEventListener('status', (e) => {
+    const info = JSON.parse(e.data);
+    renderInfo(info);
+    // The status event carries no store figures: read /status when they may have moved
+    // (something provided or dropped) and now and then.
+    if (++state.statusTicks % 15 === 0 || (lastProvided !== null && info.records_provided !== lastProvided)) {
+      attempt(loadStatus);
+      if (info.records_provided !== lastProvided) scheduleLoadItems();
+    }
+    lastProvided = info.records_provided;
+    if (state.view === 'peers') attempt(loadPeers);
+    if (state.view === 'network') attempt(loadRouting);
+  });
+  es.addEventListener('items', () => scheduleLoadItems());
+  es.addEventListener('job', (e) => upsertJob(JSON.parse(e.data)));
+}
+
+/** Reads everything afresh (after a reconnect). */
+function resync() {
+  attempt(loadStatus);
+  attempt(loadItems);
+  attempt(loadJobs);
+  showView(state.view);
+}
+
+/* ----------------------------------------------------------------- start-up */
+
+async function start() {
+  wireUploads();
+  wireFetch();
+  wireNetwork();
+  $('#node-id').addEventListener('click', (e) => state.self && copyText(state.self, null).then((ok) => ok && toast('PeerId copied', 'good')));
+  for (const b of $$('[data-view]')) b.addEventListener('click', () => { location.hash = b.dataset.view; });
+  window.addEventListener('hashchange', () => showView(location.hash.slice(1)));
+  $('#logout').addEventListener('click', async () => {
+    await fetch('/logout', { method: 'POST', headers: { 'X-Storgo-Page': '1' } }).catch(() => {});
+    showLogin();
+  });
+
+  let info;
+  try { info = await api('/id'); } catch (e) {
+    if (e.status !== 401) toast(e.message, 'error');
+    return;
+  }
+  renderInfo(info);
+  for (const id of ['#main', '#tabs', '#footer']) $(id).hidden = false;
+  showView(location.hash.slice(1));
+  renderJobsEmpty();
+  await Promise.all([attempt(loadStatus), attempt(loadItems), attempt(loadJobs)]);
+  connectEvents();
+}
+
+start();
