@@ -983,10 +983,17 @@ mod tests {
             .and_then(|s| s.split("\n}\n").next())
             .expect("the router function");
         assert!(!router.contains(".route("), "a route bypasses the document");
-        assert!(!router.contains(".nest("), "a nested router bypasses the document");
-        assert!(!router.contains(".merge("), "a merged router bypasses the document");
+        assert!(
+            !router.contains(".nest("),
+            "a nested router bypasses the document"
+        );
+        assert!(
+            !router.contains(".merge("),
+            "a merged router bypasses the document"
+        );
         let handlers = src.matches("#[utoipa::path(").count();
-        let registered = router.matches("routes!(").count() + router.matches(", cancel_job").count();
+        let registered =
+            router.matches("routes!(").count() + router.matches(", cancel_job").count();
         assert_eq!(handlers, registered, "every documented handler is routed");
         let doc = super::openapi();
         let operations: usize = doc

@@ -115,13 +115,21 @@ pub(super) fn router() -> Router<Api> {
         .route("/", get(index))
         .route(
             "/assets/app.js",
-            get(|| asset("text/javascript; charset=utf-8", page_file("app.js", APP_JS))),
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    page_file("app.js", APP_JS),
+                )
+            }),
         )
         .route(
             "/assets/style.css",
             get(|| asset("text/css; charset=utf-8", page_file("style.css", STYLE_CSS))),
         )
-        .route("/assets/icon.svg", get(|| asset("image/svg+xml", page_file("icon.svg", ICON_SVG))))
+        .route(
+            "/assets/icon.svg",
+            get(|| asset("image/svg+xml", page_file("icon.svg", ICON_SVG))),
+        )
         .route("/login", get(login))
         .route("/logout", post(logout))
 }

@@ -41,8 +41,14 @@ async fn every_route_answers_with_its_status_and_a_json_error() {
     let a = NodeProc::start(&tmp.path().join("a"), None);
     let api = Http::of(&a);
     let anon = Http::anonymous(&a.api);
-    assert_eq!(error_code(&anon.get("/api/v1/status").await, 401), "unauthorized");
-    assert_eq!(error_code(&api.get("/api/v1/nothing/here").await, 404), "no_such_route");
+    assert_eq!(
+        error_code(&anon.get("/api/v1/status").await, 401),
+        "unauthorized"
+    );
+    assert_eq!(
+        error_code(&api.get("/api/v1/nothing/here").await, 404),
+        "no_such_route"
+    );
 
     // Uploads: the raw body, then a browser's form (the name is the part's file name).
     let data = random_bytes(3 << 20, 1);
@@ -63,12 +69,22 @@ async fn every_route_answers_with_its_status_and_a_json_error() {
     let no_file = api.req(Method::POST, "/api/v1/upload").header("content-type", ct).body(
         "------storgo-test-boundary-7d3f\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb\r\n------storgo-test-boundary-7d3f--\r\n",
     );
-    assert_eq!(error_code(&api.send_json(no_file).await, 400), "bad_request");
+    assert_eq!(
+        error_code(&api.send_json(no_file).await, 400),
+        "bad_request"
+    );
 
     // Reading: whole, a range, a range past the end.
-    let whole = api.req(Method::GET, &format!("/api/v1/cat/{id}")).send().await.unwrap();
+    let whole = api
+        .req(Method::GET, &format!("/api/v1/cat/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(whole.status(), 200);
-    assert!(whole.bytes().await.unwrap() == data, "cat returns the bytes added");
+    assert!(
+        whole.bytes().await.unwrap() == data,
+        "cat returns the bytes added"
+    );
     let part = api
         .req(Method::GET, &format!("/api/v1/cat/{id}"))
         .header("range", "bytes=1000-1999")
@@ -88,10 +104,17 @@ async fn every_route_answers_with_its_status_and_a_json_error() {
     assert_eq!(error_code(&past, 416), "unsatisfiable_range");
 
     // Bad and unknown IDs.
-    for path in ["/api/v1/stat/nope", "/api/v1/cat/nope", "/api/v1/entries/nope"] {
+    for path in [
+        "/api/v1/stat/nope",
+        "/api/v1/cat/nope",
+        "/api/v1/entries/nope",
+    ] {
         assert_eq!(error_code(&api.get(path).await, 400), "bad_id", "{path}");
     }
-    assert_eq!(error_code(&api.post("/api/v1/pin/nope").await, 400), "bad_id");
+    assert_eq!(
+        error_code(&api.post("/api/v1/pin/nope").await, 400),
+        "bad_id"
+    );
     let unknown = unknown_id();
     assert_eq!(
         error_code(&api.get(&format!("/api/v1/stat/{unknown}")).await, 404),
@@ -131,7 +154,10 @@ async fn every_route_answers_with_its_status_and_a_json_error() {
         .req(Method::POST, "/api/v1/add")
         .header("content-type", "application/json")
         .body("{\"path\":");
-    assert_eq!(error_code(&api.send_json(garbled).await, 400), "bad_request");
+    assert_eq!(
+        error_code(&api.send_json(garbled).await, 400),
+        "bad_request"
+    );
     let huge = api
         .req(Method::POST, "/api/v1/add")
         .header("content-type", "application/json")
@@ -142,24 +168,32 @@ async fn every_route_answers_with_its_status_and_a_json_error() {
     let (status, _) = api.post(&format!("/api/v1/unpin/{id}")).await;
     assert_eq!(status, 200);
     let (_, ls) = api.get("/api/v1/ls").await;
-    assert!(!ls.as_array().unwrap().iter().any(|p| p["id"] == id.as_str()));
+    assert!(!ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == id.as_str()));
     let (status, rec) = api.post(&format!("/api/v1/pin/{id}")).await;
-    assert_eq!((status.as_u16(), rec["id"].as_str()), (200, Some(id.as_str())));
+    assert_eq!(
+        (status.as_u16(), rec["id"].as_str()),
+        (200, Some(id.as_str()))
+    );
 
     // A fetch of something nobody has: a job at once, which fails naming why.
     let (status, job) = api
         .post(&format!("/api/v1/fetch/{unknown}?timeout_secs=1"))
         .await;
     assert_eq!(status, 202, "{job}");
-    let last = api
-        .fetch(&format!("{unknown}?timeout_secs=1"))
-        .await;
+    let last = api.fetch(&format!("{unknown}?timeout_secs=1")).await;
     assert_eq!(last["state"], "failed", "{last}");
     assert_eq!(last["error"]["error"], "not_found", "{last}");
     let (status, jobs) = api.get("/api/v1/jobs").await;
     assert_eq!(status, 200);
     assert!(jobs.as_array().unwrap().len() >= 2);
-    assert_eq!(error_code(&api.get("/api/v1/jobs/999999").await, 404), "not_found");
+    assert_eq!(
+        error_code(&api.get("/api/v1/jobs/999999").await, 404),
+        "not_found"
+    );
 
     // The rest answer.
     for path in [
@@ -177,18 +211,23 @@ async fn every_route_answers_with_its_status_and_a_json_error() {
     for path in ["/api/v1/gc", "/api/v1/verify", "/api/v1/repair"] {
         assert_eq!(api.post(path).await.0, 200, "{path}");
     }
-    let (_, providers) = api.get(&format!("/api/v1/providers/{id}?timeout_secs=1")).await;
+    let (_, providers) = api
+        .get(&format!("/api/v1/providers/{id}?timeout_secs=1"))
+        .await;
     assert_eq!(providers[0], a.peer_id.as_str(), "this node holds it");
 
     // The event stream starts at once with the node's status.
     let events = api.req(Method::GET, "/api/v1/events").send().await.unwrap();
     assert_eq!(events.headers()["content-type"], "text/event-stream");
     let mut events = events.bytes_stream();
-    let first = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut events))
-        .await
-        .expect("an event within 10 s")
-        .expect("a chunk")
-        .unwrap();
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut events),
+    )
+    .await
+    .expect("an event within 10 s")
+    .expect("a chunk")
+    .unwrap();
     assert!(
         String::from_utf8_lossy(&first).contains("event: status"),
         "{first:?}"
@@ -200,7 +239,10 @@ async fn every_route_answers_with_its_status_and_a_json_error() {
     let too_big = small_api
         .req(Method::POST, "/api/v1/upload?name=big.bin")
         .body(random_bytes(3 << 20, 3));
-    assert_eq!(error_code(&small_api.send_json(too_big).await, 507), "quota");
+    assert_eq!(
+        error_code(&small_api.send_json(too_big).await, 507),
+        "quota"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,12 +257,19 @@ async fn an_api_beyond_loopback_needs_the_token_and_refuses_routes_naming_this_d
     api.base = base.clone();
     let anon = Http::anonymous(&base);
     for path in ["/api/v1/status", "/api/v1/ls", "/c/whatever"] {
-        assert_eq!(error_code(&anon.get(path).await, 401), "unauthorized", "{path}");
+        assert_eq!(
+            error_code(&anon.get(path).await, 401),
+            "unauthorized",
+            "{path}"
+        );
     }
     let wrong = anon
         .req(Method::GET, "/api/v1/status")
         .bearer_auth("0123456789abcdef0123456789abcdef");
-    assert_eq!(error_code(&anon.send_json(wrong).await, 401), "unauthorized");
+    assert_eq!(
+        error_code(&anon.send_json(wrong).await, 401),
+        "unauthorized"
+    );
     assert_eq!(anon.get("/healthz").await.0, 200);
 
     let file = tmp.path().join("secret.txt");
@@ -235,7 +284,9 @@ async fn an_api_beyond_loopback_needs_the_token_and_refuses_routes_naming_this_d
         .json(&serde_json::json!({"id": id, "output": tmp.path().join("out")}));
     assert_eq!(error_code(&api.send_json(get).await, 403), "local_only");
     let to_disk = api
-        .post(&format!("/api/v1/fetch/{id}?output=/tmp/storgo-should-not-exist"))
+        .post(&format!(
+            "/api/v1/fetch/{id}?output=/tmp/storgo-should-not-exist"
+        ))
         .await;
     assert_eq!(error_code(&to_disk, 403), "local_only");
     assert!(!std::path::Path::new("/tmp/storgo-should-not-exist").exists());
@@ -251,7 +302,11 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_has() {
     // Public: the description says nothing about the node.
     let (status, doc) = Http::anonymous(&a.api).get("/api/v1/openapi.json").await;
     assert_eq!(status, 200);
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 25, "{} paths", paths.len());
 
@@ -288,7 +343,10 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_has() {
     // Every route the router has is documented: the router is built only from the
     // documented handlers (`storgo::api::v1`'s unit test checks that no route is added
     // around them), so this checks the document the node serves is that one.
-    assert_eq!(doc, serde_json::to_value(storgo::api::v1::openapi()).unwrap());
+    assert_eq!(
+        doc,
+        serde_json::to_value(storgo::api::v1::openapi()).unwrap()
+    );
 }
 
 /// The samples of a scrape, by name (labels joined in).
@@ -356,11 +414,20 @@ async fn metrics_parse_and_move_after_an_add_and_a_fetch() {
     };
     assert!(moved(&before_a, &after_a, "storgo_added_bytes_total") >= data.len() as f64);
     assert!(moved(&before_a, &after_a, "storgo_served_bytes_total") >= data.len() as f64);
-    assert!(moved(&before_a, &after_a, "storgo_provider_records_published_total") >= 1.0);
+    assert!(
+        moved(
+            &before_a,
+            &after_a,
+            "storgo_provider_records_published_total"
+        ) >= 1.0
+    );
     assert!(value(&after_a, "storgo_stored_bytes") >= data.len() as f64);
     assert!(value(&after_a, "storgo_blocks_stored") >= 1.0);
     assert!(moved(&before_b, &after_b, "storgo_fetched_bytes_total") >= data.len() as f64);
-    assert_eq!(moved(&before_b, &after_b, "storgo_fetch_duration_seconds_count"), 1.0);
+    assert_eq!(
+        moved(&before_b, &after_b, "storgo_fetch_duration_seconds_count"),
+        1.0
+    );
     assert!(
         after_a
             .samples

@@ -345,7 +345,8 @@ function wireUploads() {
 /* -------------------------------------------------- Items: replication health */
 
 // Provider look-ups are slow (a DHT walk), so they run lazily: when an item's row comes into
-// view, at most two at a time, with the answer kept for a minute.
+// view, at most two at a time, with the answer kept for a minute (then asked again while the
+// row is on screen; see `recheckHealth`).
 const providers = new Map();   // id → {state: 'waiting'|'queued'|'pending'|'done'|'error', peers, at}
 const providerQueue = [];
 let providersRunning = 0;
@@ -365,22 +366,25 @@ function health(item) {
   const want = wanted(item);
   const p = providers.get(item.id);
   if (p?.state === 'waiting') return { label: 'placing copies…', level: 'unknown', hint: 'Copies are being placed on peers' };
-  if (!p || p.state === 'queued' || p.state === 'pending') return { label: 'checking…', level: 'unknown', hint: 'Asking the network who holds it' };
-  if (p.state === 'error') return { label: 'could not check', level: 'unknown', hint: p.error };
+  if (p?.state === 'error') return { label: 'could not check', level: 'unknown', hint: p.error };
+  // While a background re-check runs, the last answer stays up.
+  if (!p?.peers) return { label: 'checking…', level: 'unknown', hint: 'Asking the network who holds it' };
   const others = p.peers.filter((id) => id !== state.self).length;
   const hint = `${others} other peer${others === 1 ? '' : 's'} hold it whole; the network aims for ${want} besides this node. Click to check again.`;
   if (want === 0) return { label: 'kept here only', level: 'good', hint };
-  if (others >= want) return { label: `${others} of ${want} copies`, level: 'good', hint };
+  if (others > want) return { label: `${others} copies (${want} wanted)`, level: 'good', hint };
+  if (others === want) return { label: `${want} of ${want} copies`, level: 'good', hint };
   if (others > 0) return { label: `${others} of ${want} copies`, level: 'warn', hint };
   return { label: 'only here', level: 'bad', hint };
 }
 
-/** Asks who holds `id`, unless a fresh answer is cached or a question is under way. */
+/** Asks who holds `id`, unless a fresh answer is cached or a question is under way. A forced
+ * check (a click) shows "checking…"; a background one keeps the last answer up meanwhile. */
 function checkProviders(id, force = false) {
   const p = providers.get(id);
   const busy = p && p.state !== 'done' && p.state !== 'error';
   if (busy || (!force && p && Date.now() - p.at < PROVIDER_TTL)) return;
-  providers.set(id, { state: 'queued' });
+  providers.set(id, { state: 'queued', peers: force ? undefined : p?.peers });
   providerQueue.push(id);
   refreshHealth(id);
   pumpProviders();
@@ -390,7 +394,7 @@ function pumpProviders() {
   while (providersRunning < 2 && providerQueue.length) {
     const id = providerQueue.shift();
     providersRunning++;
-    providers.set(id, { state: 'pending' });
+    providers.set(id, { ...providers.get(id), state: 'pending' });
     api(`/providers/${enc(id)}?timeout_secs=5`)
       .then((peers) => providers.set(id, { state: 'done', peers, at: Date.now() }))
       .catch((e) => providers.set(id, { state: 'error', error: e.message, at: Date.now() }))
@@ -411,6 +415,11 @@ const healthObserver = new IntersectionObserver((entries) => {
     checkProviders(e.target.dataset.for);
   }
 });
+
+/** Re-asks, when their answer is old, for the items on screen. */
+function recheckHealth() {
+  for (const b of $$('#items button.health')) healthObserver.observe(b);
+}
 
 function healthBadge(item) {
   const hl = health(item);
@@ -484,14 +493,12 @@ function replicaRow(r) {
     h('div', { class: 'item-main' },
       h('div', { class: 'item-name', title: r.root }, `replica · ${shortId(r.root, 12, 6)}`),
       h('div', { class: 'item-meta muted small' },
-        `${fmtBytes(r.bytes)} · encrypted blocks, no name or key · since ${timeAgo(r.since)}`),
-      h('div', { class: 'item-id' },
-        h('code', { class: 'mono', title: r.root }, shortId(r.root, 14, 8)),
-        copyButton(r.root, 'Copy root'))),
+        `${fmtBytes(r.bytes)} · encrypted blocks, no name or key · since ${timeAgo(r.since)}`)),
     h('div', { class: 'item-badges' },
       h('span', { class: 'badge replica', title: `The network keeps ${r.replication} copies of it` }, 'replica'),
       healthBadge(r)),
-    h('div', { class: 'item-actions' }));
+    // A holder has no key: nothing to open or download, only the block address.
+    h('div', { class: 'item-actions' }, copyButton(r.root, 'Copy root')));
 }
 
 function renderItems() {
@@ -576,9 +583,10 @@ function renderJob(job) {
     box.insertBefore(el, after ?? null);
   }
   el.dataset.state = job.state;
-  const name = job.report?.name ?? itemName(job.id) ?? shortId(job.id, 14, 8);
+  const name = job.report?.name ?? itemName(job.id);
   const nameEl = $('.job-name', el);
-  nameEl.textContent = name;
+  nameEl.textContent = name ?? shortId(job.id, 14, 8);
+  nameEl.classList.toggle('mono', !name);
   nameEl.title = job.id;
   $('.job-state', el).textContent = job.state;
   $('.job-state', el).className = `badge job-state ${job.state}`;
@@ -598,7 +606,9 @@ function renderJob(job) {
       : `looking for peers that hold it… · ${peersText}`;
   } else if (job.state === 'done' && job.report) {
     const r = job.report;
-    meta = `${fmtBytes(r.size)} · ${r.kind === 'dir' ? 'folder' : 'file'} · ${fmtBytes(r.bytes_fetched)} fetched from ${r.peers_used.length} peer${r.peers_used.length === 1 ? '' : 's'}${job.pin ? ' · pinned' : ''}`;
+    const n = r.peers_used.length;
+    const from = r.bytes_fetched ? `${fmtBytes(r.bytes_fetched)} fetched from ${n} peer${n === 1 ? '' : 's'}` : 'all of it was here already';
+    meta = `${fmtBytes(r.size)} · ${r.kind === 'dir' ? 'folder' : 'file'} · ${from}${job.pin ? ' · pinned' : ''}`;
   } else {
     meta = total > 0 ? `${fmtBytes(done)} of ${fmtBytes(total)}` : '';
   }
@@ -732,13 +742,13 @@ function drawRouting() {
   if (!r) return;
   const C = 300, INNER = 80, OUTER = 262;
   const buckets = r.buckets.filter((b) => b.peers.length).sort((a, b) => a.index - b.index);
-  // One ring per bucket index from the nearest to the farthest held (gaps show as empty
-  // rings), unless that would be too many to tell apart: then one per bucket held.
+  // One ring per bucket index from the nearest held out to 255 (empty ones too), unless
+  // that would be too many to tell apart: then one per bucket held.
+  // At least the four farthest buckets are drawn, so that a small network still shows
+  // where nearer peers would go.
   let rings = buckets.map((b) => b.index);
-  if (buckets.length) {
-    const lo = buckets[0].index, hi = buckets[buckets.length - 1].index;
-    if (hi - lo < 10) rings = Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
-  }
+  const lo = Math.min(252, ...rings);
+  if (255 - lo < 12) rings = Array.from({ length: 256 - lo }, (_, i) => lo + i);
   const radius = (idx) => {
     const i = rings.indexOf(idx);
     return rings.length === 1 ? (INNER + OUTER) / 2 : INNER + ((OUTER - INNER) * i) / (rings.length - 1);
@@ -866,6 +876,7 @@ function connectEvents() {
       if (info.records_provided !== lastProvided) scheduleLoadItems();
     }
     lastProvided = info.records_provided;
+    if (state.view === 'items' && state.statusTicks % 15 === 0) recheckHealth();
     if (state.view === 'peers') attempt(loadPeers);
     if (state.view === 'network') attempt(loadRouting);
   });
