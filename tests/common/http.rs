@@ -102,7 +102,7 @@ impl Http {
         let last = text
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
-            .last()
+            .next_back()
             .expect("at least one event");
         serde_json::from_str(last.trim()).expect("a job")
     }
