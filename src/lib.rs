@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod content;
 pub mod files;
 pub mod network;

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use libp2p::Multiaddr;
 
 use crate::content::{ContentId, ConvergenceSecret};
 use crate::files::{self, AddOptions};
 use crate::store::{PinRecord, Store, StoreOptions};
+
+pub use crate::config::{parse_duration, parse_size, LimitArgs, NetArgs, NodeArgs};
 
 /// storgo: a peer-to-peer file store. Add a file or folder, fetch it anywhere by one ID.
 #[derive(Debug, Parser)]
@@ -38,11 +39,32 @@ pub struct Cli {
         value_name = "HEX"
     )]
     pub convergence_secret: Option<String>,
+    /// Read settings from this TOML file (default: config.toml in the platform config dir;
+    /// `storgo config init` writes one). Flags and STORGO_* variables override it.
+    #[arg(long, global = true, env = "STORGO_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// How log lines are written: for people, or one JSON object a line for machines.
     #[arg(long, global = true, env = "STORGO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Prints every setting `storgo node` would start with, and where each came from (flag,
+    /// env, file or default).
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes a commented config file with every key at its default (to --config FILE, or
+    /// the platform's config dir).
+    Init {
+        /// Replace a file that exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `--log-format`.
@@ -145,6 +167,9 @@ pub enum Command {
     },
     /// Prints a one-time login URL for the running node's web page.
     Web,
+    /// The configuration: what a node would start with, and a commented file to start from.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The running node's PeerId and addresses.
     Id {
         #[arg(long)]
@@ -182,30 +207,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Network flags shared by `node` and `fetch`.
-#[derive(Debug, Clone, Args)]
-pub struct NetArgs {
-    /// Listen on this multiaddr (repeatable; port 0 picks a free port).
-    #[arg(long, value_name = "MULTIADDR", value_parser = parse_multiaddr)]
-    pub listen: Vec<Multiaddr>,
-    /// Join the network through this peer (repeatable), e.g. /ip4/1.2.3.4/tcp/4815/p2p/12D3…
-    #[arg(long, value_name = "MULTIADDR", value_parser = parse_multiaddr)]
-    pub bootstrap: Vec<Multiaddr>,
-    /// Do not discover or announce on the LAN with mDNS.
-    #[arg(long)]
-    pub no_mdns: bool,
-    /// Join a private network: only nodes holding this key connect (IPFS swarm.key format;
-    /// `storgo keygen swarm` makes one). TCP only: QUIC is off in a private network.
-    #[arg(long, value_name = "FILE")]
-    pub swarm_key: Option<PathBuf>,
-    /// Only this peer may connect (repeatable; `@FILE` reads one PeerId per line).
-    #[arg(long, value_name = "PEERID")]
-    pub allow_peer: Vec<String>,
-    /// Never connect with this peer (repeatable; `@FILE` reads one PeerId per line).
-    #[arg(long, value_name = "PEERID")]
-    pub deny_peer: Vec<String>,
 }
 
 /// PeerIds given on the command line, `@FILE` expanded (one per line; `#` comments).
@@ -249,93 +250,43 @@ fn keygen_swarm(path: &Path) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct NodeArgs {
-    #[command(flatten)]
-    pub net: NetArgs,
-    /// How long provider records that peers announce are kept here (e.g. 24h).
-    #[arg(long, default_value = "24h", value_name = "DURATION")]
-    pub provider_ttl: humantime::Duration,
-    /// How often everything held is re-announced in one batched sweep, jittered by ±10%
-    /// (keep well under the peers' TTL; 0s: only `storgo repair`).
-    #[arg(long, default_value = "6h", value_name = "DURATION")]
-    pub republish_interval: humantime::Duration,
-    /// Copies the network keeps of each item added here (besides this node's pin).
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
-    pub replication: u8,
-    /// Time between repair rounds, jittered by ±25% (e.g. 30s, 10m; 0s: only `storgo repair`).
-    #[arg(long, default_value = "30m", value_name = "DURATION")]
-    pub repair_interval: humantime::Duration,
-    /// Bytes per second the background scrub re-reads replicas at (e.g. 4MiB; 0: off).
-    #[arg(long, default_value = "4MiB", value_name = "SIZE", value_parser = parse_size)]
-    pub scrub_rate: u64,
-    /// Start as a new node (new PeerId) when this data dir's identity file was lost.
-    #[arg(long)]
-    pub new_identity: bool,
-    /// Where the API and web page listen. Off this machine's loopback, every request needs
-    /// the token and routes that name paths on this disk are refused. Default 127.0.0.1:4816
-    /// (a free port, with a warning, when that is taken).
-    #[arg(long, env = "STORGO_API", value_name = "ADDR")]
-    pub api: Option<std::net::SocketAddr>,
-    /// Also serve the gateway alone (`/c/ID`), read-only and without a token, here (e.g.
-    /// 0.0.0.0:8080 to offer a lab read access).
-    #[arg(long, env = "STORGO_GATEWAY", value_name = "ADDR")]
-    pub gateway: Option<std::net::SocketAddr>,
-    #[command(flatten)]
-    pub limits: LimitArgs,
-}
-
-/// What peers may cost this node (SECURITY.md, "Hostile peers").
-#[derive(Debug, Clone, Args)]
-pub struct LimitArgs {
-    /// Connections in all, at most.
-    #[arg(long, default_value_t = 512, value_name = "N", help_heading = "Limits")]
-    pub max_connections: u32,
-    /// Connections from one peer, at most.
-    #[arg(long, default_value_t = 4, value_name = "N", help_heading = "Limits")]
-    pub max_connections_per_peer: u32,
-    /// Refuse new connections while the process uses more memory than this (0: no limit).
-    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
-    pub max_memory: u64,
-    /// Chunk requests of one peer served at once; more are answered busy.
-    #[arg(long, default_value_t = 32, value_name = "N", help_heading = "Limits")]
-    pub peer_requests_in_flight: usize,
-    /// Chunk requests one peer may send a second; more are answered busy.
-    #[arg(
-        long,
-        default_value_t = 2000,
-        value_name = "N",
-        help_heading = "Limits"
-    )]
-    pub peer_request_rate: u32,
-    /// Bytes a second served to all peers together (e.g. 50MB; 0: no limit).
-    #[arg(long, default_value = "0", value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
-    pub serve_rate: u64,
-    /// DHT provider records one peer may have here.
-    #[arg(
-        long,
-        default_value_t = 10_000,
-        value_name = "N",
-        help_heading = "Limits"
-    )]
-    pub max_providers_per_peer: u64,
-    /// Items taken in as replicas at once.
-    #[arg(long, default_value_t = 4, value_name = "N", help_heading = "Limits")]
-    pub max_intake: usize,
-    /// Bytes of replicas one peer may ask this node to hold per hour.
-    #[arg(long, default_value = "10GiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
-    pub intake_per_peer_per_hour: u64,
-}
-
-fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {
-    s.parse::<Multiaddr>()
-        .map_err(|e| format!("{s:?} is not a multiaddr: {e}"))
-}
-
 /// Entry point of the binary: runs the command and turns errors into one line and an exit
 /// status.
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The file first (it becomes the variables it stands for), then flags over both.
+    // (`config init` makes the file: it need not exist yet.)
+    let init = args.windows(2).any(|w| w[0] == "config" && w[1] == "init");
+    let provenance =
+        match crate::config::apply_file(&<Cli as clap::CommandFactory>::command(), &args) {
+            Ok(p) => p,
+            Err(crate::config::ConfigError::Read { source, .. })
+                if init && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                crate::config::Provenance::default()
+            }
+            Err(e) => {
+                eprintln!("storgo: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+    let cli: Cli = match crate::config::parse(args.clone(), &provenance) {
+        Ok(c) => c,
+        Err(crate::config::ParseError::Config(e)) => {
+            eprintln!("storgo: {e}");
+            return std::process::ExitCode::from(2);
+        }
+        Err(crate::config::ParseError::Clap(e)) => e.exit(),
+    };
+    if let Command::Config(c) = &cli.command {
+        return match config_command(&cli, c, &args, &provenance) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("storgo: {}", one_line(&e));
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     // A node is a long-running service: say what it does. One-shot commands stay quiet.
     init_tracing(
         if matches!(cli.command, Command::Node(_)) {
@@ -358,6 +309,50 @@ pub fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn config_command(
+    cli: &Cli,
+    c: &ConfigCommand,
+    args: &[std::ffi::OsString],
+    provenance: &crate::config::Provenance,
+) -> Result<()> {
+    match c {
+        ConfigCommand::Show { json } => {
+            let settings = match crate::config::effective::<Cli>(args, provenance) {
+                Ok(s) => s,
+                Err(crate::config::ParseError::Config(e)) => return Err(e.into()),
+                Err(crate::config::ParseError::Clap(e)) => {
+                    bail!(
+                        "{}",
+                        e.to_string()
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .trim_start_matches("error: ")
+                    )
+                }
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&settings)?);
+            } else {
+                if let Some(f) = &provenance.file {
+                    println!("# config file: {}", f.display());
+                }
+                print!("{}", crate::config::render(&settings));
+            }
+        }
+        ConfigCommand::Init { force } => {
+            let path = match &cli.config {
+                Some(p) => p.clone(),
+                None => crate::config::default_path()
+                    .context("no config dir on this platform; give --config FILE")?,
+            };
+            crate::config::write_init::<Cli>(&path, *force)?;
+            println!("{}", path.display());
+        }
+    }
+    Ok(())
 }
 
 fn one_line(e: &anyhow::Error) -> String {
@@ -792,23 +787,6 @@ fn print_pins(pins: &[PinRecord], json: bool) -> Result<()> {
 }
 
 /// A duration as people write it (`30s`, `10m`, `1h 30m`); a bare number is seconds.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like 30s or 10m: {e}"))
-}
-
-/// A size as people write it: `4096`, `500MB`, `20GiB`, `1.5 TB` (bytesize's rules: kB, MB, GB
-/// are powers of 1000; KiB, MiB, GiB powers of 1024).
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    s.trim()
-        .parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| format!("{s:?} is not a size like 500MB or 20GiB: {e}"))
-}
 
 #[cfg(test)]
 mod tests {

@@ -21,31 +21,7 @@ use crate::node::{self, reputation, Ban, FetchOptions, FetchReport, Node, NodeIn
 use crate::store::{GcReport, PinRecord, VerifyReport};
 
 fn network_config(net: &NetArgs, dht_server: bool) -> Result<NetworkConfig> {
-    let allow = super::peer_list(&net.allow_peer)?;
-    let mut cfg = NetworkConfig {
-        bootstrap: net.bootstrap.clone(),
-        mdns: !net.no_mdns,
-        dht_server,
-        allow_peers: (!allow.is_empty()).then_some(allow),
-        deny_peers: super::peer_list(&net.deny_peer)?,
-        swarm_key: net
-            .swarm_key
-            .as_deref()
-            .map(crate::network::read_swarm_key)
-            .transpose()?,
-        ..NetworkConfig::default()
-    };
-    if !net.listen.is_empty() {
-        cfg.listen = net.listen.clone();
-        cfg.listen_fallback = false;
-    } else if !dht_server {
-        // A temporary fetch node only needs a port to talk from.
-        cfg.listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("constant multiaddr")];
-    }
-    if let Some(a) = cfg.bootstrap.iter().find(|a| !cfg.usable(a)) {
-        bail!("--bootstrap {a}: a private network (--swarm-key) works over TCP only; give the peer's /tcp/ address");
-    }
-    Ok(cfg)
+    Ok(crate::config::network(net, dht_server)?)
 }
 
 /// Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the future is
@@ -73,38 +49,12 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     let store = Arc::new(open_store(cli)?);
-    let mut cfg = network_config(&args.net, true)?;
-    cfg.provider_ttl = args.provider_ttl.into();
-    if args.new_identity {
-        cfg.identity = crate::network::identity::IfMissing::CreateAlways;
-    }
-    let republish: Duration = args.republish_interval.into();
-    cfg.republish_interval = (!republish.is_zero()).then_some(republish);
-    if republish >= cfg.provider_ttl {
-        bail!("--republish-interval must be shorter than --provider-ttl, or records expire between announcements");
-    }
-    let l = &args.limits;
-    cfg.max_connections = l.max_connections;
-    cfg.max_connections_per_peer = l.max_connections_per_peer.max(1);
-    cfg.max_memory = (l.max_memory > 0).then_some(l.max_memory);
-    cfg.max_providers_per_peer = l.max_providers_per_peer;
-    cfg.serve = crate::network::ServeLimits {
-        in_flight_per_peer: l.peer_requests_in_flight.max(1),
-        requests_per_second_per_peer: l.peer_request_rate.max(1),
-        bytes_per_second: (l.serve_rate > 0).then_some(l.serve_rate),
-    };
-    let interval: Duration = args.repair_interval.into();
-    let replication = crate::node::ReplicationConfig {
-        replication: args.replication,
-        repair_interval: (!interval.is_zero()).then_some(interval),
-        scrub_rate: (args.scrub_rate > 0).then_some(args.scrub_rate),
-        max_intake: l.max_intake.max(1),
-        intake_per_peer_per_hour: l.intake_per_peer_per_hour,
-        ..Default::default()
-    };
+    let config = crate::config::NodeConfig::from_args(args)?;
+    let cfg = config.network.clone();
+    let replication = config.replication.clone();
     let bootstrap = !cfg.bootstrap.is_empty();
     let node = Node::start_with(Arc::clone(&store), cfg, replication).await?;
-    let serving = serve_http(&node, &store, bootstrap, args).await?;
+    let serving = serve_http(&node, &store, bootstrap, &config).await?;
     let stop = shutdown_signal();
     {
         let mut out = std::io::stdout().lock();
@@ -127,14 +77,11 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The default API port; when it is taken (a second node on this machine), a free one.
-const DEFAULT_API_PORT: u16 = 4816;
-
 async fn serve_http(
     node: &Node,
     store: &Arc<crate::store::Store>,
     bootstrap: bool,
-    args: &NodeArgs,
+    config: &crate::config::NodeConfig,
 ) -> Result<api::Serving> {
     let parts = || api::NodeParts {
         client: node.client.clone(),
@@ -144,17 +91,10 @@ async fn serve_http(
         bootstrap,
         metrics: node.metrics.clone(),
     };
-    let given = args.api.is_some();
-    let mut http = api::HttpConfig {
-        api: args.api.unwrap_or(std::net::SocketAddr::from((
-            [127, 0, 0, 1],
-            DEFAULT_API_PORT,
-        ))),
-        gateway: args.gateway,
-    };
+    let mut http = config.http.clone();
     match api::serve(parts(), &http).await {
         Ok(s) => Ok(s),
-        Err(e) if !given && e.kind() == std::io::ErrorKind::AddrInUse => {
+        Err(e) if !config.api_given && e.kind() == std::io::ErrorKind::AddrInUse => {
             tracing::warn!(address = %http.api, "the default API port is taken; using a free one (give --api to choose)");
             http.api.set_port(0);
             api::serve(parts(), &http).await.context("starting the API")

@@ -34,6 +34,9 @@ pub fn storgo(data_dir: &Path) -> Command {
     c.env_remove("STORGO_CONVERGENCE_SECRET")
         .env_remove("STORGO_MAX_STORAGE")
         .env_remove("RUST_LOG")
+        .env_remove("STORGO_CONFIG")
+        // No config file of the person running the tests: the default one is looked for here.
+        .env("XDG_CONFIG_HOME", data_dir.with_extension("config-home"))
         .env("STORGO_DATA_DIR", data_dir)
         .stdin(Stdio::null());
     c

@@ -145,7 +145,7 @@ impl NodeProc {
         self.status_number("store", "bytes")
     }
 
-    fn status_number(&self, part: &str, name: &str) -> u64 {
+    pub fn status_number(&self, part: &str, name: &str) -> u64 {
         let mut status = crate::common::storgo(&self.data_dir);
         status.args(["status", "--json"]);
         let out = crate::common::run(status);

@@ -14,6 +14,7 @@ mod lan_discovery_across_namespaces;
 mod netns;
 mod partition_heals_to_r_holders;
 mod replicas_outlive_a_killed_adder;
+mod settings_come_from_flags_env_file_then_defaults;
 mod the_gateway_serves_what_a_browser_expects;
 mod the_http_api_answers_as_documented;
 mod three_processes_add_and_fetch;

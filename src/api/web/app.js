@@ -217,7 +217,7 @@ function addFiles(files) {
   if (!files.length) return;
   $('#uploads-box').hidden = false;
   for (const file of files) {
-    const u = { file, xhr: null, cancelled: false };
+    const u = { file, xhr: null };
     u.row = uploadRow(u);
     $('#uploads').append(u.row.el);
     uploadQueue.push(u);
@@ -232,7 +232,6 @@ function uploadRow(u) {
   const cancel = h('button', {
     type: 'button', class: 'btn ghost small', on: {
       click: () => {
-        u.cancelled = true;
         if (u.xhr) u.xhr.abort();
         else { uploadQueue.splice(uploadQueue.indexOf(u), 1); finish('cancelled', 'Cancelled'); }
       },
@@ -480,7 +479,10 @@ function itemRow(item) {
       healthBadge(item)),
     h('div', { class: 'item-actions' },
       h('a', { class: 'open btn ghost small', href: `/c/${item.id}`, target: '_blank', rel: 'noopener' }, 'Open'),
-      h('a', { class: 'download btn ghost small', href: `/c/${item.id}?download` }, 'Download'),
+      // A folder has no archive download: the gateway shows its index, file by file.
+      item.kind === 'dir'
+        ? h('a', { class: 'download btn ghost small', href: `/c/${item.id}?download`, target: '_blank', rel: 'noopener', title: 'Folders download file by file from their index page' }, 'Download')
+        : h('a', { class: 'download btn ghost small', href: `/c/${item.id}?download` }, 'Download'),
       h('button', {
         type: 'button', class: 'unpin btn ghost small danger',
         on: { click: (e) => unpin(item, e.currentTarget) },
@@ -557,6 +559,8 @@ function renderJobsEmpty() {
 /** Takes in a Job (from the API or an event): the list is updated in place. */
 function upsertJob(job) {
   const before = state.jobs.get(job.job);
+  // The POST's answer (running) can arrive after the event that says the job ended.
+  if (before && before.state !== 'running' && job.state === 'running') return;
   state.jobs.set(job.job, job);
   renderJob(job);
   renderJobsEmpty();
@@ -603,7 +607,7 @@ function renderJob(job) {
   if (job.state === 'running') {
     meta = total > 0
       ? `${fmtBytes(done)} of ${fmtBytes(total)} · ${Math.floor((100 * done) / total)}% · ${peersText}`
-      : `looking for peers that hold it… · ${peersText}`;
+      : `looking for peers that hold it…${peers ? ` · ${peersText}` : ''}`;
   } else if (job.state === 'done' && job.report) {
     const r = job.report;
     const n = r.peers_used.length;
@@ -628,7 +632,10 @@ function renderJob(job) {
   } else if (job.state === 'done') {
     actions.append(
       h('a', { class: 'open btn ghost small', href: `/c/${job.id}`, target: '_blank', rel: 'noopener' }, 'Open'),
-      h('a', { class: 'download btn primary small', href: `/c/${job.id}?download` }, 'Download'),
+      h('a', {
+        class: 'download btn primary small', href: `/c/${job.id}?download`,
+        ...(job.report?.kind === 'dir' ? { target: '_blank', rel: 'noopener', title: 'Folders download file by file from their index page' } : {}),
+      }, 'Download'),
       copyButton(job.id));
   } else {
     actions.append(h('button', {
@@ -720,8 +727,8 @@ function renderSelf() {
     ['Fetched', fmtBytes(info.bytes_fetched)],
     ['Connections made', info.connections_made],
   ];
-  $('#self-stats').replaceChildren(...stats.flatMap(([k, v]) =>
-    [h('div', {}, h('dt', {}, k), h('dd', {}, v ?? '–'))]));
+  $('#self-stats').replaceChildren(...stats.map(([k, v]) =>
+    h('div', {}, h('dt', {}, k), h('dd', {}, v ?? '–'))));
 }
 
 /* ------------------------------------------------------------------ Network */
@@ -742,10 +749,9 @@ function drawRouting() {
   if (!r) return;
   const C = 300, INNER = 80, OUTER = 262;
   const buckets = r.buckets.filter((b) => b.peers.length).sort((a, b) => a.index - b.index);
-  // One ring per bucket index from the nearest held out to 255 (empty ones too), unless
-  // that would be too many to tell apart: then one per bucket held.
-  // At least the four farthest buckets are drawn, so that a small network still shows
-  // where nearer peers would go.
+  // One ring per bucket index from the nearest held (252 at least, so that a small network
+  // still shows where nearer peers would go) out to 255, empty ones too; unless that would be
+  // too many rings to tell apart: then one per bucket held.
   let rings = buckets.map((b) => b.index);
   const lo = Math.min(252, ...rings);
   if (255 - lo < 12) rings = Array.from({ length: 256 - lo }, (_, i) => lo + i);
@@ -781,7 +787,7 @@ function drawRouting() {
       },
       s('title', {}, `${p.peer_id}\nbucket ${b.index} · ${p.connected ? 'connected' : 'not connected'}${hold ? ' · holds the item' : ''}`),
       s('circle', { r: hold ? 12 : 9 }));
-      if (total <= 16) g.append(s('text', { y: 26, 'text-anchor': 'middle', class: 'peer-label' }, p.peer_id.slice(-5)));
+      if (total <= 16) g.append(s('text', { y: 26, 'text-anchor': 'middle', class: 'peer-label' }, p.peer_id.slice(-6)));
       g.addEventListener('click', () => showPeerDetail(p, b.index));
       dots.append(g);
     });
@@ -828,10 +834,15 @@ function wireNetwork() {
     if (state.routing) drawRouting();
     const known = new Set((state.routing?.buckets ?? []).flatMap((b) => b.peers.map((p) => p.peer_id)));
     const name = itemName(id) ?? shortId(id, 12, 6);
+    const clear = h('button', {
+      type: 'button', class: 'linkish small', on: {
+        click: () => { state.holders = null; out.replaceChildren(); drawRouting(); },
+      },
+    }, 'Clear');
     out.replaceChildren(
-      h('p', { class: 'small' }, peers.length
-        ? `${peers.length} peer${peers.length === 1 ? '' : 's'} hold “${name}” whole:`
-        : `No peer says it holds “${name}” whole (yet).`),
+      h('p', { class: 'small row-between' }, h('span', {}, peers.length
+        ? `${peers.length} peer${peers.length === 1 ? ' holds' : 's hold'} “${name}” whole:`
+        : `No peer says it holds “${name}” whole (yet).`), clear),
       h('ul', { class: 'holders' }, ...peers.map((p) => h('li', { dataset: { peer: p } },
         h('code', { class: 'mono', title: p }, shortPeer(p)),
         p === state.self ? h('span', { class: 'badge pinned' }, 'this node')
@@ -869,14 +880,14 @@ function connectEvents() {
   es.addEventListener('status', (e) => {
     const info = JSON.parse(e.data);
     renderInfo(info);
-    // The status event carries no store figures: read /status when they may have moved
-    // (something provided or dropped) and now and then.
-    if (++state.statusTicks % 15 === 0 || (lastProvided !== null && info.records_provided !== lastProvided)) {
-      attempt(loadStatus);
-      if (info.records_provided !== lastProvided) scheduleLoadItems();
-    }
+    // The status event carries no store figures, and replicas taken in or handed off send
+    // no `items` event: read them again when the count of records provided moves, and
+    // /status every 30 s anyway.
+    const tick = ++state.statusTicks % 15 === 0;
+    if (lastProvided !== null && info.records_provided !== lastProvided) scheduleLoadItems();
+    else if (tick) attempt(loadStatus);
     lastProvided = info.records_provided;
-    if (state.view === 'items' && state.statusTicks % 15 === 0) recheckHealth();
+    if (tick && state.view === 'items') recheckHealth();
     if (state.view === 'peers') attempt(loadPeers);
     if (state.view === 'network') attempt(loadRouting);
   });
@@ -898,7 +909,7 @@ async function start() {
   wireUploads();
   wireFetch();
   wireNetwork();
-  $('#node-id').addEventListener('click', (e) => state.self && copyText(state.self, null).then((ok) => ok && toast('PeerId copied', 'good')));
+  $('#node-id').addEventListener('click', () => state.self && copyText(state.self, null).then((ok) => ok && toast('PeerId copied', 'good')));
   for (const b of $$('[data-view]')) b.addEventListener('click', () => { location.hash = b.dataset.view; });
   window.addEventListener('hashchange', () => showView(location.hash.slice(1)));
   $('#logout').addEventListener('click', async () => {
