@@ -213,6 +213,7 @@ pub fn parse_multiaddr(s: &str) -> Result<Multiaddr, String> {
         .map_err(|e| format!("{s:?} is not a multiaddr: {e}"))
 }
 
+/// A duration as people write it (`30s`, `10m`, `1h 30m`); a bare number is seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {

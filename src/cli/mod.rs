@@ -786,8 +786,6 @@ fn print_pins(pins: &[PinRecord], json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A duration as people write it (`30s`, `10m`, `1h 30m`); a bare number is seconds.
-
 #[cfg(test)]
 mod tests {
     use super::{parse_duration, parse_size};
