@@ -123,7 +123,7 @@ pub async fn serve(node: NodeParts, http: &HttpConfig) -> std::io::Result<Servin
         bootstrap: node.bootstrap,
         metrics: node.metrics,
         jobs: jobs::Jobs::new(),
-        logins: web::Logins::default(),
+        logins: web::Logins::new(addr.port()),
         loopback: addr.ip().is_loopback(),
     };
     if !api.loopback {

@@ -22,7 +22,11 @@ use super::Api;
 
 /// The header the page adds to every request that changes something (see `auth`).
 pub const PAGE_HEADER: &str = "x-storgo-page";
-const COOKIE: &str = "storgo_session";
+/// The session cookie's name, with the port: cookies are not kept apart by port, and two
+/// nodes on one machine must not log each other's pages out.
+fn cookie_name(port: u16) -> String {
+    format!("storgo_session_{port}")
+}
 /// Login codes not yet used, at most (older ones are dropped first).
 const MAX_CODES: usize = 32;
 /// Sessions at most; the oldest goes first.
@@ -34,9 +38,10 @@ const STYLE_CSS: &str = include_str!("web/style.css");
 const ICON_SVG: &str = include_str!("web/icon.svg");
 
 /// Login codes and the sessions they opened.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Logins {
     inner: Arc<Mutex<LoginState>>,
+    cookie: Arc<str>,
 }
 
 #[derive(Default)]
@@ -50,6 +55,14 @@ fn random_hex() -> String {
 }
 
 impl Logins {
+    /// The logins of the page served on `port`.
+    pub fn new(port: u16) -> Self {
+        Self {
+            inner: Arc::default(),
+            cookie: cookie_name(port).into(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, LoginState> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -83,7 +96,7 @@ impl Logins {
 
     /// Whether the request carries a live session cookie.
     pub fn has_session(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = session_cookie(headers) else {
+        let Some(value) = session_cookie(headers, &self.cookie) else {
             return false;
         };
         let s = self.lock();
@@ -92,20 +105,20 @@ impl Logins {
     }
 
     fn end(&self, headers: &HeaderMap) {
-        if let Some(v) = session_cookie(headers) {
+        if let Some(v) = session_cookie(headers, &self.cookie) {
             self.lock().sessions.retain(|s| *s != v);
         }
     }
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -188,7 +201,10 @@ async fn login(State(api): State<Api>, Query(q): Query<LoginQuery>) -> Response 
         )
         .into_response();
     };
-    let cookie = format!("{COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
+    let cookie = format!(
+        "{}={session}; Path=/; HttpOnly; SameSite=Strict",
+        api.logins.cookie
+    );
     (
         StatusCode::SEE_OTHER,
         [
@@ -201,7 +217,10 @@ async fn login(State(api): State<Api>, Query(q): Query<LoginQuery>) -> Response 
 
 async fn logout(State(api): State<Api>, headers: HeaderMap) -> Response {
     api.logins.end(&headers);
-    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let cookie = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        api.logins.cookie
+    );
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 

@@ -17,4 +17,5 @@ mod replicas_outlive_a_killed_adder;
 mod settings_come_from_flags_env_file_then_defaults;
 mod the_gateway_serves_what_a_browser_expects;
 mod the_http_api_answers_as_documented;
+mod the_web_page_works_in_chromium;
 mod three_processes_add_and_fetch;

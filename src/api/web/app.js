@@ -169,6 +169,7 @@ function renderInfo(info) {
   idBtn.textContent = shortPeer(info.peer_id);
   idBtn.title = `This node: ${info.peer_id} (click to copy)`;
   $('#peer-count').textContent = info.connected_peers;
+  $('#peer-word').textContent = info.connected_peers === 1 ? 'peer' : 'peers';
   renderSelf();
 }
 
