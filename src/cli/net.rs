@@ -103,8 +103,33 @@ async fn serve_http(
     }
 }
 
+/// A spinner while providers are looked for, then a bar once the item's size is known.
+fn fetch_spinner() -> indicatif::ProgressBar {
+    let pb = progress_bar(None, "");
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} looking for peers that hold it (DHT, LAN, connected peers) {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
 fn fetch_bar(pb: &indicatif::ProgressBar, p: node::FetchProgress) {
-    pb.set_length(p.bytes_total.max(1));
+    if p.bytes_total == 0 {
+        return;
+    }
+    if pb.length().is_none() {
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+    }
+    pb.set_length(p.bytes_total);
     pb.set_position(p.bytes_done);
     pb.set_message(format!(
         "fetching from {} peer{}",
@@ -143,7 +168,7 @@ pub async fn fetch(
             bail!("{} already exists; choose another -o path", o.display());
         }
     }
-    let pb = progress_bar(Some(0), "fetching");
+    let pb = fetch_spinner();
     if let Some(api) = ApiClient::discover(&dir).await {
         let mut path = format!(
             "/fetch/{id}?pin={}&timeout_secs={}",

@@ -7,6 +7,7 @@ mod http;
 #[path = "../common/procs.rs"]
 mod procs;
 
+mod a_fetch_keeps_looking_until_its_timeout;
 mod a_full_disk_fails_cleanly_and_the_node_keeps_serving;
 mod a_killed_node_resumes_without_refetching;
 mod health_checks_and_json_logs;
