@@ -167,6 +167,9 @@ pub enum Command {
     },
     /// Prints a one-time login URL for the running node's web page.
     Web,
+    /// Exits 0 if the running node answers /healthz (a container's HEALTHCHECK).
+    #[command(hide = true)]
+    Healthcheck,
     /// The configuration: what a node would start with, and a commented file to start from.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -520,6 +523,7 @@ async fn run_async(cli: Cli) -> Result<()> {
         }
         Command::Id { json } => return net::id(&cli, *json).await,
         Command::Web => return net::web(&cli).await,
+        Command::Healthcheck => return net::healthcheck(&cli).await,
         Command::Peers { json, banned } => {
             return if *banned {
                 net::banned(&cli, *json).await

@@ -275,6 +275,26 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
 }
 
+/// Whether the node on this data dir answers `/healthz` (within 3 s).
+pub async fn healthcheck(cli: &Cli) -> Result<()> {
+    let dir = data_dir(cli)?;
+    let text = std::fs::read_to_string(dir.join(api::API_FILE))
+        .with_context(|| format!("no node runs on {} (no api file)", dir.display()))?;
+    let url = text.lines().next().unwrap_or("").trim();
+    let ok = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()?
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if !ok {
+        bail!("the node at {url} does not answer /healthz");
+    }
+    Ok(())
+}
+
 /// A fresh one-time login URL for the node's web page.
 pub async fn web(cli: &Cli) -> Result<()> {
     let link: api::LoginLink = need_api(cli).await?.post("/login-links", &()).await?;

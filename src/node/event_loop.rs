@@ -270,7 +270,9 @@ impl EventLoop {
     fn bootstrap_connected(&self) -> bool {
         self.bootstrap.iter().any(|a| match a.iter().last() {
             Some(Protocol::P2p(p)) => self.swarm.is_connected(&p),
-            _ => false,
+            // An address without a PeerId (a container's fixed address): connected if some
+            // connection goes there.
+            _ => self.remote_addr.values().any(|r| r == a),
         })
     }
 
@@ -523,10 +525,11 @@ impl EventLoop {
                 for reply in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(()));
                 }
-                let is_bootstrap = self
-                    .bootstrap
-                    .iter()
-                    .any(|a| matches!(a.iter().last(), Some(Protocol::P2p(p)) if p == peer_id));
+                let remote = endpoint.get_remote_address();
+                let is_bootstrap = self.bootstrap.iter().any(|a| match a.iter().last() {
+                    Some(Protocol::P2p(p)) => p == peer_id,
+                    _ => endpoint.is_dialer() && a == remote,
+                });
                 let found_by = if is_bootstrap {
                     "bootstrap"
                 } else if self.on_lan.contains(&peer_id) {

@@ -35,6 +35,15 @@ impl Http {
         }
     }
 
+    /// `base` with `token` (a node in a container).
+    pub fn with_token(base: &str, token: &str) -> Http {
+        Http {
+            base: base.trim_end_matches('/').to_owned(),
+            token: Some(token.to_owned()),
+            client: client(),
+        }
+    }
+
     /// `base` without a token (a gateway, or a stranger).
     pub fn anonymous(base: &str) -> Http {
         Http {

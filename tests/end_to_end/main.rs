@@ -7,6 +7,7 @@ mod http;
 #[path = "../common/procs.rs"]
 mod procs;
 
+mod a_container_cluster_survives_a_stopped_and_a_cut_off_node;
 mod a_fetch_keeps_looking_until_its_timeout;
 mod a_full_disk_fails_cleanly_and_the_node_keeps_serving;
 mod a_killed_node_resumes_without_refetching;
