@@ -63,3 +63,21 @@ fuzz secs="60":
 # decodes network or disk input is under 80%. HTML in target/coverage/html.
 coverage:
     scripts/coverage.sh
+
+# N nodes on 127.0.0.1 (no mDNS), each with its web page; prints their login URLs. Data and
+# logs in target/cluster/. `just cluster-stop` stops them.
+cluster n="3":
+    cargo build --release
+    scripts/cluster.sh start {{n}}
+
+cluster-stop:
+    scripts/cluster.sh stop
+
+# The container image without a registry: a Debian base from Debian's packages and the
+# release binary (see docker/Dockerfile); then `docker-compose -f docker/compose.yaml up -d`.
+docker-image:
+    cargo build --release
+    docker/make-base.sh
+    rm -rf target/docker-context && mkdir -p target/docker-context/prebuilt
+    cp Cargo.toml Cargo.lock target/docker-context/ && cp target/release/storgo target/docker-context/prebuilt/
+    DOCKER_BUILDKIT=0 docker build -f docker/Dockerfile -t storgo:latest --build-arg BASE=storgo-base:bookworm --build-arg BUILDER=storgo-base:bookworm target/docker-context
