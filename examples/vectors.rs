@@ -5,7 +5,7 @@
 
 use storgo::content::{
     ChunkRef, ContentId, ConvergenceSecret, DirEntry, DirManifest, EntryKind, FileManifest,
-    Manifest, Tree,
+    LinkManifest, Manifest, Tree,
 };
 
 fn print_chunk(name: &str, secret: &ConvergenceSecret, plaintext: &[u8]) -> (ChunkRef, Vec<u8>) {
@@ -76,6 +76,52 @@ fn main() {
     println!("body-cbor: {}", hex::encode(body_of(&dblock, &dkey)));
     println!("block: {}", hex::encode(&dblock));
     println!("address: {daddr}");
+    println!("```\n");
+
+    // A symbolic link, and a folder holding it beside the file.
+    let link = Manifest::Link(LinkManifest {
+        name: "latest.txt".into(),
+        target: "hello.txt".into(),
+        mtime: Some(1_700_000_002),
+    });
+    let (laddr, lkey, lblock) = link.seal(&secret).expect("seal");
+    println!("```vector manifest-link-1");
+    println!("secret: {}", secret.to_hex());
+    println!("manifest: {link:?}");
+    println!("key: {}", hex::encode(lkey.as_bytes()));
+    println!("body-cbor: {}", hex::encode(body_of(&lblock, &lkey)));
+    println!("block: {}", hex::encode(&lblock));
+    println!("address: {laddr}");
+    println!("```\n");
+    let with_link = Manifest::Dir(DirManifest {
+        name: "notes".into(),
+        size: plaintext.len() as u64,
+        mode: Some(0o755),
+        mtime: Some(1_700_000_001),
+        entries: Tree::Leaves(vec![
+            DirEntry {
+                name: "hello.txt".into(),
+                kind: EntryKind::File,
+                size: plaintext.len() as u64,
+                address: faddr,
+                key: fkey,
+            },
+            DirEntry {
+                name: "latest.txt".into(),
+                kind: EntryKind::Link,
+                size: 0,
+                address: laddr,
+                key: lkey,
+            },
+        ]),
+    });
+    let (waddr, wkey, wblock) = with_link.seal(&secret).expect("seal");
+    println!("```vector manifest-dir-2");
+    println!("secret: {}", secret.to_hex());
+    println!("key: {}", hex::encode(wkey.as_bytes()));
+    println!("body-cbor: {}", hex::encode(body_of(&wblock, &wkey)));
+    println!("block: {}", hex::encode(&wblock));
+    println!("address: {waddr}");
     println!("```\n");
 
     let id = ContentId::new(daddr, dkey);
@@ -208,7 +254,8 @@ fn announce_vectors(daddr: storgo::content::BlockAddress) {
 
 /// The decrypted CBOR body of a single-link manifest block (header = 8 + 33 bytes).
 fn body_of(block: &[u8], key: &storgo::content::BlockKey) -> Vec<u8> {
-    let header = 8 + 33;
+    let links = u32::from_be_bytes([block[4], block[5], block[6], block[7]]) as usize;
+    let header = 8 + 33 * links;
     let mut body = block[header..].to_vec();
     key.open_in_place(&mut body, &block[..header])
         .expect("opens");

@@ -119,6 +119,13 @@ async fn serve(
         }
         return folder_page(api, opened, &root, path, &etag, method).await;
     }
+    if opened.head.kind == "link" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{path:?} is a symbolic link; the gateway does not follow links"),
+        ));
+    }
     file(api, opened, &etag, method, q, headers).await
 }
 
@@ -376,6 +383,14 @@ async fn folder_page(
         rows.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
     }
     for e in &entries {
+        if let Some(target) = &e.target {
+            rows.push_str(&format!(
+                "<tr><td>{} → {}</td><td class=n>link</td><td></td></tr>\n",
+                escape_html(&e.name),
+                escape_html(target),
+            ));
+            continue;
+        }
         let slash = if e.kind == "dir" { "/" } else { "" };
         let href = format!("{}{slash}", utf8_percent_encode(&e.name, PATH_PART));
         rows.push_str(&format!(

@@ -66,8 +66,16 @@ pub enum Event {
     Job(Job),
     /// The items held here changed (added, pinned, unpinned, collected): read `/ls` again.
     Items,
-    /// The node's state, every few seconds.
-    Status(crate::node::NodeInfo),
+    /// The node's state and its store's, every few seconds.
+    Status(StatusEvent),
+}
+
+/// What a `status` event carries.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusEvent {
+    #[serde(flatten)]
+    pub node: crate::node::NodeInfo,
+    pub store: crate::store::StoreStats,
 }
 
 struct Entry {
@@ -179,6 +187,16 @@ impl Jobs {
             }
         });
         self.announce(Event::Items);
+    }
+
+    /// Forgets a finished job (the page's "dismiss"); false if it runs or is unknown.
+    pub fn forget(&self, job: u64) -> bool {
+        let mut jobs = self.lock();
+        let finished = jobs.get(&job).is_some_and(|e| e.state.borrow().finished());
+        if finished {
+            jobs.remove(&job);
+        }
+        finished
     }
 
     /// Stops a running job; false if there is no such job.

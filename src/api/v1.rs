@@ -750,14 +750,18 @@ async fn job(State(api): State<Api>, Path(job): Path<u64>) -> Result<Json<Job>, 
     api.jobs.get(job).map(Json).ok_or_else(|| no_such_job(job))
 }
 
-/// Cancels a running job (what it fetched stays, and a new fetch resumes from it).
+/// Cancels a running job (what it fetched stays, and a new fetch resumes from it); a
+/// finished job is forgotten (dismissed from the list). Answers the job as it ended.
 #[utoipa::path(delete, path = "/jobs/{job}", tag = "fetch",
     params(("job" = u64, Path, description = "job number")),
     responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
 async fn cancel_job(State(api): State<Api>, Path(job): Path<u64>) -> Result<Json<Job>, ApiError> {
-    if !api.jobs.cancel(job) {
-        return Err(no_such_job(job));
+    let before = api.jobs.get(job).ok_or_else(|| no_such_job(job))?;
+    if before.finished() {
+        api.jobs.forget(job);
+        return Ok(Json(before));
     }
+    api.jobs.cancel(job);
     api.jobs.get(job).map(Json).ok_or_else(|| no_such_job(job))
 }
 
@@ -808,15 +812,19 @@ async fn events(State(api): State<Api>) -> Response {
             }
         }
     });
-    let client = api.client.clone();
+    let (client, store) = (api.client.clone(), Arc::clone(&api.store));
     let ticks = futures::stream::unfold(
         tokio::time::interval(Duration::from_secs(2)),
         move |mut t| {
-            let client = client.clone();
+            let (client, store) = (client.clone(), Arc::clone(&store));
             async move {
                 t.tick().await;
-                let info = client.info().await.ok()?;
-                Some((Event::Status(info), t))
+                let node = client.info().await.ok()?;
+                let store = tokio::task::spawn_blocking(move || store.stats())
+                    .await
+                    .ok()?
+                    .ok()?;
+                Some((Event::Status(super::jobs::StatusEvent { node, store }), t))
             }
         },
     );

@@ -34,6 +34,8 @@ pub const MAX_LINKS: usize = 4096;
 pub const MAX_TREE_DEPTH: usize = 4;
 /// Longest file or folder name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
+/// Longest symbolic-link target, in bytes (Linux's PATH_MAX).
+pub const MAX_LINK_TARGET: usize = 4096;
 
 const HEADER_FIXED: usize = 8;
 const LINK_LEN: usize = 33;
@@ -94,13 +96,36 @@ pub struct FileManifest {
     pub chunks: Tree<ChunkRef>,
 }
 
-/// Whether a folder entry is a file or a folder.
+/// Whether a folder entry is a file, a folder or a symbolic link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryKind {
     #[serde(rename = "f")]
     File,
     #[serde(rename = "d")]
     Dir,
+    #[serde(rename = "l")]
+    Link,
+}
+
+impl EntryKind {
+    /// The kind in the user's words (`storgo ls`, the API).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Link => "link",
+        }
+    }
+}
+
+/// A symbolic link inside a folder: its name and where it points, kept as the text it was
+/// (as tar and kubo keep links). It is restored as a link and never followed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkManifest {
+    pub name: String,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<i64>,
 }
 
 /// One entry of a folder: its name and the manifest it points at.
@@ -138,6 +163,8 @@ pub enum Manifest {
     ChunkPage(Tree<ChunkRef>),
     #[serde(rename = "entries")]
     EntryPage(Tree<DirEntry>),
+    #[serde(rename = "link")]
+    Link(LinkManifest),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -150,6 +177,20 @@ fn malformed(address: BlockAddress, reason: impl Into<String>) -> ContentError {
     ContentError::MalformedManifest {
         address,
         reason: reason.into(),
+    }
+}
+
+/// Checks a symbolic link's target: not empty, at most [`MAX_LINK_TARGET`] bytes, no NUL.
+/// Where it points is not checked: a link is restored as it was and never followed.
+pub fn validate_link_target(target: &str) -> Result<(), &'static str> {
+    if target.is_empty() {
+        Err("is empty")
+    } else if target.len() > MAX_LINK_TARGET {
+        Err("is longer than 4096 bytes")
+    } else if target.contains('\0') {
+        Err("contains NUL")
+    } else {
+        Ok(())
     }
 }
 
@@ -209,6 +250,7 @@ impl Manifest {
             Manifest::ChunkPage(t) => tree_links(t, chunk_link, &mut out),
             Manifest::Dir(d) => tree_links(&d.entries, entry_link, &mut out),
             Manifest::EntryPage(t) => tree_links(t, entry_link, &mut out),
+            Manifest::Link(_) => {}
         }
         out
     }
@@ -327,6 +369,11 @@ impl Manifest {
                 tree(address, &d.entries, MAX_ENTRIES_PER_PAGE, entry)
             }
             Manifest::EntryPage(t) => tree(address, t, MAX_ENTRIES_PER_PAGE, entry),
+            Manifest::Link(l) => {
+                validate_name(&l.name, false)?;
+                validate_link_target(&l.target)
+                    .map_err(|reason| malformed(address, format!("link target {reason}")))
+            }
         }
     }
 }

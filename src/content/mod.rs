@@ -21,7 +21,7 @@ pub use content_id::ContentId;
 pub use crypto::{BlockKey, ConvergenceSecret};
 pub use manifest::{
     validate_name, ChunkRef, DirEntry, DirManifest, EntryKind, FileManifest, Link, LinkKind,
-    Manifest, PageRef, Tree,
+    LinkManifest, Manifest, PageRef, Tree,
 };
 
 /// Largest sealed block of any kind that storgo writes, stores or accepts: a chunk of the

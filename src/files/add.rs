@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::content::manifest::{build_tree, MAX_CHUNKS_PER_PAGE, MAX_ENTRIES_PER_PAGE};
 use crate::content::{
     validate_name, BlockAddress, BlockKey, ChunkRef, Chunker, ContentId, DirEntry, DirManifest,
-    EntryKind, FileManifest, Manifest, CHUNK_MIN,
+    EntryKind, FileManifest, LinkManifest, Manifest, CHUNK_MIN,
 };
 use crate::store::{BlockWriter, PinRecord, Session, SessionKind, Store};
 
@@ -74,9 +74,7 @@ impl Skipped {
 fn kind_of(meta: &fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = meta.file_type();
-    if t.is_symlink() {
-        "a symbolic link (links are not stored yet)"
-    } else if t.is_fifo() {
+    if t.is_fifo() {
         "a named pipe"
     } else if t.is_socket() {
         "a socket"
@@ -230,11 +228,7 @@ fn finish(
         session.commit_pin(&PinRecord {
             id: id.to_string(),
             name: name.clone(),
-            kind: match kind {
-                EntryKind::File => "file",
-                EntryKind::Dir => "dir",
-            }
-            .into(),
+            kind: kind.as_str().into(),
             size,
             pinned_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -297,6 +291,11 @@ fn add_dir(
                 &child,
             )?;
             (EntryKind::File, s, a, k)
+        } else if cmeta.file_type().is_symlink() {
+            match add_link(ctx, &child, &child_name, &cmeta)? {
+                Some((a, k)) => (EntryKind::Link, 0, a, k),
+                None => continue,
+            }
         } else {
             ctx.skipped.push(Skipped::new(&child, kind_of(&cmeta)));
             continue;
@@ -325,6 +324,37 @@ fn add_dir(
         entries: tree,
     }))?;
     Ok((total, address, key))
+}
+
+/// Stores a symbolic link as a link entry: its target as text, never followed (what it points
+/// to is not added). `None` (and a skip reported) for a target storgo cannot keep.
+fn add_link(
+    ctx: &mut Ctx<'_, '_>,
+    path: &Path,
+    name: &str,
+    meta: &fs::Metadata,
+) -> Result<Option<(BlockAddress, BlockKey)>> {
+    let target = fs::read_link(path).map_err(|e| FilesError::io("reading the link", path, e))?;
+    let Some(target) = target.to_str().map(str::to_owned) else {
+        ctx.skipped.push(Skipped::new(
+            path,
+            "a symbolic link whose target is not valid UTF-8",
+        ));
+        return Ok(None);
+    };
+    if let Err(why) = crate::content::manifest::validate_link_target(&target) {
+        ctx.skipped.push(Skipped::new(
+            path,
+            format!("a symbolic link whose target {why}"),
+        ));
+        return Ok(None);
+    }
+    let (a, k) = ctx.put_manifest(&Manifest::Link(LinkManifest {
+        name: name.to_owned(),
+        target,
+        mtime: unix_mtime(meta),
+    }))?;
+    Ok(Some((a, k)))
 }
 
 /// Seals one file. One shorter than the smallest chunk (as its `size_hint` says, and as

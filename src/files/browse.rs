@@ -35,9 +35,13 @@ pub struct Head {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Entry {
     pub name: String,
+    /// `file`, `dir` or `link`.
     pub kind: String,
     pub size: u64,
     pub id: String,
+    /// Where a symbolic link points (as it was added; never followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 fn malformed(address: BlockAddress, reason: &str) -> FilesError {
@@ -62,6 +66,12 @@ pub fn head(store: &Store, id: &ContentId) -> Result<Head> {
             size: d.size,
             mtime: d.mtime,
         }),
+        Manifest::Link(l) => Ok(Head {
+            name: l.name,
+            kind: "link".into(),
+            size: 0,
+            mtime: l.mtime,
+        }),
         _ => Err(malformed(id.root, "expected a file or folder")),
     }
 }
@@ -73,14 +83,19 @@ pub fn entries(store: &Store, id: &ContentId) -> Result<Vec<Entry>> {
     };
     let mut out = Vec::new();
     for_each_entry(store, &d.entries, 0, &mut |e| {
+        let target = match e.kind {
+            EntryKind::Link => match load_manifest(store, e.address, &e.key)? {
+                Manifest::Link(l) => Some(l.target),
+                _ => return Err(malformed(e.address, "expected a link")),
+            },
+            _ => None,
+        };
         out.push(Entry {
             name: e.name.clone(),
-            kind: match e.kind {
-                EntryKind::File => "file".into(),
-                EntryKind::Dir => "dir".into(),
-            },
+            kind: e.kind.as_str().into(),
             size: e.size,
             id: ContentId::new(e.address, e.key).to_string(),
+            target,
         });
         Ok(())
     })?;

@@ -472,8 +472,14 @@ fn write_item(
                 });
             }
             let done = &mut *budget.done;
-            let mut out =
-                fs::File::create(path).map_err(|e| FilesError::io("creating", path, e))?;
+            // create_new: never through something already there. A crafted folder may name a
+            // link and a file alike; the link is restored first, and opening the file must
+            // not write where the link points.
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| FilesError::io("creating", path, e))?;
             let base = *done;
             let n = write_file(store, source, &f, &mut out, &|b| progress(base + b))?;
             *done += n;
@@ -521,6 +527,10 @@ fn write_item(
             }
             set_dir_times(path, d.mtime)
         }
+        // Restored as a link, as it was; nothing is ever written through it (names in a
+        // folder are unique, so no later entry lands under it).
+        Manifest::Link(l) if budget.depth > 0 => std::os::unix::fs::symlink(&l.target, path)
+            .map_err(|e| FilesError::io("creating the link", path, e)),
         _ => Err(wrong_kind(address, "a file or folder")),
     }
 }
@@ -612,7 +622,9 @@ fn count(store: &Store, m: Manifest, st: &mut ItemStat) -> Result<()> {
                 let child = load_manifest(store, a, &k)?;
                 let ok = matches!(
                     (&child, kind),
-                    (Manifest::File(_), EntryKind::File) | (Manifest::Dir(_), EntryKind::Dir)
+                    (Manifest::File(_), EntryKind::File)
+                        | (Manifest::Dir(_), EntryKind::Dir)
+                        | (Manifest::Link(_), EntryKind::Link)
                 );
                 if !ok {
                     return Err(wrong_kind(a, "the entry's kind"));

@@ -267,8 +267,10 @@ pub(crate) async fn walk(
         };
         let ok = matches!(
             (&m, &expect),
-            (Manifest::File(_) | Manifest::Dir(_), Expect::Item)
-                | (Manifest::ChunkPage(_), Expect::ChunkPage)
+            (
+                Manifest::File(_) | Manifest::Dir(_) | Manifest::Link(_),
+                Expect::Item
+            ) | (Manifest::ChunkPage(_), Expect::ChunkPage)
                 | (Manifest::EntryPage(_), Expect::EntryPage)
         );
         if !ok {
@@ -304,6 +306,12 @@ pub(crate) async fn walk(
                 entry_tree(d.entries, &mut stack);
             }
             Manifest::EntryPage(t) => entry_tree(t, &mut stack),
+            // A link names no block: nothing to follow (and it is never followed).
+            Manifest::Link(l) => {
+                if first {
+                    (out.name, out.kind) = (l.name.clone(), "link");
+                }
+            }
         }
         first = false;
     }

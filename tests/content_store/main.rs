@@ -11,6 +11,7 @@ mod codecs_never_panic;
 mod crash_during_add;
 mod dedup_stores_shared_chunks_once;
 mod gc_keeps_shared_chunks;
+mod links_are_kept_as_links_and_never_followed;
 mod messages_round_trip;
 mod odd_entries_are_skipped_once_each;
 mod protocol_vectors;

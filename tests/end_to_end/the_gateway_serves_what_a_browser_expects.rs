@@ -37,6 +37,7 @@ async fn files_and_folders_come_with_the_headers_a_browser_needs() {
         "<script>fetch('/api/v1/ls')</script>",
     )
     .unwrap();
+    std::os::unix::fs::symlink("week3/notes.pdf", course.join("latest.pdf")).unwrap();
     let add = api_a
         .req(Method::POST, "/api/v1/add")
         .json(&serde_json::json!({"path": course, "recursive": true}));

@@ -643,6 +643,18 @@ function renderJob(job) {
       type: 'button', class: 'retry btn ghost small', on: { click: () => startFetch(job.id, job.pin) },
     }, 'Try again'));
   }
+  if (job.state !== 'running') {
+    // A finished job can be dismissed: the node forgets it, the card goes.
+    actions.append(h('button', {
+      type: 'button', class: 'dismiss btn ghost small', title: 'Remove from this list',
+      on: {
+        click: async (e) => {
+          e.currentTarget.disabled = true;
+          if (await attempt(() => api(`/jobs/${job.job}`, { method: 'DELETE' }))) el.remove();
+        },
+      },
+    }, 'Dismiss'));
+  }
 }
 
 async function startFetch(id, pin) {
@@ -881,9 +893,12 @@ function connectEvents() {
   es.addEventListener('status', (e) => {
     const info = JSON.parse(e.data);
     renderInfo(info);
-    // The status event carries no store figures, and replicas taken in or handed off send
-    // no `items` event: read them again when the count of records provided moves, and
-    // /status every 30 s anyway.
+    if (info.store) {
+      state.status = { ...(state.status || {}), store: info.store };
+      renderStored();
+    }
+    // Replicas taken in or handed off send no `items` event: read them again when the count
+    // of records provided moves, and /status every 30 s anyway.
     const tick = ++state.statusTicks % 15 === 0;
     if (lastProvided !== null && info.records_provided !== lastProvided) scheduleLoadItems();
     else if (tick) attempt(loadStatus);
