@@ -247,6 +247,8 @@ struct Key {
     default: Option<String>,
     multiple: bool,
     hidden_value: bool,
+    /// A switch (`--no-mdns`): takes no value on the command line.
+    switch: bool,
     /// Set on `node`, not globally.
     on_node: bool,
 }
@@ -276,6 +278,10 @@ fn keys(cmd: &clap::Command) -> Vec<Key> {
                     && a.get_num_args().is_some_and(|n| n.max_values() > 1)
                     || matches!(a.get_action(), clap::ArgAction::Append),
                 hidden_value: a.is_hide_env_values_set(),
+                switch: matches!(
+                    a.get_action(),
+                    clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+                ),
                 on_node,
             });
         }
@@ -356,29 +362,8 @@ pub fn apply_file(cmd: &clap::Command, args: &[OsString]) -> Result<Provenance, 
         }
         Err(source) => return Err(ConfigError::Read { path, source }),
     };
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: path.clone(),
-            message: e.to_string().replace('\n', " ").trim().to_owned(),
-        })?;
-    let keys = keys(cmd);
+    let values = file_values(cmd, &text, &path)?;
     let mut from_file = BTreeSet::new();
-    let mut values = Vec::new();
-    for (k, v) in &table {
-        let Some(key) = keys.iter().find(|key| key.key == *k) else {
-            return Err(ConfigError::UnknownKey {
-                path,
-                key: k.clone(),
-                known: keys
-                    .iter()
-                    .map(|k| k.key.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        };
-        values.push((key.var.clone(), toml_to_arg(k, v, &path)?));
-    }
     for (var, value) in values {
         if std::env::var_os(&var).is_none() {
             // SAFETY (edition 2021: safe, but the rule holds): no other thread exists yet.
@@ -399,6 +384,61 @@ pub enum ParseError {
     Config(ConfigError),
     /// Anything else, and `--help`: clap prints it.
     Clap(clap::Error),
+}
+
+/// What a config file's text stands for: each key's variable and value, checked (TOML, known
+/// keys, plain values). Values themselves are checked when the command line is parsed.
+pub fn file_values(
+    cmd: &clap::Command,
+    text: &str,
+    path: &Path,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().replace('\n', " ").trim().to_owned(),
+        })?;
+    let keys = keys(cmd);
+    let mut values = Vec::new();
+    for (k, v) in &table {
+        let Some(key) = keys.iter().find(|key| key.key == *k) else {
+            return Err(ConfigError::UnknownKey {
+                path: path.to_owned(),
+                key: k.clone(),
+                known: keys
+                    .iter()
+                    .map(|k| k.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        values.push((key.var.clone(), toml_to_arg(k, v, path)?));
+    }
+    Ok(values)
+}
+
+/// [`file_values`] for storgo's own command line, then every value through the parser as
+/// `storgo node` would take it: what the fuzzer drives with arbitrary text.
+pub fn check_text(text: &str) -> Result<(), String> {
+    let cmd = crate::cli::Cli::command();
+    let values = file_values(&cmd, text, Path::new("fuzz.toml")).map_err(|e| e.to_string())?;
+    let keys = keys(&cmd);
+    let mut argv: Vec<String> = vec!["storgo".into(), "node".into()];
+    for (var, value) in &values {
+        let Some(k) = keys.iter().find(|k| k.var == *var) else {
+            continue;
+        };
+        if !k.switch {
+            argv.push(format!("--{}={value}", k.key));
+        } else if !matches!(value.as_str(), "false" | "0" | "no" | "off" | "") {
+            argv.push(format!("--{}", k.key));
+        }
+    }
+    // Global flags may follow the subcommand; each value is checked as its flag's would be.
+    cmd.try_get_matches_from(argv)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Parses the command line after [`apply_file`]. A bad value that came from the file is
@@ -730,4 +770,49 @@ pub fn network(net: &NetArgs, dht_server: bool) -> Result<NetworkConfig, ConfigE
         )));
     }
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_text_is_checked_key_by_key_and_value_by_value() {
+        assert_eq!(check_text(""), Ok(()));
+        assert_eq!(check_text("replication = 5\nno-mdns = true\n"), Ok(()));
+        assert_eq!(
+            check_text("bootstrap = [\"/ip4/10.0.0.1/tcp/4815\"]\nscrub-rate = \"1MiB\"\n"),
+            Ok(())
+        );
+        for (text, says) in [
+            ("replication = 300", "300 is not in 1..=16"),
+            ("replicaton = 3", "unknown key \"replicaton\""),
+            ("[node]\nreplication = 3", "unknown key \"node\""),
+            ("replication = [[1]]", "a nested list"),
+            ("when = 1979-05-27", "unknown key"),
+            ("api = 1979-05-27", "a date"),
+            ("replication =", "not TOML"),
+        ] {
+            let e = check_text(text).expect_err(text);
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_file_config_init_writes_is_valid_and_changes_nothing() {
+        let text = init_text::<crate::cli::Cli>();
+        assert_eq!(check_text(&text), Ok(()));
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = ") && !l.ends_with("= \"\"") && !l.ends_with("= []"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uncommented.contains("replication = 3"), "{uncommented}");
+        assert_eq!(
+            check_text(&uncommented),
+            Ok(()),
+            "every default, uncommented"
+        );
+    }
 }
