@@ -7,7 +7,6 @@
 //! served to another machine cannot leak it. `storgo web` asks the running node for a fresh
 //! login URL. The page is plain HTML, CSS and JavaScript, talking to `/api/v1` like any client.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
@@ -99,9 +98,10 @@ impl Logins {
         let Some(value) = session_cookie(headers, &self.cookie) else {
             return false;
         };
-        let s = self.lock();
-        let known: HashSet<&str> = s.sessions.iter().map(String::as_str).collect();
-        known.contains(value.as_str())
+        self.lock()
+            .sessions
+            .iter()
+            .any(|s| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), value.as_bytes()).into())
     }
 
     fn end(&self, headers: &HeaderMap) {
