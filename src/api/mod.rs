@@ -174,6 +174,7 @@ fn api_router(api: Api) -> Router {
     let (v1, _doc) = v1::router().split_for_parts();
     let v1 = v1
         .fallback(no_such_route)
+        .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(middleware::from_fn_with_state(api.clone(), auth));
     let gateway = gateway::router().layer(middleware::from_fn_with_state(api.clone(), auth));
     Router::new()
@@ -200,6 +201,30 @@ async fn serve_gateway(api: Api, at: SocketAddr) -> std::io::Result<SocketAddr> 
     spawn_server(listener, app);
     tracing::info!(address = %addr, "gateway listening (read-only, no token)");
     Ok(addr)
+}
+
+/// Largest request body a JSON route takes (axum's default limit, stated here so that it is
+/// checked before the body is read).
+const JSON_BODY_LIMIT: u64 = 2 * 1024 * 1024;
+
+/// 413 at once for a body whose declared length is over the limit, before any of it is read:
+/// answering after reading part of it would reset the connection under a client still
+/// sending, which then sees a broken pipe instead of the answer. Uploads have no limit.
+async fn refuse_declared_oversize(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if req.uri().path() != "/upload" && declared.is_some_and(|n| n > JSON_BODY_LIMIT) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a request body here may be {JSON_BODY_LIMIT} bytes at most"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn no_such_route(method: Method, uri: axum::http::Uri) -> ApiError {
