@@ -3,9 +3,12 @@
 //! checks the code against the committed documents, and a changed vector means a changed
 //! format (a new version), not a refreshed file.
 
+use libp2p::identity::ed25519;
+use storgo::collections::version::NewVersion;
+use storgo::collections::{CollectionId, Delegation, Entry, Latest, Listing};
 use storgo::content::{
-    ChunkRef, ContentId, ConvergenceSecret, DirEntry, DirManifest, EntryKind, FileManifest,
-    LinkManifest, Manifest, Tree,
+    BlockAddress, BlockKey, ChunkRef, ContentId, ConvergenceSecret, DirEntry, DirManifest,
+    EntryKind, FileManifest, LinkManifest, Manifest, Tree,
 };
 
 fn print_chunk(name: &str, secret: &ConvergenceSecret, plaintext: &[u8]) -> (ChunkRef, Vec<u8>) {
@@ -25,6 +28,7 @@ fn print_chunk(name: &str, secret: &ConvergenceSecret, plaintext: &[u8]) -> (Chu
 }
 
 fn main() {
+    print_collections();
     let secret = ConvergenceSecret::from_hex(
         "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
     )
@@ -260,4 +264,68 @@ fn body_of(block: &[u8], key: &storgo::content::BlockKey) -> Vec<u8> {
     key.open_in_place(&mut body, &block[..header])
         .expect("opens");
     body
+}
+
+fn kp(b: u8) -> ed25519::Keypair {
+    let mut s = [b; 32];
+    ed25519::SecretKey::try_from_bytes(&mut s).unwrap().into()
+}
+
+/// `collection-v1.md`: IDs, records (owner and delegate) and versions (public and private).
+fn print_collections() {
+    let owner = kp(1);
+    let key = owner.public().to_bytes();
+    let version_id = ContentId::new(
+        BlockAddress::from_digest([3; 32]),
+        BlockKey::from_bytes([4; 32]),
+    );
+    let public = CollectionId { key, read: None };
+    let private = CollectionId {
+        key,
+        read: Some([2; 32]),
+    };
+    println!("```vector collection-id-1\nsecret: {}\npublic-key: {}\nread-key: {}\nid: {}\nprivate-id: {}\n```\n",
+        hex::encode([1u8; 32]), hex::encode(key), hex::encode([2u8; 32]), public, private);
+    let r = Latest::sign(key, 3, &version_id, &owner, None);
+    println!(
+        "```vector collection-record-1\nsecret: {}\nseq: 3\nversion-id: {}\nrecord: {}\n```\n",
+        hex::encode([1u8; 32]),
+        hex::encode(version_id.to_bytes()),
+        hex::encode(&r.bytes)
+    );
+    let ta = kp(6);
+    let d = Delegation::new(&owner, ta.public().to_bytes());
+    let r = Latest::sign(key, 4, &version_id, &ta, Some(d));
+    println!("```vector collection-record-delegate-1\nsecret: {}\ndelegate-secret: {}\nseq: 4\nversion-id: {}\nrecord: {}\n```\n",
+        hex::encode([1u8; 32]), hex::encode([6u8; 32]), hex::encode(version_id.to_bytes()), hex::encode(&r.bytes));
+    let listing = Listing {
+        name: "Algorithms 101".into(),
+        entries: vec![Entry {
+            id: version_id.to_string(),
+            title: "Lecture 1 notes".into(),
+            tags: vec!["lecture".into()],
+            note: String::new(),
+            added: 1_700_000_000,
+        }],
+    };
+    let v = NewVersion {
+        collection: &public,
+        seq: 1,
+        prev: None,
+        published: 1_700_000_000,
+        delegates: vec![],
+        listing: &listing,
+    }
+    .sign(&owner, None, [5; 32]);
+    println!("```vector collection-version-1\nsecret: {}\nseq: 1\npublished: 1700000000\nversion: {}\n```\n", hex::encode([1u8; 32]), hex::encode(&v));
+    let v = NewVersion {
+        collection: &private,
+        seq: 2,
+        prev: Some(version_id),
+        published: 1_700_000_001,
+        delegates: vec![],
+        listing: &listing,
+    }
+    .sign(&owner, None, [5; 32]);
+    println!("```vector collection-version-private-1\nsecret: {}\nread-key: {}\nsalt: {}\nseq: 2\nprev: {}\npublished: 1700000001\nversion: {}\n```", hex::encode([1u8; 32]), hex::encode([2u8; 32]), hex::encode([5u8; 32]), hex::encode(version_id.to_bytes()), hex::encode(&v));
 }

@@ -12,12 +12,16 @@
 //!   the data-dir lock, garbage collection and verification. Knows block links, never keys.
 //! - [`files`]: adding and reading files and folders — the pipelines that turn a path into
 //!   sealed blocks in a [`store::Store`] and a content ID back into bytes on disk.
+//! - [`collections`]: shared collections — signed, versioned lists of items published under
+//!   a key and followed by anyone with its ID (formats and local rows; the node does the
+//!   network work).
 //! - [`cli`]: the `storgo` command line, a thin shell over the layers above.
 //!
 //! [`ContentId`]: content::ContentId
 
 pub mod api;
 pub mod cli;
+pub mod collections;
 pub mod config;
 pub mod content;
 pub mod files;

@@ -65,7 +65,10 @@ impl ApiClient {
     }
 
     async fn decode<T: DeserializeOwned>(&self, r: reqwest::Response) -> Result<T, ApiClientError> {
-        if r.status().is_success() {
+        if r.status() == reqwest::StatusCode::NO_CONTENT {
+            // An answer without a body: `()` (or any `T` that reads from JSON null).
+            serde_json::from_str("null").map_err(|e| ApiClientError::Node(e.to_string()))
+        } else if r.status().is_success() {
             r.json().await.map_err(|e| self.err(e))
         } else {
             let status = r.status();
@@ -80,6 +83,17 @@ impl ApiClient {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        self.decode(r).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiClientError> {
+        let r = self
+            .http
+            .delete(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .send()
             .await

@@ -180,3 +180,35 @@ impl From<tokio::task::JoinError> for ApiError {
         Self::internal(e)
     }
 }
+
+impl From<crate::collections::CollectionError> for ApiError {
+    fn from(e: crate::collections::CollectionError) -> Self {
+        use crate::collections::CollectionError as C;
+        let (status, code) = match &e {
+            C::MalformedId(_) => (StatusCode::BAD_REQUEST, "bad_id"),
+            C::Malformed(_) | C::BadName => (StatusCode::BAD_REQUEST, "bad_request"),
+            C::Store(_) => return Self::internal(e),
+            C::NotAuthorized => (StatusCode::FORBIDDEN, "not_authorized"),
+            C::UnknownName(_) | C::NotFollowed(_) | C::NotListed(_) | C::NotFound => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            C::NameTaken(_) => (StatusCode::CONFLICT, "exists"),
+            C::BadSignature(_)
+            | C::WrongCollection
+            | C::Stale { .. }
+            | C::BrokenChain { .. }
+            | C::WrongReadKey => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_collection"),
+            C::Search(_) => return Self::internal(e),
+        };
+        Self::new(status, code, e)
+    }
+}
+
+impl From<crate::node::collections::ServiceError> for ApiError {
+    fn from(e: crate::node::collections::ServiceError) -> Self {
+        match e {
+            crate::node::collections::ServiceError::Collection(c) => c.into(),
+            crate::node::collections::ServiceError::Node(n) => n.into(),
+        }
+    }
+}

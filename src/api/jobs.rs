@@ -68,6 +68,8 @@ pub enum Event {
     Items,
     /// The node's state and its store's, every few seconds.
     Status(StatusEvent),
+    /// A followed collection has a new version.
+    Collection(crate::node::collections::CollectionEvent),
 }
 
 /// What a `status` event carries.

@@ -10,6 +10,7 @@
 //! state but the jobs and login sessions kept here.
 
 pub mod client;
+pub mod collections;
 mod error;
 mod gateway;
 pub mod jobs;
@@ -66,6 +67,7 @@ pub struct NodeParts {
     /// The node was given bootstrap peers (see [`readyz`]).
     pub bootstrap: bool,
     pub metrics: crate::node::Metrics,
+    pub collections: crate::node::collections::Collections,
 }
 
 /// The listeners as bound.
@@ -86,6 +88,7 @@ pub(crate) struct Api {
     fetch: FetchOptions,
     bootstrap: bool,
     metrics: crate::node::Metrics,
+    collections: crate::node::collections::Collections,
     jobs: jobs::Jobs,
     logins: web::Logins,
     /// The listener is on a loopback address: routes that name paths on this machine's disk
@@ -122,6 +125,7 @@ pub async fn serve(node: NodeParts, http: &HttpConfig) -> std::io::Result<Servin
         fetch: node.fetch,
         bootstrap: node.bootstrap,
         metrics: node.metrics,
+        collections: node.collections,
         jobs: jobs::Jobs::new(),
         logins: web::Logins::new(addr.port()),
         loopback: addr.ip().is_loopback(),

@@ -24,6 +24,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::collections;
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{Event, Job};
 use super::reading;
@@ -108,6 +109,15 @@ pub(super) fn router() -> OpenApiRouter<Api> {
         .routes(routes!(verify))
         .routes(routes!(openapi_json))
         .routes(routes!(login_link))
+        .routes(routes!(collections::list, collections::create))
+        .routes(routes!(collections::search))
+        .routes(routes!(collections::show))
+        .routes(routes!(collections::log))
+        .routes(routes!(collections::add_entry))
+        .routes(routes!(collections::remove_entry))
+        .routes(routes!(collections::delegate))
+        .routes(routes!(collections::publish))
+        .routes(routes!(collections::follow, collections::unfollow))
 }
 
 /// The document, as served at `/api/v1/openapi.json` (paths carry the `/api/v1` prefix).
@@ -797,7 +807,8 @@ async fn job_events(State(api): State<Api>, Path(job): Path<u64>) -> Result<Resp
 }
 
 /// Everything that changes, as server-sent events: `job` (a fetch moved), `items` (the items
-/// held changed), `status` (the node's counters, every 2 s).
+/// held changed), `status` (the node's counters, every 2 s), `collection` (a followed
+/// collection has a new version).
 #[utoipa::path(get, path = "/events", tag = "node",
     responses((status = 200, description = "`text/event-stream` of Event objects", content_type = "text/event-stream")))]
 async fn events(State(api): State<Api>) -> Response {
@@ -828,11 +839,21 @@ async fn events(State(api): State<Api>) -> Response {
             }
         },
     );
-    let stream = futures::stream::select(changes, ticks).map(|e| {
+    let news = futures::stream::unfold(api.collections.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => return Some((Event::Collection(e), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    let stream = futures::stream::select(futures::stream::select(changes, news), ticks).map(|e| {
         let name = match &e {
             Event::Job(_) => "job",
             Event::Items => "items",
             Event::Status(_) => "status",
+            Event::Collection(_) => "collection",
         };
         sse_json(name, &e)
     });
@@ -999,9 +1020,13 @@ mod tests {
             !router.contains(".merge("),
             "a merged router bypasses the document"
         );
-        let handlers = src.matches("#[utoipa::path(").count();
-        let registered =
-            router.matches("routes!(").count() + router.matches(", cancel_job").count();
+        let handlers = src.matches("#[utoipa::path(").count()
+            + include_str!("collections.rs")
+                .matches("#[utoipa::path(")
+                .count();
+        let registered = router.matches("routes!(").count()
+            + router.matches(", cancel_job").count()
+            + router.matches(", collections::").count();
         assert_eq!(handlers, registered, "every documented handler is routed");
         let doc = super::openapi();
         let operations: usize = doc

@@ -3,6 +3,7 @@
 //! This is the only place that uses `anyhow` and talks to a terminal; it must not contain
 //! logic a library user would need (that belongs in `files` or `store`).
 
+mod collection;
 mod net;
 
 use std::io::{IsTerminal, Write};
@@ -200,6 +201,31 @@ pub enum Command {
     Providers { id: String },
     /// Routing-table size, records provided, bytes stored and served, replication health.
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shared collections: make one, add items, publish versions, read its history.
+    #[command(subcommand)]
+    Collection(collection::CollectionCommand),
+    /// Follows a collection: keeps its newest version; with --auto-fetch, pins every item
+    /// as it appears (a laptop keeps the whole course, offline).
+    Follow {
+        id: String,
+        #[arg(long)]
+        auto_fetch: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stops following a collection (what was pinned stays pinned).
+    Unfollow { id: String },
+    /// Searches titles, tags and notes of every followed collection, locally.
+    Search {
+        words: Vec<String>,
+        /// Only items with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
         #[arg(long)]
         json: bool,
     },
@@ -542,6 +568,22 @@ async fn run_async(cli: Cli) -> Result<()> {
         Command::Providers { id } => return net::providers(&cli, id).await,
         Command::Status { json } => return net::status(&cli, *json).await,
         Command::Repair { json } => return net::repair(&cli, *json).await,
+        Command::Collection(c) => return collection::run(&cli, c).await,
+        Command::Follow {
+            id,
+            auto_fetch,
+            json,
+        } => return collection::follow(&cli, id, *auto_fetch, *json).await,
+        Command::Unfollow { id } => return collection::unfollow(&cli, id).await,
+        Command::Search {
+            words,
+            tag,
+            limit,
+            json,
+        } => {
+            let api = net::need_api(&cli).await?;
+            return collection::search(&api, words, tag.as_deref(), *limit, *json).await;
+        }
         _ => {}
     }
     if let Some(api) = crate::api::client::ApiClient::discover(&data_dir(&cli)?).await {

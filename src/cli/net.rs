@@ -90,6 +90,7 @@ async fn serve_http(
         fetch: FetchOptions::default(),
         bootstrap,
         metrics: node.metrics.clone(),
+        collections: node.collections.clone(),
     };
     let mut http = config.http.clone();
     match api::serve(parts(), &http).await {
@@ -302,7 +303,7 @@ pub async fn web(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-async fn need_api(cli: &Cli) -> Result<ApiClient> {
+pub(super) async fn need_api(cli: &Cli) -> Result<ApiClient> {
     let dir = data_dir(cli)?;
     ApiClient::discover(&dir).await.with_context(|| {
         format!(

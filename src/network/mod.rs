@@ -7,8 +7,8 @@
 //!
 //! Behaviours: Kademlia under `/storgo/kad/1.0.0` (storgo's own DHT, not IPFS's), the chunk
 //! exchange, the replicate protocol ([`replicate`]), the batched provider announcements
-//! ([`announce`]), identify, ping, mDNS (optional), AutoNAT and connection limits, over TCP
-//! (Noise + Yamux) and QUIC.
+//! ([`announce`]), gossipsub (a topic per followed collection: [`collection_topic`]), identify,
+//! ping, mDNS (optional), AutoNAT and connection limits, over TCP (Noise + Yamux) and QUIC.
 
 pub mod announce;
 pub mod chunks;
@@ -24,9 +24,9 @@ use libp2p::core::upgrade;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, autonat, connection_limits, identify, kad, mdns, memory_connection_limits,
-    noise, ping, pnet, request_response, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm,
-    Transport,
+    allow_block_list, autonat, connection_limits, gossipsub, identify, kad, mdns,
+    memory_connection_limits, noise, ping, pnet, request_response, tcp, yamux, Multiaddr, PeerId,
+    StreamProtocol, Swarm, Transport,
 };
 
 pub use announce::{AnnounceCodec, AnnounceResponse, Announcement};
@@ -77,6 +77,9 @@ pub struct NetworkConfig {
     /// batched sweep (`node::republish`) rather than kad's one walk per key; `None` sweeps
     /// only when asked (`storgo repair`).
     pub republish_interval: Option<Duration>,
+    /// How often followed collections are looked up in the DHT (new versions normally arrive
+    /// at once over gossipsub; this finds those missed while offline or out of reach).
+    pub collection_refresh: Duration,
     /// How often the node walks the DHT to refresh its routing table.
     pub bootstrap_interval: Duration,
     pub idle_timeout: Duration,
@@ -227,6 +230,7 @@ impl Default for NetworkConfig {
             provider_ttl: Duration::from_secs(24 * 3600),
             republish_interval: Some(Duration::from_secs(6 * 3600)),
             bootstrap_interval: Duration::from_secs(5 * 60),
+            collection_refresh: Duration::from_secs(5 * 60),
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             max_connections: 512,
@@ -251,6 +255,8 @@ pub struct Behaviour {
     pub chunks: request_response::Behaviour<ChunkCodec>,
     pub replicate: request_response::Behaviour<ReplicateCodec>,
     pub announce: request_response::Behaviour<AnnounceCodec>,
+    /// New collection versions pushed to followers (`collection-v1.md`).
+    pub gossip: gossipsub::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -281,6 +287,10 @@ pub fn build_swarm(
         .set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_replication_factor(std::num::NonZeroUsize::new(DHT_K).expect("k > 0"))
         .set_record_ttl(Some(cfg.provider_ttl))
+        // Collection records are put again by their publisher and followers
+        // (`node::collections`); kad's jobs would read the whole record table on the loop.
+        .set_replication_interval(None)
+        .set_publication_interval(None)
         .set_periodic_bootstrap_interval(Some(cfg.bootstrap_interval))
         .set_query_timeout(Duration::from_secs(30));
     let mdns_on = cfg.mdns;
@@ -300,6 +310,10 @@ pub fn build_swarm(
                 } else {
                     kad::Mode::Client
                 }));
+                let gossip = gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossip_config()?,
+                )?;
                 let mdns = if mdns_on {
                     Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
                 } else {
@@ -307,6 +321,7 @@ pub fn build_swarm(
                 };
                 Ok(Behaviour {
                     kad,
+                    gossip,
                     chunks: request_response::Behaviour::with_codec(
                         ChunkCodec,
                         [(
@@ -410,6 +425,33 @@ pub fn build_swarm(
             .build(),
     };
     Ok(swarm)
+}
+
+/// gossipsub as collections use it: messages are latest-version records, checked by the node
+/// before they are forwarded (`validate_messages`), identified by their bytes so that the same
+/// record put again by many followers travels once.
+fn gossip_config() -> Result<gossipsub::Config, Box<dyn std::error::Error + Send + Sync>> {
+    use sha2::Digest;
+    Ok(gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_secs(1))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(4096)
+        .message_id_fn(|m| gossipsub::MessageId::from(&sha2::Sha256::digest(&m.data)[..20]))
+        .build()?)
+}
+
+/// The gossipsub topic of a collection (by its public key).
+pub fn collection_topic(collection: &[u8; 32]) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("/storgo/collection/1/{}", hex::encode(collection)))
+}
+
+/// The collection a gossipsub topic is about, if it is one of [`collection_topic`]'s.
+pub fn topic_collection(topic: &gossipsub::TopicHash) -> Option<[u8; 32]> {
+    let hex = topic.as_str().strip_prefix("/storgo/collection/1/")?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex, &mut out).ok()?;
+    Some(out)
 }
 
 /// The DHT key under which an item's root is provided: the root's multihash.

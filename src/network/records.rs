@@ -154,6 +154,7 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// The kad record store over the data dir's index.
+#[derive(Clone)]
 pub struct DhtStore {
     store: Arc<Store>,
     local: PeerId,

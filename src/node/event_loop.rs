@@ -46,6 +46,13 @@ const MAX_RECENT: usize = 256;
 /// Longest wait between two attempts to reach an unreachable bootstrap peer.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// Where the loop hands inbound work that others do: replicate requests to the replica
+/// service, gossiped collection records to the collections service.
+pub(crate) struct Handoff {
+    pub replica: mpsc::Sender<InboundReplicate>,
+    pub gossip: mpsc::Sender<super::GossipIn>,
+}
+
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
@@ -75,6 +82,11 @@ pub struct EventLoop {
         HashMap<OutboundRequestId, oneshot::Sender<Result<ReplicateResponse, NodeError>>>,
     pending_announce:
         HashMap<OutboundRequestId, oneshot::Sender<Result<AnnounceResponse, NodeError>>>,
+    pending_puts: HashMap<kad::QueryId, oneshot::Sender<Result<(), String>>>,
+    pending_gets: HashMap<kad::QueryId, mpsc::Sender<Vec<u8>>>,
+    /// Gossiped collection records go to the collections service (`node::collections`), which
+    /// checks them off the loop and answers with a verdict.
+    gossip_tx: mpsc::Sender<super::GossipIn>,
     dht_server: bool,
     /// Inbound replicate requests go to the replica service (`node::replicate`).
     replica_tx: mpsc::Sender<InboundReplicate>,
@@ -99,7 +111,7 @@ impl EventLoop {
         cfg: &NetworkConfig,
         listen_tx: watch::Sender<Vec<Multiaddr>>,
         metrics: super::metrics::LoopMetrics,
-        replica_tx: mpsc::Sender<InboundReplicate>,
+        handoff: Handoff,
     ) -> Self {
         let (inbound_tx, inbound_rx) = mpsc::channel(64);
         let chunk_service = ChunkService::start(Arc::clone(&store), inbound_tx.clone(), &cfg.serve);
@@ -132,8 +144,11 @@ impl EventLoop {
             pending_closest: HashMap::new(),
             pending_replicate: HashMap::new(),
             pending_announce: HashMap::new(),
+            pending_puts: HashMap::new(),
+            pending_gets: HashMap::new(),
+            gossip_tx: handoff.gossip,
             dht_server: cfg.dht_server,
-            replica_tx,
+            replica_tx: handoff.replica,
             rtt: HashMap::new(),
             recent: HashMap::new(),
             remote_addr: HashMap::new(),
@@ -335,6 +350,48 @@ impl EventLoop {
             Command::ClosestPeers { key, reply } => {
                 let id = behaviour.kad.get_closest_peers(key);
                 self.pending_closest.insert(id, reply);
+            }
+            Command::PutRecord { record, reply } => {
+                match behaviour.kad.put_record(record, kad::Quorum::One) {
+                    Ok(id) => {
+                        self.pending_puts.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(format!("{e:?}")));
+                    }
+                }
+            }
+            Command::GetRecord { key, found } => {
+                let id = behaviour.kad.get_record(key);
+                self.pending_gets.insert(id, found);
+            }
+            Command::Subscribe { collection, on } => {
+                let topic = crate::network::collection_topic(&collection);
+                if on {
+                    if let Err(e) = behaviour.gossip.subscribe(&topic) {
+                        tracing::warn!(error = ?e, "cannot join a collection's topic");
+                    }
+                } else {
+                    behaviour.gossip.unsubscribe(&topic);
+                }
+            }
+            Command::Gossip {
+                collection,
+                data,
+                reply,
+            } => {
+                let topic = crate::network::collection_topic(&collection);
+                let r = behaviour.gossip.publish(topic, data);
+                let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+            }
+            Command::GossipVerdict {
+                id,
+                source,
+                verdict,
+            } => {
+                behaviour
+                    .gossip
+                    .report_message_validation_result(&id, &source, verdict);
             }
             Command::Announce {
                 peer,
@@ -599,6 +656,11 @@ impl EventLoop {
                     }
                 }
             }
+            BehaviourEvent::Gossip(libp2p::gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.on_gossip(propagation_source, message_id, message),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     tracing::info!(peer = %peer, address = %addr, "discovered on the LAN");
@@ -627,6 +689,37 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+
+    /// A gossiped record: handed to the collections service to check (its verdict comes back
+    /// as a command); one for no collection of storgo's, or beyond what the service can take,
+    /// is dropped here.
+    fn on_gossip(
+        &mut self,
+        source: PeerId,
+        id: libp2p::gossipsub::MessageId,
+        message: libp2p::gossipsub::Message,
+    ) {
+        use libp2p::gossipsub::MessageAcceptance;
+        let verdict = match crate::network::topic_collection(&message.topic) {
+            None => MessageAcceptance::Reject,
+            Some(collection) => {
+                let job = super::GossipIn {
+                    id: id.clone(),
+                    source,
+                    collection,
+                    data: message.data,
+                };
+                match self.gossip_tx.try_send(job) {
+                    Ok(()) => return,
+                    Err(_) => MessageAcceptance::Ignore,
+                }
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossip
+            .report_message_validation_result(&id, &source, verdict);
     }
 
     fn on_kad_event(&mut self, event: kad::Event) {
@@ -724,6 +817,25 @@ impl EventLoop {
                     }
                 }
             }
+            kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
+                let closed = self.pending_gets.get(&id).is_some_and(|tx| {
+                    matches!(
+                        tx.try_send(found.record.value),
+                        Err(mpsc::error::TrySendError::Closed(_))
+                    )
+                });
+                if closed {
+                    self.pending_gets.remove(&id);
+                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        q.finish();
+                    }
+                }
+            }
+            kad::QueryResult::PutRecord(r) => {
+                if let Some(reply) = self.pending_puts.remove(&id) {
+                    let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                }
+            }
             kad::QueryResult::StartProviding(Err(e)) => {
                 tracing::debug!(error = ?e, "providing timed out on some peers");
             }
@@ -734,6 +846,7 @@ impl EventLoop {
         }
         if step.last {
             self.pending_providers.remove(&id);
+            self.pending_gets.remove(&id);
             if let Some(done) = self.pending_provides.remove(&id) {
                 let _ = done.send(());
             }
@@ -823,8 +936,8 @@ impl EventLoop {
     }
 
     /// A record a peer sent for this node to keep (kad stores nothing itself: inserts are
-    /// filtered). Only provider records with a storgo key are taken in; storgo defines no
-    /// value records in `dht-v1.md`, so a `PUT_VALUE` is not stored.
+    /// filtered). Only provider records with a storgo key and collections' latest-version
+    /// records (`collection-v1.md`) are taken in; any other `PUT_VALUE` is not stored.
     fn on_inbound_record(&mut self, request: kad::InboundRequest) {
         let refused = &self.record_intake.counters.refused;
         match request {
@@ -841,11 +954,16 @@ impl EventLoop {
             },
             kad::InboundRequest::PutRecord {
                 source,
-                record: Some(_),
+                record: Some(record),
                 ..
             } => {
-                refused.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = %source, "value record: storgo stores none (dht-v1.md)");
+                // Checked (signature, newer sequence) by the intake's thread, off the loop.
+                if crate::collections::record::collection_of(&record.key).is_some() {
+                    let _ = self.record_intake.offer(IntakeJob::Value(record));
+                } else {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %source, "value record that is not a collection's: not stored (dht-v1.md)");
+                }
             }
             _ => {}
         }

@@ -7,6 +7,8 @@
 //! - [`replicate`]: replicas on the R closest peers, repair rounds, scrub.
 //! - [`republish`]: provider records re-announced in one batched sweep, over a map of the key
 //!   space (`regions`) that repair rounds share.
+//! - [`collections`]: publishing, resolving and following shared collections (DHT records,
+//!   gossipsub, versions fetched as items).
 //! - [`fetch`]: downloading an item by content ID from every provider in parallel, built on
 //!   `walk` (an item's manifests, with or without its key) and `transfer` (pulling blocks
 //!   from every provider in parallel into a store session).
@@ -14,6 +16,7 @@
 //! The node must not decode sealed bodies for peers: it serves and stores sealed blocks, and
 //! only opens manifests of items the local user asked for.
 
+pub mod collections;
 pub mod event_loop;
 pub mod fetch;
 pub mod metrics;
@@ -239,7 +242,48 @@ pub enum Command {
     NearbyPeers {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    /// Puts a value record into the DHT (kad keeps it here too); replies when the put ends,
+    /// with an error when no other peer took it.
+    PutRecord {
+        record: libp2p::kad::Record,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Asks the DHT for a value record: every value found, unchecked, goes to `found` (this
+    /// node's own first); the channel closes when the search ends, and dropping the receiver
+    /// ends the search.
+    GetRecord {
+        key: libp2p::kad::RecordKey,
+        found: mpsc::Sender<Vec<u8>>,
+    },
+    /// Joins or leaves a collection's gossipsub topic.
+    Subscribe {
+        collection: [u8; 32],
+        on: bool,
+    },
+    /// Sends a latest-version record to the followers of its collection over gossipsub;
+    /// replies with the error when no follower could be reached.
+    Gossip {
+        collection: [u8; 32],
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Whether a gossiped record checked out (forwarded), was stale (dropped) or was bad
+    /// (dropped, the sender marked down).
+    GossipVerdict {
+        id: libp2p::gossipsub::MessageId,
+        source: PeerId,
+        verdict: libp2p::gossipsub::MessageAcceptance,
+    },
     Shutdown,
+}
+
+/// A latest-version record that arrived over gossipsub, for the collections service to check.
+#[derive(Debug)]
+pub struct GossipIn {
+    pub id: libp2p::gossipsub::MessageId,
+    pub source: PeerId,
+    pub collection: [u8; 32],
+    pub data: Vec<u8>,
 }
 
 /// What a walk to the closest peers found, and what it cost.
@@ -409,6 +453,60 @@ impl Client {
         self.send(Command::StopProviding { root }).await
     }
 
+    /// Puts a value record into the DHT; an error says no other peer took it.
+    pub async fn put_record(
+        &self,
+        record: libp2p::kad::Record,
+    ) -> Result<Result<(), String>, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::PutRecord { record, reply }).await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Values found under `key` as the DHT search finds them (unchecked); dropping the
+    /// receiver ends the search.
+    pub async fn get_record(
+        &self,
+        key: libp2p::kad::RecordKey,
+    ) -> Result<mpsc::Receiver<Vec<u8>>, NodeError> {
+        let (found, rx) = mpsc::channel(32);
+        self.send(Command::GetRecord { key, found }).await?;
+        Ok(rx)
+    }
+
+    pub async fn subscribe(&self, collection: [u8; 32], on: bool) -> Result<(), NodeError> {
+        self.send(Command::Subscribe { collection, on }).await
+    }
+
+    pub async fn gossip(
+        &self,
+        collection: [u8; 32],
+        data: Vec<u8>,
+    ) -> Result<Result<(), String>, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Gossip {
+            collection,
+            data,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    pub async fn gossip_verdict(
+        &self,
+        id: libp2p::gossipsub::MessageId,
+        source: PeerId,
+        verdict: libp2p::gossipsub::MessageAcceptance,
+    ) -> Result<(), NodeError> {
+        self.send(Command::GossipVerdict {
+            id,
+            source,
+            verdict,
+        })
+        .await
+    }
+
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Dial { addr, reply }).await?;
@@ -523,6 +621,7 @@ pub struct Node {
     pub store: Arc<Store>,
     pub replicator: Replicator,
     pub republisher: Republisher,
+    pub collections: collections::Collections,
     pub metrics: Metrics,
     task: tokio::task::JoinHandle<()>,
     /// The replica service and the repair loop, stopped with the node.
@@ -545,6 +644,13 @@ impl Node {
     ) -> Result<Node, NodeError> {
         let keypair = network::identity::load_or_create(&store, cfg.identity)?;
         let peer_id = keypair.public().to_peer_id();
+        let identity = keypair
+            .clone()
+            .try_into_ed25519()
+            .map_err(|_| NetworkError::Identity {
+                path: store.dir().join(network::identity::IDENTITY_FILE),
+                reason: "not an Ed25519 key".into(),
+            })?;
         let dht = network::DhtStore::new(Arc::clone(&store), peer_id);
         let mut swarm = network::build_swarm(keypair, dht, &cfg)?;
         if cfg.swarm_key.is_some() && cfg.listen.iter().any(|a| !cfg.usable(a)) {
@@ -562,6 +668,7 @@ impl Node {
             counters: Arc::clone(&counters),
         };
         let (replica_tx, replica_rx) = mpsc::channel(64);
+        let (gossip_tx, gossip_rx) = mpsc::channel(64);
         let event_loop = event_loop::EventLoop::new(
             swarm,
             rx,
@@ -569,7 +676,10 @@ impl Node {
             &cfg,
             listen_tx,
             loop_metrics,
-            replica_tx,
+            event_loop::Handoff {
+                replica: replica_tx,
+                gossip: gossip_tx,
+            },
         );
         let task = tokio::spawn(event_loop.run());
         let republisher =
@@ -580,7 +690,19 @@ impl Node {
             replication,
             republisher.clone(),
         );
+        let collections =
+            collections::Collections::new(client.clone(), Arc::clone(&store), identity)
+                .map_err(|e| NetworkError::Build(e.to_string()))?;
         let mut helpers = vec![
+            tokio::spawn(
+                collections.clone().run(
+                    gossip_rx,
+                    cfg.collection_refresh,
+                    cfg.republish_interval
+                        .unwrap_or(cfg.provider_ttl / 4)
+                        .min(Duration::from_secs(3600)),
+                ),
+            ),
             tokio::spawn(replicator.clone().serve(replica_rx)),
             tokio::spawn(replicator.clone().repair_loop()),
             tokio::spawn(replicator.clone().scrub_loop()),
@@ -617,6 +739,7 @@ impl Node {
             store,
             replicator,
             republisher,
+            collections,
             metrics,
             task,
             helpers,

@@ -32,6 +32,10 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(600);
 pub(crate) enum Job {
     /// One `ADD_PROVIDER` that kad received.
     Provider(RemoteProvider),
+    /// A value record kad received (`PUT_VALUE`): kept only if it is a collection's
+    /// latest-version record that checks out and is newer than the one held
+    /// (`collection-v1.md`).
+    Value(libp2p::kad::Record),
     /// An announcement (`announce-v1.md`): many records from one peer, answered with the count.
     Announcement {
         records: Vec<RemoteProvider>,
@@ -109,7 +113,7 @@ impl RecordIntake {
         match jobs.try_send(job) {
             Ok(()) => Ok(()),
             Err(e) => match e.into_inner() {
-                Job::Provider(_) => {
+                Job::Provider(_) | Job::Value(_) => {
                     self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }
@@ -162,6 +166,16 @@ fn write_records(
         for job in first.into_iter().chain(rx.try_iter().take(BATCH)) {
             match job {
                 Job::Provider(r) => batch.push(r),
+                Job::Value(record) => {
+                    let n = match store_value(&dht, record, ttl) {
+                        Ok(()) => &counters.stored,
+                        Err(why) => {
+                            tracing::debug!(reason = %why, "value record refused");
+                            &counters.refused
+                        }
+                    };
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
                 Job::Announcement { records, channel } => {
                     let answer = match store(&dht, &records, ttl, &mut counts, &counters) {
                         Ok(count) => AnnounceResponse::Stored { count },
@@ -198,6 +212,27 @@ fn write_records(
             }
         }
     }
+}
+
+/// Keeps a collection's latest-version record if it checks out and is newer than the one held.
+fn store_value(
+    dht: &DhtStore,
+    mut record: libp2p::kad::Record,
+    ttl: Duration,
+) -> Result<(), String> {
+    use crate::collections::Latest;
+    use libp2p::kad::store::RecordStore;
+    let incoming = Latest::open_at(&record.key, &record.value).map_err(|e| e.to_string())?;
+    if let Some(held) = dht.get(&record.key) {
+        if let Ok(held) = Latest::open_at(&record.key, &held.value) {
+            Latest::may_replace(&held, &incoming).map_err(|e| e.to_string())?;
+        }
+    }
+    // This node's TTL, never the sender's; the sender's name is not kept (anyone may put it).
+    record.expires = Some(Instant::now() + ttl);
+    record.publisher = None;
+    let mut dht = dht.clone();
+    dht.put(record).map_err(|e| format!("{e:?}"))
 }
 
 fn store(

@@ -41,6 +41,9 @@ pub enum DhtTable {
     Provided,
     /// Peers banned for misbehaving (`node::reputation`).
     Bans,
+    /// The collections this node publishes or follows (`collections::book`); written durably
+    /// ([`Index::kv_write`]): it holds collection keys.
+    Collections,
 }
 
 impl DhtTable {
@@ -50,6 +53,7 @@ impl DhtTable {
             DhtTable::Providers => TableDefinition::new("dht_providers"),
             DhtTable::Provided => TableDefinition::new("dht_provided"),
             DhtTable::Bans => TableDefinition::new("peer_bans"),
+            DhtTable::Collections => TableDefinition::new("collections"),
         }
     }
 }
@@ -179,6 +183,7 @@ impl Index {
                 DhtTable::Providers,
                 DhtTable::Provided,
                 DhtTable::Bans,
+                DhtTable::Collections,
             ] {
                 tx.open_table(t.def()).map_err(|e| me.err(e))?;
             }
@@ -573,6 +578,27 @@ impl Index {
         let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
         tx.set_durability(redb::Durability::None)
             .map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
+            for (k, v) in puts {
+                t.insert(*k, *v).map_err(|e| self.err(e))?;
+            }
+            for k in removes {
+                t.remove(*k).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Writes rows durably: on return they survive a crash (for state that is nobody else's
+    /// to republish, such as a collection's key and draft).
+    pub fn kv_write(
+        &self,
+        table: DhtTable,
+        puts: &[(&[u8], &[u8])],
+        removes: &[&[u8]],
+    ) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
             for (k, v) in puts {

@@ -12,6 +12,7 @@ mod a_taken_port_is_replaced_or_named;
 mod an_interrupted_fetch_is_resumed_or_let_go_at_restart;
 mod an_offline_unpin_is_no_longer_provided;
 mod bad_requests_are_answered_bad_request;
+mod collections_are_published_followed_and_verified;
 mod corrupt_peer_is_dropped;
 mod fetch_survives_provider_loss;
 mod fetch_through_a_bootstrap_peer;

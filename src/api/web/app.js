@@ -3,10 +3,11 @@
 // The page talks to the node's /api/v1 like any other client. Its session is an HttpOnly
 // cookie set by /login (the page never sees a token); every request that changes something
 // carries `X-Storgo-Page: 1`, which the node requires alongside the cookie. Live updates come
-// from one EventSource on /api/v1/events: `status` (every 2 s), `items` and `job`.
+// from one EventSource on /api/v1/events: `status` (every 2 s), `items`, `job` and `collection`.
 //
 // Layout of this file: helpers → API → state → header and tabs → Items (uploads, list,
-// replication health) → Fetch (jobs) → Peers → Network (routing map, who holds) → events →
+// replication health) → Fetch (jobs) → Peers → Network (routing map, who holds) →
+// Collections (follow, publish, search, history) → events →
 // start-up. Everything user-supplied (names, IDs) goes into the DOM as text, never as HTML.
 
 /* ------------------------------------------------------------------ helpers */
@@ -156,6 +157,9 @@ const state = {
   holders: null,     // {id, peers: Set} highlighted on the map
   view: 'items',
   statusTicks: 0,
+  collections: [],   // /collections: followed and published
+  news: 0,           // new collection entries since the view was last opened
+  history: new Map(),// collection ID → its /log, while shown
 };
 const wanted = (item) => item.replicas ?? state.status?.replication?.replication ?? 3;
 const itemName = (id) => state.items.find((i) => i.id === id)?.name;
@@ -177,7 +181,7 @@ function renderStored() {
   $('#stored-bytes').textContent = fmtBytes(state.status?.store?.bytes);
 }
 
-const VIEWS = ['items', 'fetch', 'peers', 'network'];
+const VIEWS = ['items', 'fetch', 'peers', 'network', 'collections'];
 
 /** Shows one view (the others hide) and loads what it needs. */
 function showView(name) {
@@ -190,6 +194,7 @@ function showView(name) {
   }
   if (name === 'peers') attempt(loadPeers);
   if (name === 'network') { fillWhoSelect(); attempt(loadRouting); }
+  if (name === 'collections') { state.news = 0; updateCounts(); attempt(loadCollections); }
 }
 
 function updateCounts() {
@@ -197,6 +202,7 @@ function updateCounts() {
   $('#count-items').textContent = n ? n : '';
   const running = [...state.jobs.values()].filter((j) => j.state === 'running').length;
   $('#count-jobs').textContent = running ? running : '';
+  $('#count-news').textContent = state.news ? state.news : '';
 }
 
 /** No session: say how to get one, and stop. */
@@ -863,6 +869,208 @@ function wireNetwork() {
   });
 }
 
+/* -------------------------------------------------------------- Collections */
+
+async function loadCollections() {
+  state.collections = await api('/collections') ?? [];
+  renderCollections();
+}
+
+/** Entries grouped by their first tag (untagged last), newest first within a group. */
+function groupByTag(entries) {
+  const groups = new Map();
+  for (const e of [...entries].sort((a, b) => b.added - a.added)) {
+    const tag = e.tags[0] ?? '';
+    if (!groups.has(tag)) groups.set(tag, []);
+    groups.get(tag).push(e);
+  }
+  return [...groups.entries()].sort(([a], [b]) => (a === '') - (b === '') || a.localeCompare(b));
+}
+
+function entryRow(e, isNew) {
+  return h('article', { class: `entry${isNew ? ' new' : ''}`, dataset: { id: e.id } },
+    h('div', { class: 'entry-main' },
+      h('div', { class: 'entry-title' }, e.title || '(untitled)', isNew ? h('span', { class: 'badge new-badge' }, 'new') : null),
+      e.note ? h('div', { class: 'entry-note muted small' }, e.note) : null,
+      h('div', { class: 'entry-meta muted small' },
+        `added ${timeAgo(e.added)}`,
+        ...e.tags.map((t) => h('button', { type: 'button', class: 'tag', on: { click: () => searchTag(t) } }, t)))),
+    h('div', { class: 'item-actions' },
+      copyButton(e.id),
+      h('a', { class: 'btn ghost small', href: `/c/${e.id}`, target: '_blank', rel: 'noopener' }, 'Open')));
+}
+
+function collectionCard(c) {
+  const card = h('article', { class: 'card collection', dataset: { id: c.id } });
+  const head = h('div', { class: 'collection-head' },
+    h('div', {},
+      h('h3', { class: 'collection-name' }, c.name || c.local_name || '(no version yet)'),
+      h('div', { class: 'muted small' },
+        c.seq ? `version ${c.seq} · published ${timeAgo(c.published)} · ${c.entries.length} items` : 'looking for its first version…',
+        c.private ? ' · private' : '')),
+    h('div', { class: 'item-badges' },
+      c.local_name ? h('span', { class: 'badge pinned', title: `Published from this node as ${c.local_name}` }, 'yours') : null,
+      c.auto_fetch ? h('span', { class: 'badge', title: 'Every item is kept on this node' }, 'auto-fetch') : null));
+  const actions = h('div', { class: 'collection-actions' },
+    copyButton(c.id, 'Copy collection ID'),
+    h('button', { type: 'button', class: 'btn ghost small', on: { click: () => toggleHistory(c, card) } }, 'History'));
+  card.append(head, actions);
+  if (c.sealed) card.append(h('p', { class: 'muted small' }, 'Private: this ID has no read key, so the listing is sealed.'));
+  if (c.can_publish) card.append(publisherBox(c));
+  const groups = groupByTag(c.entries);
+  for (const [tag, entries] of groups) {
+    card.append(h('h4', { class: 'group-tag' }, tag || 'untagged'),
+      h('div', { class: 'list' }, entries.map((e) => entryRow(e, c.new_entries.includes(e.id)))));
+  }
+  const hist = state.history.get(c.id);
+  if (hist) card.append(historyList(hist));
+  return card;
+}
+
+/** Drop files on a collection you publish: each is uploaded and added to its draft. */
+function publisherBox(c) {
+  const input = h('input', { type: 'file', multiple: true, class: 'visually-hidden', id: `pub-${c.local_name}` });
+  const box = h('div', { class: 'drop small-drop' },
+    h('p', { class: 'small' }, 'Drop files here to add them to this collection'),
+    input, h('label', { class: 'btn ghost small', for: input.id }, 'Choose files'),
+    h('div', { class: 'row-between wrap' },
+      h('span', { class: 'muted small' }, c.pending ? `${c.pending} changes not yet published` : 'Everything is published'),
+      h('button', { type: 'button', class: 'btn primary small', disabled: !c.pending,
+        on: { click: (e) => publish(c, e.currentTarget) } }, 'Publish')));
+  const add = (files) => attempt(() => addToCollection(c, files));
+  input.addEventListener('change', () => { add([...input.files]); input.value = ''; });
+  box.addEventListener('dragover', (e) => { e.preventDefault(); box.classList.add('over'); });
+  box.addEventListener('dragleave', () => box.classList.remove('over'));
+  box.addEventListener('drop', (e) => { e.preventDefault(); box.classList.remove('over'); add([...e.dataTransfer.files]); });
+  return box;
+}
+
+async function addToCollection(c, files) {
+  for (const file of files) {
+    const res = await fetch(`/api/v1/upload?name=${enc(file.name)}`, {
+      method: 'POST', body: file, credentials: 'same-origin',
+      headers: { 'X-Storgo-Page': '1', 'Content-Type': 'application/octet-stream' },
+    });
+    const data = await res.json().catch(() => null);
+    if (!res.ok || !data?.id) throw new ApiError(res.status, data?.error, data?.detail ?? `${file.name}: upload failed`);
+    const title = file.name.replace(/\.[^.]+$/, '');
+    await api(`/collections/${enc(c.local_name)}/entries`, {
+      method: 'POST', body: JSON.stringify({ id: data.id, title, tags: [], note: '' }),
+    });
+    toast(`${file.name} added to ${c.name || c.local_name}`, 'good');
+  }
+  await loadCollections();
+}
+
+async function publish(c, button) {
+  button.disabled = true;
+  const p = await attempt(() => api(`/collections/${enc(c.local_name)}/publish`, { method: 'POST' }));
+  if (p) toast(`Published version ${p.seq} of ${c.name || c.local_name}`, 'good');
+  await attempt(loadCollections);
+}
+
+async function toggleHistory(c) {
+  if (state.history.has(c.id)) state.history.delete(c.id);
+  else {
+    const log = await attempt(() => api(`/collections/${enc(c.id)}/log`));
+    if (!log) return;
+    state.history.set(c.id, log);
+  }
+  renderCollections();
+}
+
+function historyList(log) {
+  return h('div', { class: 'history' },
+    h('h4', { class: 'group-tag' }, 'History (every signature and link verified)'),
+    h('ol', { class: 'history-list' }, log.map((v) => h('li', {},
+      h('b', {}, `version ${v.seq}`), ` · ${timeAgo(v.published)} · ${v.signer}`,
+      v.entries != null ? ` · ${v.entries} items` : ' · sealed'))));
+}
+
+function renderCollections() {
+  const box = $('#collections');
+  box.replaceChildren(...state.collections.map(collectionCard));
+  if (!state.collections.length) {
+    box.append(h('p', { class: 'muted empty' }, 'No collections yet: follow one by its ID, or publish your own.'));
+  }
+  const items = state.collections.reduce((n, c) => n + c.entries.length, 0);
+  $('#collections-summary').textContent = state.collections.length
+    ? `${state.collections.length} collections · ${items} items` : '';
+}
+
+async function runSearch() {
+  const q = $('#search-words').value.trim();
+  const tag = $('#search-tag').value.trim();
+  const box = $('#search-results');
+  if (!q && !tag) { box.replaceChildren(); return; }
+  const hits = await attempt(() => api(`/collections/search?q=${enc(q)}${tag ? `&tag=${enc(tag)}` : ''}`));
+  if (!hits) return;
+  box.replaceChildren(
+    h('div', { class: 'row-between section-head' }, h('h2', { class: 'h-small' }, `${hits.length} found`),
+      h('button', { type: 'button', class: 'btn ghost small', on: { click: () => { $('#search-words').value = ''; $('#search-tag').value = ''; box.replaceChildren(); } } }, 'Clear')),
+    ...hits.map((hit) => {
+      const row = entryRow(hit.entry, false);
+      row.querySelector('.entry-meta').prepend(h('span', {}, `${hit.name} · version ${hit.seq} · `));
+      return row;
+    }));
+}
+
+function searchTag(t) {
+  $('#search-tag').value = t;
+  $('#search-words').value = '';
+  attempt(runSearch);
+}
+
+/** A followed collection has a new version: toast, count, and a notification if allowed. */
+function onCollectionNews(ev) {
+  const titles = ev.new_entries.map((e) => e.title).filter(Boolean);
+  const what = titles.length ? `${titles.slice(0, 3).join(', ')}${titles.length > 3 ? '…' : ''}` : `version ${ev.seq}`;
+  toast(`New in ${ev.name || 'a collection'}: ${what}`, 'good');
+  if (state.view === 'collections') attempt(loadCollections);
+  else { state.news += ev.new_entries.length || 1; updateCounts(); }
+  if ('Notification' in window && Notification.permission === 'granted' && document.hidden) {
+    new Notification(`storgo: ${ev.name || 'collection'} updated`, { body: what, icon: '/assets/icon.svg' });
+  }
+}
+
+function wireCollections() {
+  $('#follow-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const id = cleanId($('#follow-id').value);
+    if (!id) return;
+    const button = $('#follow-go');
+    button.disabled = true;
+    const v = await attempt(() => api(`/collections/${enc(id)}/follow`, {
+      method: 'POST', body: JSON.stringify({ auto_fetch: $('#follow-auto').checked }),
+    }));
+    button.disabled = false;
+    if (v) {
+      $('#follow-id').value = '';
+      toast(v.seq ? `Following ${v.name}: version ${v.seq}` : 'Following; no version found yet', 'good');
+      await attempt(loadCollections);
+    }
+  });
+  $('#new-collection-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = $('#new-collection-name').value.trim();
+    if (!name) return;
+    const made = await attempt(() => api('/collections', {
+      method: 'POST', body: JSON.stringify({ name, private: $('#new-collection-private').checked }),
+    }));
+    if (made) {
+      $('#new-collection-name').value = '';
+      toast(`Created ${name}: add files, then publish`, 'good');
+      await attempt(loadCollections);
+    }
+  });
+  $('#search-form').addEventListener('submit', (e) => { e.preventDefault(); attempt(runSearch); });
+  if ('Notification' in window && Notification.permission === 'default') {
+    const b = $('#notify-me');
+    b.hidden = false;
+    b.addEventListener('click', async () => { await Notification.requestPermission(); b.hidden = true; });
+  }
+}
+
 /* ------------------------------------------------------------------- events */
 
 let events = null;
@@ -909,6 +1117,7 @@ function connectEvents() {
   });
   es.addEventListener('items', () => scheduleLoadItems());
   es.addEventListener('job', (e) => upsertJob(JSON.parse(e.data)));
+  es.addEventListener('collection', (e) => onCollectionNews(JSON.parse(e.data)));
 }
 
 /** Reads everything afresh (after a reconnect). */
@@ -925,6 +1134,7 @@ async function start() {
   wireUploads();
   wireFetch();
   wireNetwork();
+  wireCollections();
   $('#node-id').addEventListener('click', () => state.self && copyText(state.self, null).then((ok) => ok && toast('PeerId copied', 'good')));
   for (const b of $$('[data-view]')) b.addEventListener('click', () => { location.hash = b.dataset.view; });
   window.addEventListener('hashchange', () => showView(location.hash.slice(1)));
