@@ -186,6 +186,20 @@ pub(super) async fn publish(
     Ok(Json(api.collections.publish(&name).await?))
 }
 
+/// Gives a private collection a new read key from its next version on (to remove a member);
+/// answers the new ID to share with everyone who stays.
+#[utoipa::path(post, path = "/collections/{name}/rotate", tag = "collections",
+    params(("name" = String, Path, description = "local name")),
+    responses((status = 200, body = CreatedCollection), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub(super) async fn rotate(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Json<CreatedCollection>, ApiError> {
+    let id = api.collections.rotate(&name).await?;
+    Ok(Json(CreatedCollection { id: id.to_string() }))
+}
+
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 pub struct FollowRequest {
     /// Pin every item of every new version.

@@ -117,6 +117,7 @@ pub(super) fn router() -> OpenApiRouter<Api> {
         .routes(routes!(collections::remove_entry))
         .routes(routes!(collections::delegate))
         .routes(routes!(collections::publish))
+        .routes(routes!(collections::rotate))
         .routes(routes!(collections::follow, collections::unfollow))
 }
 

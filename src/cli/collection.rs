@@ -60,6 +60,10 @@ pub enum CollectionCommand {
     /// Lets another node (its PeerId) or key (64 hex digits) publish the collection, from the
     /// next version on.
     Delegate { name: String, key: String },
+    /// Gives a private collection a new read key from the next version on, to remove a
+    /// member: prints the new ID to share with everyone who stays. What was published before
+    /// stays readable to whoever had the old ID.
+    Rotate { name: String },
     /// Collections this node publishes or follows.
     List {
         #[arg(long)]
@@ -194,6 +198,13 @@ pub async fn run(cli: &Cli, c: &CollectionCommand) -> Result<()> {
             )
             .await?;
             eprintln!("delegated; the next `storgo collection publish {name}` makes it count");
+        }
+        CollectionCommand::Rotate { name } => {
+            let made: crate::api::collections::CreatedCollection = api
+                .post(&format!("/collections/{}/rotate", seg(name)), &())
+                .await?;
+            eprintln!("new read key; share the new ID with every member who stays, then publish");
+            println!("{}", made.id);
         }
         CollectionCommand::List { json } => {
             let all: Vec<CollectionView> = api.get("/collections").await?;

@@ -38,6 +38,9 @@ pub struct Owned {
     pub delegates: Vec<Delegation>,
     #[serde(default)]
     pub pending: Vec<Change>,
+    /// Read keys rotated away (`collection rotate`), newest last: they open older versions.
+    #[serde(default)]
+    pub old_reads: Vec<ByteBuf>,
 }
 
 impl Owned {

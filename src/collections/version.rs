@@ -108,7 +108,7 @@ pub struct Version {
     pub signer: Signer,
     /// Keys the owner lets publish the next version.
     pub delegates: Vec<Delegation>,
-    /// `None` for a private collection read without its key.
+    /// `None` for a private collection read without the read key it was sealed with.
     pub listing: Option<Listing>,
 }
 
@@ -223,13 +223,17 @@ impl Version {
             (Some(l), None, None) => Some(l),
             (None, Some(s), Some(read)) => {
                 let mut plain = s.sealed.into_vec();
-                body_key(read, &s.salt)
+                // The signature covers the sealed bytes, so a key that does not open them is
+                // another read key (one rotated away), not tampering: the listing stays sealed.
+                match body_key(read, &s.salt)
                     .open_in_place(&mut plain, &seal_aad(&collection.key, body.seq))
-                    .map_err(|_| CollectionError::WrongReadKey)?;
-                Some(
-                    ciborium::from_reader(&plain[..])
-                        .map_err(|e| CollectionError::Malformed(format!("listing: {e}")))?,
-                )
+                {
+                    Ok(()) => Some(
+                        ciborium::from_reader(&plain[..])
+                            .map_err(|e| CollectionError::Malformed(format!("listing: {e}")))?,
+                    ),
+                    Err(_) => None,
+                }
             }
             (None, Some(_), None) => None,
             (Some(_), None, Some(_)) => {

@@ -133,6 +133,12 @@ struct Inner {
     events: broadcast::Sender<CollectionEvent>,
     /// Collections being refreshed, so that a gossiped record and a timer do not both fetch.
     busy: std::sync::Mutex<HashSet<[u8; 32]>>,
+    /// Background work (checks, refreshes, auto-fetches), ended and waited for by [`stop`]
+    /// so that the store is free once the node has stopped.
+    ///
+    /// [`stop`]: Collections::stop
+    tasks: tokio_util::task::TaskTracker,
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 fn hex_signer(s: Signer) -> String {
@@ -158,8 +164,28 @@ impl Collections {
                 identity,
                 events,
                 busy: Default::default(),
+                tasks: tokio_util::task::TaskTracker::new(),
+                cancel: tokio_util::sync::CancellationToken::new(),
             }),
         })
+    }
+
+    /// Runs `work` in the background until it ends or the service stops.
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let cancel = self.inner.cancel.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = work => {}
+            }
+        });
+    }
+
+    /// Ends the background work and waits for it.
+    pub async fn stop(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
     }
 
     /// New versions of followed collections, as they are accepted.
@@ -194,7 +220,7 @@ impl Collections {
         // The first look into the DHT waits for a peer to ask (a follower that was offline
         // during a publish finds the new version as soon as it is back).
         let me = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             me.wait_for_peers().await;
             me.refresh_all().await;
         });
@@ -206,15 +232,15 @@ impl Collections {
             tokio::select! {
                 Some(msg) = gossip.recv() => {
                     let me = self.clone();
-                    tokio::spawn(async move { me.on_gossip(msg).await });
+                    self.spawn(async move { me.on_gossip(msg).await });
                 }
                 _ = refresh_timer.tick() => {
                     let me = self.clone();
-                    tokio::spawn(async move { me.refresh_all().await });
+                    self.spawn(async move { me.refresh_all().await });
                 }
                 _ = republish_timer.tick() => {
                     let me = self.clone();
-                    tokio::spawn(async move { me.republish_all().await });
+                    self.spawn(async move { me.republish_all().await });
                 }
             }
         }
@@ -270,7 +296,7 @@ impl Collections {
                     Some(f) if f.seq >= latest.seq => MessageAcceptance::Ignore,
                     Some(f) => {
                         let me = self.clone();
-                        tokio::spawn(async move {
+                        self.spawn(async move {
                             if let Ok(id) = f.collection() {
                                 if let Err(e) = me.take(&id, latest).await {
                                     tracing::warn!(collection = %id.public(), error = %e, "gossiped version refused");
@@ -312,6 +338,7 @@ impl Collections {
             delegation: None,
             delegates: Vec::new(),
             pending: Vec::new(),
+            old_reads: Vec::new(),
         };
         self.book(move |b| b.create(&owned)).await?;
         self.follow(&id, false).await?;
@@ -329,6 +356,7 @@ impl Collections {
             delegation: None,
             delegates: Vec::new(),
             pending: Vec::new(),
+            old_reads: Vec::new(),
         };
         self.book(move |b| b.create(&owned)).await?;
         self.follow(id, false).await?;
@@ -406,6 +434,35 @@ impl Collections {
         .await
     }
 
+    /// Gives a private collection a new read key from its next version on (to remove a
+    /// member: share the new ID with everyone else). Versions already published stay sealed
+    /// under the old key, readable to whoever has it. Returns the new ID.
+    pub async fn rotate(&self, name: &str) -> Result<CollectionId> {
+        let n = name.to_owned();
+        let id = self
+            .book(move |b| {
+                let mut o = b.owned(&n)?;
+                o.keypair().ok_or(CollectionError::NotAuthorized)?;
+                let mut id = o.collection()?;
+                let old = id.read.ok_or_else(|| {
+                    CollectionError::Malformed(format!(
+                        "{n} is not private: it has no read key to rotate"
+                    ))
+                })?;
+                o.old_reads.push(serde_bytes::ByteBuf::from(old.to_vec()));
+                id.read = Some(rand::random());
+                o.id = serde_bytes::ByteBuf::from(id.to_bytes());
+                b.put_owned(&o)?;
+                if let Some(mut f) = b.followed(&id.key)? {
+                    f.id = serde_bytes::ByteBuf::from(id.to_bytes());
+                    b.put_followed(&f)?;
+                }
+                Ok(id)
+            })
+            .await?;
+        Ok(id)
+    }
+
     /// This node's identity key (what an owner delegates to, as a PeerId or in hex).
     pub fn identity_key(&self) -> [u8; 32] {
         self.inner.identity.public().to_bytes()
@@ -435,10 +492,15 @@ impl Collections {
                 (self.inner.identity.clone(), Some(d), prev.delegates.clone())
             }
         };
-        let base_listing = base
-            .as_ref()
-            .and_then(|v| v.listing.clone())
-            .unwrap_or_default();
+        let base_listing = match (&base, &newest) {
+            (Some(v), _) if v.listing.is_some() => v.listing.clone().unwrap_or_default(),
+            // Sealed under a read key rotated away since: open it with the old ones.
+            (Some(_), Some((latest, _))) => self
+                .listing_under_old_keys(&id, &owned, &latest.version)
+                .await?
+                .unwrap_or_default(),
+            _ => Listing::default(),
+        };
         let listing = owned.draft(&base_listing);
         let seq = base.as_ref().map_or(1, |v| v.seq + 1);
         let prev = newest.as_ref().map(|(l, _)| l.version);
@@ -481,6 +543,29 @@ impl Collections {
             in_dht,
             pushed,
         })
+    }
+
+    /// The listing of version `at` opened with one of the read keys `owned` rotated away.
+    async fn listing_under_old_keys(
+        &self,
+        id: &CollectionId,
+        owned: &Owned,
+        at: &ContentId,
+    ) -> Result<Option<Listing>> {
+        let bytes = self.version_bytes(at).await?;
+        for old in owned.old_reads.iter().rev() {
+            let Ok(read) = <[u8; 32]>::try_from(old.as_slice()) else {
+                continue;
+            };
+            let with_old = CollectionId {
+                key: id.key,
+                read: Some(read),
+            };
+            if let Some(l) = Version::open(&bytes, &with_old)?.listing {
+                return Ok(Some(l));
+            }
+        }
+        Ok(None)
     }
 
     /// Stores a version's bytes as a pinned item and announces it.
@@ -558,6 +643,12 @@ impl Collections {
 
     /// Reads and checks the version stored as item `at`, fetching it when it is not here.
     async fn version_at(&self, id: &CollectionId, at: &ContentId) -> Result<Version> {
+        let bytes = self.version_bytes(at).await?;
+        Ok(Version::open(&bytes, id)?)
+    }
+
+    /// The bytes of the version stored as item `at`, fetched (and pinned) when not here.
+    async fn version_bytes(&self, at: &ContentId) -> Result<Vec<u8>> {
         let store = Arc::clone(&self.inner.store);
         let root = at.root;
         let held = blocking(move || store.dht().get_pin(&root))
@@ -582,21 +673,20 @@ impl Collections {
         }
         let store = Arc::clone(&self.inner.store);
         let at = *at;
-        let bytes = blocking(move || -> std::result::Result<Vec<u8>, NodeError> {
+        let read = blocking(move || -> std::result::Result<Result<Vec<u8>>, NodeError> {
             let stat = crate::files::stat(&store, &at)?;
             if stat.size > MAX_VERSION_BYTES as u64 || stat.kind != "file" {
-                return Err(NodeError::Content(
-                    crate::content::ContentError::MalformedContentId(
-                        "names something that is not a collection version",
-                    ),
-                ));
+                return Ok(Err(CollectionError::Malformed(format!(
+                    "the version named is a {} of {} bytes, not a collection version",
+                    stat.kind, stat.size
+                ))
+                .into()));
             }
             let mut out = Vec::with_capacity(stat.size as usize);
             crate::files::cat(&store, &at, &mut out, &|_| {})?;
-            Ok(out)
-        })
-        .await??;
-        Ok(Version::open(&bytes, id)?)
+            Ok(Ok(out))
+        });
+        read.await??
     }
 
     /// Checks that `newest` extends the version this node had (walking back over any it
@@ -728,7 +818,7 @@ impl Collections {
                 continue;
             };
             let me = self.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 let opts = FetchOptions::default();
                 match fetch(
                     &me.inner.client,

@@ -753,6 +753,7 @@ impl Node {
         for h in &self.helpers {
             h.abort();
         }
+        self.collections.stop().await;
         self.client.shutdown().await;
         let _ = self.task.await;
         // An aborted task is dropped (with its hold on the store) only when the runtime gets

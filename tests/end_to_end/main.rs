@@ -8,6 +8,7 @@ mod http;
 mod procs;
 
 mod a_container_cluster_survives_a_stopped_and_a_cut_off_node;
+mod a_course_is_published_and_followed_from_the_command_line;
 mod a_fetch_keeps_looking_until_its_timeout;
 mod a_full_disk_fails_cleanly_and_the_node_keeps_serving;
 mod a_killed_node_resumes_without_refetching;

@@ -230,6 +230,126 @@ async fn upload_on_one_page_fetch_and_download_on_another() {
         .expect("A drawn in B's routing table");
     shot(&c, "4-network").await;
 
+    // Collections: A publishes from its page (a file dropped into the collection, then
+    // Publish); B follows by ID, sees a second version arrive live, and searches.
+    let api_a = Http::of(&a);
+    let (status, made) = api_a
+        .send_json(
+            api_a
+                .req(reqwest::Method::POST, "/api/v1/collections")
+                .json(&serde_json::json!({ "name": "algo-101" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let cid = made["id"].as_str().unwrap().to_owned();
+    c.goto(&format!("{}/#collections", a.api)).await.unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#view-collections:not([hidden])"))
+        .await
+        .expect("A's collections view");
+    let input = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input#pub-algo-101"))
+        .await
+        .expect("the publisher's drop zone");
+    input.send_keys(file.to_str().unwrap()).await.unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//*[@id='collections']//button[not(@disabled)][contains(., 'Publish')]",
+        ))
+        .await
+        .expect("a change waiting to be published")
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//*[@id='collections']//*[contains(., 'version 1 ·')]",
+        ))
+        .await
+        .expect("version 1 published from the page");
+    shot(&c, "5-collection-publisher").await;
+
+    c.goto(&format!("{}/#collections", b.api)).await.unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#view-collections:not([hidden])"))
+        .await
+        .expect("B's collections view");
+    c.find(Locator::Css("#follow-id"))
+        .await
+        .unwrap()
+        .send_keys(&format!(" {cid}\n"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("#follow-auto"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#follow-go"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//*[@id='collections']//*[contains(@class,'entry-title')][contains(., 'lecture 3')]",
+        ))
+        .await
+        .expect("B lists the collection's first item");
+    let sheet = api_a.upload("sheet.pdf", random_bytes(50_000, 12)).await;
+    let (status, e) = api_a
+        .send_json(
+            api_a
+                .req(
+                    reqwest::Method::POST,
+                    "/api/v1/collections/algo-101/entries",
+                )
+                .json(
+                    &serde_json::json!({ "id": sheet, "title": "Assignment 1 (final)",
+                    "tags": ["assignment"], "note": "due Friday" }),
+                ),
+        )
+        .await;
+    assert_eq!(status, 200, "{e}");
+    let (status, p) = api_a.post("/api/v1/collections/algo-101/publish").await;
+    assert_eq!(status, 200, "{p}");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//*[@id='collections']//*[contains(@class,'entry new')][contains(., 'Assignment 1')]",
+        ))
+        .await
+        .expect("version 2's item appears on B's page, marked new, without a reload");
+    c.find(Locator::Css("#search-words"))
+        .await
+        .unwrap()
+        .send_keys("assignment")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#search-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(
+            "//*[@id='search-results']//*[contains(., 'algo-101 · version 2')]",
+        ))
+        .await
+        .expect("search finds the assignment and names the collection and version");
+    shot(&c, "6-collections").await;
+
     // A phone's width.
     c.set_window_size(390, 844).await.unwrap();
     view(&c, "items").await;
@@ -250,9 +370,11 @@ async fn upload_on_one_page_fetch_and_download_on_another() {
         serde_json::json!(false),
         "no sideways scrolling at 390 px"
     );
-    shot(&c, "5-items-phone").await;
+    shot(&c, "7-items-phone").await;
     view(&c, "fetch").await;
-    shot(&c, "6-fetch-phone").await;
+    shot(&c, "8-fetch-phone").await;
+    view(&c, "collections").await;
+    shot(&c, "9-collections-phone").await;
     c.close().await.unwrap();
     eprintln!("screenshots in {}", shots_dir().display());
 }

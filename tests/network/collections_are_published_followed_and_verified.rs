@@ -307,6 +307,24 @@ async fn forged_and_replayed_records_are_refused_and_only_delegates_publish() {
     assert!(shown.entries.is_empty());
     let with_key = outsider.collections.show(&id.to_string()).await.unwrap();
     assert_eq!(with_key.entries.len(), 2);
+
+    // Removing a member: a new read key from the next version on. The old ID reads the old
+    // versions only; the new one reads the new version, which kept every entry.
+    outsider.collections.follow(&id, false).await.unwrap();
+    let new_id = owner.collections.rotate("course").await.unwrap();
+    assert_eq!(new_id.key, id.key);
+    assert_ne!(new_id.read, id.read);
+    assert_eq!(owner.collections.publish("course").await.unwrap().seq, 3);
+    let old_view = outsider.collections.refresh(&id).await;
+    assert!(old_view.is_ok(), "{old_view:?}");
+    let seen = outsider.collections.show(&id.to_string()).await.unwrap();
+    assert_eq!(seen.seq, 3);
+    assert!(seen.sealed, "the old read key does not open version 3");
+    let fresh = start_node(&tmp.path().join("y"), boot.clone()).await;
+    wait_routing(&fresh, 1).await;
+    let with_new = fresh.collections.show(&new_id.to_string()).await.unwrap();
+    assert_eq!((with_new.seq, with_new.entries.len()), (3, 2));
+    fresh.stop().await;
     for n in [owner, ta, stranger, outsider] {
         n.stop().await;
     }

@@ -121,6 +121,7 @@ class ApiError extends Error {
 async function api(path, { method = 'GET', body } = {}) {
   const headers = {};
   if (method !== 'GET' && method !== 'HEAD') headers['X-Storgo-Page'] = '1';
+  if (typeof body === 'string') headers['Content-Type'] = 'application/json';
   let res;
   try {
     res = await fetch(`/api/v1${path}`, { method, body, headers, credentials: 'same-origin' });
