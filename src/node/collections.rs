@@ -139,6 +139,11 @@ struct Inner {
     /// [`stop`]: Collections::stop
     tasks: tokio_util::task::TaskTracker,
     cancel: tokio_util::sync::CancellationToken,
+    /// One publish at a time on this node: two at once would both build on the same newest
+    /// version and sign two different versions with one sequence number.
+    publishing: tokio::sync::Mutex<()>,
+    /// Places a new version's replicas at once (the repair rounds keep them).
+    replicator: super::Replicator,
 }
 
 fn hex_signer(s: Signer) -> String {
@@ -153,6 +158,7 @@ impl Collections {
         client: Client,
         store: Arc<Store>,
         identity: ed25519::Keypair,
+        replicator: super::Replicator,
     ) -> std::result::Result<Self, CollectionError> {
         let (events, _) = broadcast::channel(256);
         Ok(Self {
@@ -166,6 +172,8 @@ impl Collections {
                 busy: Default::default(),
                 tasks: tokio_util::task::TaskTracker::new(),
                 cancel: tokio_util::sync::CancellationToken::new(),
+                publishing: tokio::sync::Mutex::new(()),
+                replicator,
             }),
         })
     }
@@ -470,6 +478,7 @@ impl Collections {
 
     /// Publishes `name`'s draft as its next version: on top of the newest version found.
     pub async fn publish(&self, name: &str) -> Result<Published> {
+        let _one_at_a_time = self.inner.publishing.lock().await;
         let n = name.to_owned();
         let owned = self.book(move |b| b.owned(&n)).await?;
         let id = owned.collection()?;
@@ -583,6 +592,15 @@ impl Collections {
         .await?
         .map_err(NodeError::from)?;
         self.inner.client.start_providing(added.id.root).await?;
+        // A version must outlive its publisher like any item: replicas now, not at the next
+        // repair round.
+        let (replicator, root) = (self.inner.replicator.clone(), added.id.root);
+        let r = replicator.config().replication;
+        self.spawn(async move {
+            if let Err(e) = replicator.repair_item(root, r).await {
+                tracing::warn!(cid = %root, error = %e, "placing a version's replicas failed; the next repair round retries");
+            }
+        });
         Ok(added.id)
     }
 

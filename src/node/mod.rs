@@ -690,9 +690,13 @@ impl Node {
             replication,
             republisher.clone(),
         );
-        let collections =
-            collections::Collections::new(client.clone(), Arc::clone(&store), identity)
-                .map_err(|e| NetworkError::Build(e.to_string()))?;
+        let collections = collections::Collections::new(
+            client.clone(),
+            Arc::clone(&store),
+            identity,
+            replicator.clone(),
+        )
+        .map_err(|e| NetworkError::Build(e.to_string()))?;
         let mut helpers = vec![
             tokio::spawn(
                 collections.clone().run(
