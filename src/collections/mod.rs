@@ -171,10 +171,12 @@ mod tests {
             v2.follows(&v1),
             Err(CollectionError::BrokenChain { .. })
         ));
-        // A skipped or repeated sequence number breaks the chain.
+        // A repeated or lower sequence number breaks the chain; a skipped one does not (a
+        // publisher jumps over a number a fork took).
         let v3 = Version::open(&version(&id, &owner, None, 3, Some(cid(2)), vec![]), &id).unwrap();
-        assert!(v3.follows(&v1).is_err());
+        assert!(v3.follows(&v1).is_ok());
         assert!(v1.follows(&v1).is_err());
+        assert!(v1.follows(&v3).is_err());
     }
 
     #[test]

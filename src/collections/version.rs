@@ -261,11 +261,12 @@ impl Version {
         })
     }
 
-    /// Checks that this version follows `prev` (the version its `prev` names): one higher,
-    /// and a delegate signing it was among the keys `prev` let publish.
+    /// Checks that this version follows `prev` (the version its `prev` names): a higher
+    /// sequence number (usually one higher; a publisher skips over a sequence number a fork
+    /// took), and a delegate signing it was among the keys `prev` let publish.
     pub fn follows(&self, prev: &Version) -> Result<(), CollectionError> {
         let broken = |why: String| CollectionError::BrokenChain { seq: self.seq, why };
-        if self.seq != prev.seq + 1 {
+        if self.seq <= prev.seq {
             return Err(broken(format!(
                 "sequence {} follows {}",
                 self.seq, prev.seq

@@ -482,16 +482,32 @@ impl Collections {
         let n = name.to_owned();
         let owned = self.book(move |b| b.owned(&n)).await?;
         let id = owned.collection()?;
-        let newest = self.resolve(&id).await?;
-        let base = match &newest {
-            Some((_, v)) => v.clone(),
+        // Build on the newest version this node has checked: take the newest one the
+        // network has if it follows from ours; one that does not (a fork by a removed
+        // delegate, a rewritten past) is skipped over by a higher sequence number.
+        let newest = self.find_latest(&id).await?;
+        if let Some(l) = newest.clone() {
+            if let Err(e) = self.take(&id, l).await {
+                tracing::warn!(collection = %id.public(), error = %e, "the newest version found does not follow the one held; publishing after the one held");
+            }
+        }
+        let key_ = id.key;
+        let held = self.book(move |b| b.followed(&key_)).await?;
+        let held = match held.and_then(|f| f.version) {
+            Some(v) => {
+                let at: ContentId = v.parse().map_err(|e| {
+                    CollectionError::Malformed(format!("the node's row for {}: {e}", id.public()))
+                })?;
+                Some((at, self.version_at(&id, &at).await?))
+            }
             None => None,
         };
+        let base = held.as_ref().map(|(_, v)| v);
         let (key, delegation, delegates) = match owned.keypair() {
             Some(k) => (k, None, owned.delegates.clone()),
             None => {
                 let mine = self.identity_key();
-                let prev = base.as_ref().ok_or(CollectionError::NotAuthorized)?;
+                let prev = base.ok_or(CollectionError::NotAuthorized)?;
                 let d = prev
                     .delegates
                     .iter()
@@ -501,18 +517,21 @@ impl Collections {
                 (self.inner.identity.clone(), Some(d), prev.delegates.clone())
             }
         };
-        let base_listing = match (&base, &newest) {
-            (Some(v), _) if v.listing.is_some() => v.listing.clone().unwrap_or_default(),
+        let base_listing = match &held {
+            Some((_, v)) if v.listing.is_some() => v.listing.clone().unwrap_or_default(),
             // Sealed under a read key rotated away since: open it with the old ones.
-            (Some(_), Some((latest, _))) => self
-                .listing_under_old_keys(&id, &owned, &latest.version)
+            Some((at, _)) => self
+                .listing_under_old_keys(&id, &owned, at)
                 .await?
                 .unwrap_or_default(),
-            _ => Listing::default(),
+            None => Listing::default(),
         };
         let listing = owned.draft(&base_listing);
-        let seq = base.as_ref().map_or(1, |v| v.seq + 1);
-        let prev = newest.as_ref().map(|(l, _)| l.version);
+        let seq = base
+            .map_or(0, |v| v.seq)
+            .max(newest.as_ref().map_or(0, |l| l.seq))
+            + 1;
+        let prev = held.as_ref().map(|(at, _)| *at);
         let bytes = NewVersion {
             collection: &id,
             seq,

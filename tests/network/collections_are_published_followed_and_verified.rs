@@ -4,7 +4,9 @@
 //! follower was offline reaches it through the DHT when it is back; the history verifies;
 //! auto-fetch pins new items; search finds entries by word and tag; with the publisher gone, a
 //! new follower still resolves the newest version. Forged, replayed and stranger-signed
-//! records are refused by DHT peers; a delegate publishes and a stranger cannot.
+//! records are refused by DHT peers; a delegate publishes and a stranger cannot; a private
+//! collection is sealed without its read key, and its key rotated; a validly signed version
+//! that rewrites the past is refused by a follower, and the next real version skips over it.
 
 use std::time::{Duration, Instant};
 
@@ -325,6 +327,59 @@ async fn forged_and_replayed_records_are_refused_and_only_delegates_publish() {
     let with_new = fresh.collections.show(&new_id.to_string()).await.unwrap();
     assert_eq!((with_new.seq, with_new.entries.len()), (3, 2));
     fresh.stop().await;
+
+    // A version signed with the owner's own key but naming the wrong previous version (a
+    // rewritten past: version 3 on top of version 1, leaving out the TA's version 2). DHT peers
+    // take its record (the signature holds, the sequence is higher); a follower that had
+    // version 2 refuses the version it names, with the reason, and keeps version 2.
+    let owned = storgo::collections::Book::new(owner.store.clone())
+        .owned("course")
+        .unwrap();
+    let key = owned.keypair().expect("the owner's key");
+    let v1_id: storgo::content::ContentId = record1.version;
+    let listing = storgo::collections::Listing {
+        name: "course".into(),
+        entries: vec![],
+    };
+    let bytes = storgo::collections::version::NewVersion {
+        collection: &id,
+        seq: 4,
+        prev: Some(v1_id),
+        published: 1,
+        delegates: vec![],
+        listing: &listing,
+    }
+    .sign(&key, None, [9; 32]);
+    let store = owner.store.clone();
+    let rewritten = tokio::task::spawn_blocking(move || {
+        storgo::files::add_reader(&store, &bytes[..], "v3", &Default::default(), &|_| {})
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .id;
+    owner.client.provide(rewritten.root).await.unwrap();
+    let bad = Latest::sign(id.key, 4, &rewritten, &key, None);
+    let _ = owner
+        .client
+        .put_record(Record::new(dht_key(&id.key), bad.bytes))
+        .await
+        .unwrap();
+    match ta.collections.refresh(&id).await {
+        Err(ServiceError::Collection(storgo::collections::CollectionError::BrokenChain {
+            seq,
+            why,
+        })) => {
+            assert_eq!(seq, 4);
+            assert!(why.contains("history does not contain"), "{why}");
+        }
+        other => panic!("a rewritten history was taken: {other:?}"),
+    }
+    assert_eq!(ta.collections.show(&id.to_string()).await.unwrap().seq, 3);
+    let mut news = ta.collections.subscribe();
+    assert_eq!(owner.collections.publish("course").await.unwrap().seq, 5);
+    let taken = version_seen(&mut news, &id, 5).await;
+    assert_eq!(taken.seq, 5, "version 5 follows version 3: taken");
     for n in [owner, ta, stranger, outsider] {
         n.stop().await;
     }
