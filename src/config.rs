@@ -110,6 +110,15 @@ pub struct NodeArgs {
         value_name = "DURATION"
     )]
     pub republish_interval: humantime::Duration,
+    /// How often followed collections are looked up in the DHT for versions missed while
+    /// offline or out of gossip's reach (new versions are normally pushed at once; e.g. 5m).
+    #[arg(
+        long,
+        env = "STORGO_COLLECTION_REFRESH",
+        default_value = "5m",
+        value_name = "DURATION"
+    )]
+    pub collection_refresh: humantime::Duration,
     /// Copies the network keeps of each item added here (besides this node's pin).
     #[arg(long, env = "STORGO_REPLICATION", default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     pub replication: u8,
@@ -696,6 +705,13 @@ impl NodeConfig {
         cfg.provider_ttl = args.provider_ttl.into();
         if args.new_identity {
             cfg.identity = crate::network::identity::IfMissing::CreateAlways;
+        }
+        cfg.collection_refresh = args.collection_refresh.into();
+        if cfg.collection_refresh < Duration::from_secs(10) {
+            return Err(ConfigError::Invalid(format!(
+                "collection-refresh {} is too short: at least 10s (each refresh is a DHT lookup per followed collection)",
+                args.collection_refresh
+            )));
         }
         let republish: Duration = args.republish_interval.into();
         cfg.republish_interval = (!republish.is_zero()).then_some(republish);

@@ -131,8 +131,10 @@ struct Inner {
     /// The node's identity: the key a delegate publishes with.
     identity: ed25519::Keypair,
     events: broadcast::Sender<CollectionEvent>,
-    /// Collections being refreshed, so that a gossiped record and a timer do not both fetch.
-    busy: std::sync::Mutex<HashSet<[u8; 32]>>,
+    /// One version taken at a time per collection: a gossiped record, a refresh and a publish
+    /// arriving together wait for each other (the second then finds nothing newer) instead of
+    /// fetching twice or answering "nothing new" while a version is on its way.
+    taking: std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
     /// Background work (checks, refreshes, auto-fetches), ended and waited for by [`stop`]
     /// so that the store is free once the node has stopped.
     ///
@@ -169,7 +171,7 @@ impl Collections {
                 search: SearchIndex::new()?,
                 identity,
                 events,
-                busy: Default::default(),
+                taking: Default::default(),
                 tasks: tokio_util::task::TaskTracker::new(),
                 cancel: tokio_util::sync::CancellationToken::new(),
                 publishing: tokio::sync::Mutex::new(()),
@@ -768,20 +770,12 @@ impl Collections {
     /// Takes a newer record of a followed collection: its version fetched, checked against
     /// the history held, recorded, indexed and announced; with auto-fetch, new items pinned.
     async fn take(&self, id: &CollectionId, latest: Latest) -> Result<bool> {
-        if !self
-            .inner
-            .busy
-            .lock()
-            .map(|mut b| b.insert(id.key))
-            .unwrap_or(false)
-        {
-            return Ok(false);
-        }
-        let r = self.take_now(id, latest).await;
-        if let Ok(mut b) = self.inner.busy.lock() {
-            b.remove(&id.key);
-        }
-        r
+        let lock = match self.inner.taking.lock() {
+            Ok(mut m) => Arc::clone(m.entry(id.key).or_default()),
+            Err(_) => return Ok(false),
+        };
+        let _one_at_a_time = lock.lock().await;
+        self.take_now(id, latest).await
     }
 
     async fn take_now(&self, id: &CollectionId, latest: Latest) -> Result<bool> {
