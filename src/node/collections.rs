@@ -627,15 +627,14 @@ impl Collections {
 
     // ---- resolving and following ---------------------------------------------------------
 
-    /// The newest latest-version record that checks out, from this node and the DHT, with
-    /// its version (`None` inside when the collection's listing could not be read: never for a
-    /// key holder).
-    async fn resolve(&self, id: &CollectionId) -> Result<Option<(Latest, Option<Version>)>> {
+    /// The newest latest-version record that checks out, from this node and the DHT, and the
+    /// version it names (fetched and checked).
+    async fn resolve(&self, id: &CollectionId) -> Result<Option<(Latest, Version)>> {
         let Some(latest) = self.find_latest(id).await? else {
             return Ok(None);
         };
         let version = self.load_version(id, &latest).await?;
-        Ok(Some((latest, Some(version))))
+        Ok(Some((latest, version)))
     }
 
     /// The newest valid record of `id` this node or the DHT has.
@@ -1032,7 +1031,7 @@ impl Collections {
         let Some((latest, version)) = self.resolve(&id).await? else {
             return Err(CollectionError::NotFound.into());
         };
-        let listing = version.as_ref().and_then(|v| v.listing.clone());
+        let listing = version.listing.clone();
         Ok(CollectionView {
             id: id.to_string(),
             name: listing.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
@@ -1042,7 +1041,7 @@ impl Collections {
             auto_fetch: false,
             seq: latest.seq,
             version: Some(latest.version.to_string()),
-            published: version.as_ref().map_or(0, |v| v.published),
+            published: version.published,
             sealed: listing.is_none(),
             entries: listing.map(|l| l.entries).unwrap_or_default(),
             new_entries: Vec::new(),
@@ -1063,7 +1062,7 @@ impl Collections {
                 self.book(move |b| b.owned(&n)).await?.collection()?
             }
         };
-        let Some((latest, Some(version))) = self.resolve(&id).await? else {
+        let Some((latest, version)) = self.resolve(&id).await? else {
             return Err(CollectionError::NotFound.into());
         };
         let chain = self.walk(&id, (latest.version, version), None).await?;
