@@ -698,7 +698,15 @@ impl Node {
         )
         .map_err(|e| NetworkError::Build(e.to_string()))?;
         let mut helpers = vec![
-            tokio::spawn(
+            tokio::spawn(replicator.clone().serve(replica_rx)),
+            tokio::spawn(replicator.clone().repair_loop()),
+            tokio::spawn(replicator.clone().scrub_loop()),
+            tokio::spawn(republisher.clone().republish_loop()),
+        ];
+        if cfg.dht_server {
+            // Followed collections are kept by a long-running node; a temporary fetch node
+            // (same data dir, one job) neither refreshes nor republishes them.
+            helpers.push(tokio::spawn(
                 collections.clone().run(
                     gossip_rx,
                     cfg.collection_refresh,
@@ -706,13 +714,7 @@ impl Node {
                         .unwrap_or(cfg.provider_ttl / 4)
                         .min(Duration::from_secs(3600)),
                 ),
-            ),
-            tokio::spawn(replicator.clone().serve(replica_rx)),
-            tokio::spawn(replicator.clone().repair_loop()),
-            tokio::spawn(replicator.clone().scrub_loop()),
-            tokio::spawn(republisher.clone().republish_loop()),
-        ];
-        if cfg.dht_server {
+            ));
             // A long-running node takes up what it was doing; a temporary fetch node (same
             // data dir, one job) leaves that to the node.
             helpers.push(tokio::spawn(resume::resume(
