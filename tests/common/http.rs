@@ -81,6 +81,12 @@ impl Http {
         self.send_json(self.req(Method::POST, path)).await
     }
 
+    /// POSTs `body` as JSON; the status and the answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send_json(self.req(Method::POST, path).json(body))
+            .await
+    }
+
     /// Uploads `data` as a file called `name`; its ID.
     pub async fn upload(&self, name: &str, data: Vec<u8>) -> String {
         let (status, v) = self

@@ -98,6 +98,42 @@ async fn view(c: &Client, name: &str) {
         .unwrap_or_else(|e| panic!("the {name} view shows: {e}"));
 }
 
+/// The element `css` selects, once it appears (within [`WAIT`]); `what` names it if not.
+async fn appears(c: &Client, css: &str, what: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// [`appears`], by XPath (for "an element containing this text").
+async fn appears_xpath(c: &Client, xpath: &str, what: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(xpath))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_on_one_page_fetch_and_download_on_another() {
     let (Some(chromium), Some(chromedriver)) = (tool("chromium"), tool("chromedriver")) else {
@@ -234,120 +270,81 @@ async fn upload_on_one_page_fetch_and_download_on_another() {
     // Publish); B follows by ID, sees a second version arrive live, and searches.
     let api_a = Http::of(&a);
     let (status, made) = api_a
-        .send_json(
-            api_a
-                .req(reqwest::Method::POST, "/api/v1/collections")
-                .json(&serde_json::json!({ "name": "algo-101" })),
+        .post_json(
+            "/api/v1/collections",
+            &serde_json::json!({ "name": "algo-101" }),
         )
         .await;
     assert_eq!(status, 201, "{made}");
     let cid = made["id"].as_str().unwrap().to_owned();
     c.goto(&format!("{}/#collections", a.api)).await.unwrap();
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#view-collections:not([hidden])"))
+    appears(
+        &c,
+        "#view-collections:not([hidden])",
+        "A's collections view",
+    )
+    .await;
+    appears(&c, "input#pub-algo-101", "the publisher's drop zone")
         .await
-        .expect("A's collections view");
-    let input = c
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("input#pub-algo-101"))
-        .await
-        .expect("the publisher's drop zone");
-    input.send_keys(file.to_str().unwrap()).await.unwrap();
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(
-            "//*[@id='collections']//button[not(@disabled)][contains(., 'Publish')]",
-        ))
-        .await
-        .expect("a change waiting to be published")
-        .click()
+        .send_keys(file.to_str().unwrap())
         .await
         .unwrap();
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(
-            "//*[@id='collections']//*[contains(., 'version 1 ·')]",
-        ))
-        .await
-        .expect("version 1 published from the page");
+    appears_xpath(
+        &c,
+        "//*[@id='collections']//button[not(@disabled)][contains(., 'Publish')]",
+        "a change waiting to be published",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    appears_xpath(
+        &c,
+        "//*[@id='collections']//*[contains(., 'version 1 ·')]",
+        "version 1 published from the page",
+    )
+    .await;
     shot(&c, "5-collection-publisher").await;
 
     c.goto(&format!("{}/#collections", b.api)).await.unwrap();
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#view-collections:not([hidden])"))
-        .await
-        .expect("B's collections view");
-    c.find(Locator::Css("#follow-id"))
-        .await
-        .unwrap()
-        .send_keys(&format!(" {cid}\n"))
-        .await
-        .unwrap();
-    c.find(Locator::Css("#follow-auto"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css("#follow-go"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(
-            "//*[@id='collections']//*[contains(@class,'entry-title')][contains(., 'lecture 3')]",
-        ))
-        .await
-        .expect("B lists the collection's first item");
+    appears(
+        &c,
+        "#view-collections:not([hidden])",
+        "B's collections view",
+    )
+    .await;
+    type_into(&c, "#follow-id", &format!(" {cid}\n")).await;
+    click(&c, "#follow-auto").await;
+    click(&c, "#follow-go").await;
+    appears_xpath(
+        &c,
+        "//*[@id='collections']//*[contains(@class,'entry-title')][contains(., 'lecture 3')]",
+        "B lists the collection's first item",
+    )
+    .await;
     let sheet = api_a.upload("sheet.pdf", random_bytes(50_000, 12)).await;
+    let entry = serde_json::json!({ "id": sheet, "title": "Assignment 1 (final)",
+        "tags": ["assignment"], "note": "due Friday" });
     let (status, e) = api_a
-        .send_json(
-            api_a
-                .req(
-                    reqwest::Method::POST,
-                    "/api/v1/collections/algo-101/entries",
-                )
-                .json(
-                    &serde_json::json!({ "id": sheet, "title": "Assignment 1 (final)",
-                    "tags": ["assignment"], "note": "due Friday" }),
-                ),
-        )
+        .post_json("/api/v1/collections/algo-101/entries", &entry)
         .await;
     assert_eq!(status, 200, "{e}");
     let (status, p) = api_a.post("/api/v1/collections/algo-101/publish").await;
     assert_eq!(status, 200, "{p}");
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(
-            "//*[@id='collections']//*[contains(@class,'entry new')][contains(., 'Assignment 1')]",
-        ))
-        .await
-        .expect("version 2's item appears on B's page, marked new, without a reload");
-    c.find(Locator::Css("#search-words"))
-        .await
-        .unwrap()
-        .send_keys("assignment")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#search-form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::XPath(
-            "//*[@id='search-results']//*[contains(., 'algo-101 · version 2')]",
-        ))
-        .await
-        .expect("search finds the assignment and names the collection and version");
+    appears_xpath(
+        &c,
+        "//*[@id='collections']//*[contains(@class,'entry new')][contains(., 'Assignment 1')]",
+        "version 2's item appears on B's page, marked new, without a reload",
+    )
+    .await;
+    type_into(&c, "#search-words", "assignment").await;
+    click(&c, "#search-form button[type=submit]").await;
+    appears_xpath(
+        &c,
+        "//*[@id='search-results']//*[contains(., 'algo-101 · version 2')]",
+        "search finds the assignment and names the collection and version",
+    )
+    .await;
     shot(&c, "6-collections").await;
 
     // A phone's width.
