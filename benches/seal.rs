@@ -17,11 +17,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunk");
     g.throughput(Throughput::Bytes(chunk.len() as u64));
     g.bench_function("derive_key (blake3 keyed)", |b| {
-        b.iter(|| secret.derive_key(&chunk))
+        b.iter(|| secret.derive_key(&[], &chunk))
     });
     g.bench_function("sha256 address", |b| b.iter(|| BlockAddress::of(&chunk)));
     g.bench_function("seal (xchacha20poly1305)", |b| {
-        let key = secret.derive_key(&chunk);
+        let key = secret.derive_key(&[], &chunk);
         b.iter(|| {
             let mut v = Vec::with_capacity(chunk.len() + 16);
             v.extend_from_slice(&chunk);
@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("seal path (key + seal + address)", |b| {
         b.iter(|| {
-            let key = secret.derive_key(&chunk);
+            let key = secret.derive_key(&[], &chunk);
             let mut v = Vec::with_capacity(chunk.len() + 16);
             v.extend_from_slice(&chunk);
             key.seal_in_place(&mut v, &[]);
@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("open", |b| {
-        let key = secret.derive_key(&chunk);
+        let key = secret.derive_key(&[], &chunk);
         let mut sealed = chunk.clone();
         key.seal_in_place(&mut sealed, &[]);
         b.iter(|| {

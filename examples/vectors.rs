@@ -186,6 +186,16 @@ fn main() {
                 root: daddr,
                 replication: 3,
                 bytes: 1_048_576,
+                lease_until: None,
+            }),
+        ),
+        (
+            "request-hold-lease",
+            rc::encode_request(&ReplicateRequest::Hold {
+                root: daddr,
+                replication: 3,
+                bytes: 1_048_576,
+                lease_until: Some(1_700_000_000),
             }),
         ),
         (

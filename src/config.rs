@@ -130,6 +130,15 @@ pub struct NodeArgs {
         value_name = "DURATION"
     )]
     pub repair_interval: humantime::Duration,
+    /// How long a replica held here is kept once no pinner renews it (e.g. 30d, 720h): the
+    /// item's pinners renew it every repair round; after the last unpins, holders let it go.
+    #[arg(
+        long,
+        env = "STORGO_REPLICA_LEASE",
+        default_value = "30days",
+        value_name = "DURATION"
+    )]
+    pub replica_lease: humantime::Duration,
     /// Bytes per second the background scrub re-reads replicas at (e.g. 4MiB; 0: off).
     #[arg(long, env = "STORGO_SCRUB_RATE", default_value = "4MiB", value_name = "SIZE", value_parser = parse_size)]
     pub scrub_rate: u64,
@@ -729,6 +738,7 @@ impl NodeConfig {
             in_flight_per_peer: l.peer_requests_in_flight.max(1),
             requests_per_second_per_peer: l.peer_request_rate.max(1),
             bytes_per_second: (l.serve_rate > 0).then_some(l.serve_rate),
+            ..Default::default()
         };
         let interval: Duration = args.repair_interval.into();
         let replication = ReplicationConfig {
@@ -737,6 +747,7 @@ impl NodeConfig {
             scrub_rate: (args.scrub_rate > 0).then_some(args.scrub_rate),
             max_intake: l.max_intake.max(1),
             intake_per_peer_per_hour: l.intake_per_peer_per_hour,
+            replica_lease: Duration::from(args.replica_lease).max(Duration::from_secs(60)),
             ..Default::default()
         };
         let http = crate::api::HttpConfig {

@@ -193,9 +193,12 @@ impl From<crate::collections::CollectionError> for ApiError {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             C::NameTaken(_) => (StatusCode::CONFLICT, "exists"),
-            C::BadSignature(_) | C::WrongCollection | C::Stale { .. } | C::BrokenChain { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_collection")
-            }
+            C::OwnCollection(_) => (StatusCode::CONFLICT, "own_collection"),
+            C::BadSignature(_)
+            | C::WrongCollection
+            | C::Stale { .. }
+            | C::SeqJump { .. }
+            | C::BrokenChain { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_collection"),
             C::Search(_) => return Self::internal(e),
         };
         Self::new(status, code, e)

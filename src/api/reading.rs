@@ -17,7 +17,7 @@ use super::Api;
 use crate::content::ContentId;
 use crate::files::{self, browse::Head};
 use crate::node::{begin_session, fetch_in, FetchOptions};
-use crate::store::{Session, SessionKind};
+use crate::store::{Session, SessionKind, Store};
 
 type Chunk = Result<bytes::Bytes, std::io::Error>;
 
@@ -36,10 +36,6 @@ impl std::io::Write for ChannelWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn channel_body(rx: mpsc::Receiver<Chunk>) -> Body {
-    Body::from_stream(receiver_stream(rx))
 }
 
 pub(super) fn receiver_stream<T>(
@@ -107,17 +103,17 @@ async fn claim_whole(api: &Api, session: &Arc<Session>, id: &ContentId) -> Resul
     }
 }
 
-/// Fetches `id` into `session`, pinned only if it was pinned, writing `output` as the chunks
-/// arrive when given.
+/// Fetches `id` into `session` without pinning it, writing `output` as the chunks arrive when
+/// given. A read touches no pin: the session holds what it fetched while it is read, and a
+/// pinned item's missing blocks, once here, are kept by its pin.
 async fn fetch_through(
     api: &Api,
     session: &Arc<Session>,
     id: &ContentId,
     output: Option<files::Output>,
 ) -> Result<(), ApiError> {
-    let pinned = api.store.pin_of(&id.root)?.is_some_and(|p| !p.partial);
     let opts = FetchOptions {
-        pin: pinned,
+        pin: false,
         ..api.fetch.clone()
     };
     fetch_in(&api.client, &api.store, session, id, &opts, &|_| {}, output).await?;
@@ -125,25 +121,66 @@ async fn fetch_through(
     Ok(())
 }
 
-/// The bytes of the opened file, or of `range` of it, as a response body.
+/// The bytes of the opened file, or of `range` of it, as a response body. Read one chunk at
+/// a time, each on a short blocking task: a reader that stops reading holds no thread (with
+/// one held per response, sixteen slow readers stalled every store call of the node), only
+/// the piece it has not taken yet.
 pub(super) fn body(api: &Api, opened: Opened, range: Option<Range<u64>>) -> Body {
-    let (tx, rx) = mpsc::channel(8);
-    let store = Arc::clone(&api.store);
-    tokio::task::spawn_blocking(move || {
-        let _reading = opened.session;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx.clone()));
-        let r = match range {
-            Some(r) => files::browse::cat_range(&store, &opened.id, r, &mut out),
-            None => files::cat(&store, &opened.id, &mut out, &|_| {}),
-        };
-        if let Err(e) = r {
-            if !e.is_broken_pipe() {
-                tracing::warn!(cid = %opened.id.root, error = %e, "reading for a response failed");
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+    struct Reading {
+        store: Arc<Store>,
+        opened: Opened,
+        range: Option<Range<u64>>,
+        plan: Option<std::collections::VecDeque<files::browse::RangePart>>,
+        failed: bool,
+    }
+    let fail = |e: String| std::io::Error::other(e);
+    let state = Reading {
+        store: Arc::clone(&api.store),
+        opened,
+        range,
+        plan: None,
+        failed: false,
+    };
+    let stream = futures::stream::unfold(state, move |mut st| async move {
+        if st.failed {
+            return None;
+        }
+        if st.plan.is_none() {
+            let (store, id, range) = (Arc::clone(&st.store), st.opened.id, st.range.clone());
+            let planned =
+                tokio::task::spawn_blocking(move || files::browse::range_plan(&store, &id, range))
+                    .await;
+            match planned {
+                Ok(Ok(p)) => st.plan = Some(p.into()),
+                Ok(Err(e)) => {
+                    tracing::warn!(cid = %st.opened.id, error = %e, "reading for a response failed");
+                    st.failed = true;
+                    return Some((Err(fail(e.to_string())), st));
+                }
+                Err(e) => {
+                    st.failed = true;
+                    return Some((Err(fail(e.to_string())), st));
+                }
+            }
+        }
+        let (c, part) = st.plan.as_mut()?.pop_front()?;
+        let store = Arc::clone(&st.store);
+        let read =
+            tokio::task::spawn_blocking(move || files::browse::read_part(&store, &c, part)).await;
+        match read {
+            Ok(Ok(bytes)) => Some((Ok(bytes), st)),
+            Ok(Err(e)) => {
+                tracing::warn!(cid = %st.opened.id, error = %e, "reading for a response failed");
+                st.failed = true;
+                Some((Err(fail(e.to_string())), st))
+            }
+            Err(e) => {
+                st.failed = true;
+                Some((Err(fail(e.to_string())), st))
             }
         }
     });
-    channel_body(rx)
+    Body::from_stream(stream)
 }
 
 /// A file's bytes as they arrive: held here, read from the store; not held, streamed while

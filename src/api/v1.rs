@@ -585,9 +585,9 @@ async fn get_item(
         })
         .await?;
     } else {
-        let pinned = api.store.pin_of(&id.root)?.is_some_and(|p| !p.partial);
+        // A read: it pins nothing (a pin of this item is the user's alone; see fetch_through).
         let opts = FetchOptions {
-            pin: pinned,
+            pin: false,
             ..api.fetch.clone()
         };
         let out = Some(files::Output::Path(output));

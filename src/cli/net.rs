@@ -74,6 +74,7 @@ pub async fn run_node(cli: &Cli, args: &NodeArgs) -> Result<()> {
     eprintln!("storgo: stopping");
     api::remove_api_file(store.dir());
     node.stop().await;
+    store.close()?;
     Ok(())
 }
 

@@ -43,6 +43,13 @@ pub enum CollectionError {
     WrongCollection,
     #[error("stale version: sequence {got} is not newer than the {held} held")]
     Stale { held: u64, got: u64 },
+    #[error(
+        "sequence {got} jumps more than {} past the {held} held",
+        record::MAX_SEQ_STEP
+    )]
+    SeqJump { held: u64, got: u64 },
+    #[error("{0} is published from this node: its publisher always follows it")]
+    OwnCollection(String),
     #[error("broken history at version {seq}: {why}")]
     BrokenChain { seq: u64, why: String },
     #[error("no collection named {0:?} on this node (storgo collection new {0})")]
@@ -201,6 +208,31 @@ mod tests {
             ..id
         };
         assert!(Version::open(&v, &rotated).unwrap().listing.is_none());
+    }
+
+    /// A delegate signing `u64::MAX` froze a collection: every publisher's `max + 1` wrapped.
+    #[test]
+    fn a_record_cannot_jump_to_the_end_of_the_sequence() {
+        let owner = Keypair::generate();
+        let c = owner.public().to_bytes();
+        let key = record::dht_key(&c);
+        let held = Latest::open_at(&key, &Latest::sign(c, 5, &cid(1), &owner, None).bytes).unwrap();
+        for seq in [u64::MAX, record::MAX_SEQ + 1] {
+            let r = Latest::sign(c, seq, &cid(2), &owner, None);
+            assert!(matches!(
+                Latest::open_at(&key, &r.bytes),
+                Err(CollectionError::Malformed(_))
+            ));
+        }
+        let far = Latest::sign(c, 5 + record::MAX_SEQ_STEP + 1, &cid(2), &owner, None);
+        let far = Latest::open_at(&key, &far.bytes).unwrap();
+        assert!(matches!(
+            Latest::may_replace(&held, &far),
+            Err(CollectionError::SeqJump { held: 5, .. })
+        ));
+        let near = Latest::sign(c, 5 + record::MAX_SEQ_STEP, &cid(2), &owner, None);
+        let near = Latest::open_at(&key, &near.bytes).unwrap();
+        assert!(Latest::may_replace(&held, &near).is_ok());
     }
 
     #[test]

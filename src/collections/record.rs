@@ -14,6 +14,14 @@ use super::signed::{Delegation, Domain, Signed, Signer};
 use super::CollectionError;
 use crate::content::ContentId;
 
+/// The highest sequence number a record or version may carry (2^53 - 1, exact in every JSON
+/// reader): far above any real history, far below where `+ 1` wraps.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+/// How far past the record a node holds a new record's sequence may jump. A publisher numbers
+/// one past the highest valid record it finds, so honest jumps are small; a bound keeps one
+/// signer from freezing a collection by putting the ceiling in the DHT.
+pub const MAX_SEQ_STEP: u64 = 1 << 20;
+
 /// Longest record value accepted.
 pub const MAX_RECORD_BYTES: usize = 2048;
 /// First bytes of a collection record's DHT key ("sc"), then the 32-byte public key.
@@ -101,8 +109,11 @@ impl Latest {
         if body.collection.as_slice() != collection {
             return Err(CollectionError::WrongCollection);
         }
-        if body.seq == 0 {
-            return Err(CollectionError::Malformed("sequence number 0".into()));
+        if body.seq == 0 || body.seq > MAX_SEQ {
+            return Err(CollectionError::Malformed(format!(
+                "sequence number {} (from 1 to {MAX_SEQ})",
+                body.seq
+            )));
         }
         let version = ContentId::from_bytes(&body.version)
             .map_err(|e| CollectionError::Malformed(format!("record's version: {e}")))?;
@@ -126,6 +137,14 @@ impl Latest {
     /// Whether `incoming` may replace `held`: a higher sequence number only (the same record
     /// again is a refresh).
     pub fn may_replace(held: &Latest, incoming: &Latest) -> Result<(), CollectionError> {
+        if incoming.seq > held.seq.saturating_add(MAX_SEQ_STEP) {
+            // A signer (a delegate, perhaps one removed since) may not push the number so far
+            // ahead that nobody can publish above it.
+            return Err(CollectionError::SeqJump {
+                held: held.seq,
+                got: incoming.seq,
+            });
+        }
         if incoming.seq > held.seq || incoming.bytes == held.bytes {
             Ok(())
         } else {

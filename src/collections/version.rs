@@ -213,6 +213,13 @@ impl Version {
                     .map_err(|e| CollectionError::Malformed(format!("previous version: {e}")))?,
             ),
         };
+        if body.seq == 0 || body.seq > super::record::MAX_SEQ {
+            return Err(CollectionError::Malformed(format!(
+                "sequence number {} (from 1 to {})",
+                body.seq,
+                super::record::MAX_SEQ
+            )));
+        }
         if (body.seq == 1) != prev.is_none() {
             return Err(CollectionError::BrokenChain {
                 seq: body.seq,

@@ -5,7 +5,9 @@
 //! and a zstd frame of it at a fixed level. Whether a chunk is compressed depends only on
 //! its bytes (a quick trial on a sample, then the whole chunk must shrink by at least 1/32),
 //! and the level is fixed, so the same plaintext under the same secret still seals to the
-//! same block and deduplication keeps working. The codec byte is sealed too: a storing peer
+//! same block and deduplication keeps working. The key is derived from the body, codec byte
+//! included, so a writer that decides otherwise (`--no-compress`, another zstd build) makes a
+//! block under another key rather than a second message under the same one. The codec byte is sealed too: a storing peer
 //! learns only what the block's length tells it (see DESIGN.md, "What compression reveals").
 //!
 //! This module must not do I/O; it owns no thread, only each thread's reusable zstd context.
@@ -90,8 +92,10 @@ pub fn seal_chunk(
     plaintext: &[u8],
     compress: bool,
 ) -> (ChunkRef, Vec<u8>) {
-    let key = secret.derive_key(plaintext);
     let mut block = encode(plaintext, compress);
+    // The key covers the body as sealed (codec byte and frame), not only the plaintext: the
+    // same plaintext stored raw by one writer and compressed by another must not share a key.
+    let key = secret.derive_key(&[], &block);
     key.seal_in_place(&mut block, &[]);
     let address = BlockAddress::of(&block);
     let r = ChunkRef {
@@ -212,5 +216,51 @@ mod tests {
         assert!(open_chunk(&r, block).is_err());
         let (r, empty) = seal_chunk(&secret(), &[], true);
         assert!(open_chunk(&r, empty).unwrap().is_empty());
+    }
+
+    fn body_of(r: &ChunkRef, sealed: &[u8]) -> Vec<u8> {
+        let mut b = sealed.to_vec();
+        r.key.open_in_place(&mut b, &[]).expect("opens");
+        b
+    }
+
+    /// The keystream-reuse defect: one plaintext added compressed and with `--no-compress`
+    /// made two different bodies under one key and the zero nonce, so the XOR of the two
+    /// ciphertexts was the XOR of the two bodies. Now each body has its own key.
+    #[test]
+    fn one_plaintext_compressed_and_raw_gets_two_keys() {
+        let text = b"week 4: linear maps and their matrices. ".repeat(2_000);
+        let (z, zb) = seal_chunk(&secret(), &text, true);
+        let (raw, rb) = seal_chunk(&secret(), &text, false);
+        let (zbody, rbody) = (body_of(&z, &zb), body_of(&raw, &rb));
+        assert_eq!((zbody[0], rbody[0]), (CODEC_ZSTD, CODEC_RAW));
+        assert_ne!(z.key, raw.key);
+        let n = zb.len().min(rb.len()) - TAG_LEN;
+        let xor = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x ^ y).collect::<Vec<u8>>();
+        assert_ne!(xor(&zb[..n], &rb[..n]), xor(&zbody[..n], &rbody[..n]));
+        assert_eq!(&open_chunk(&z, zb).unwrap()[..], &text[..]);
+        assert_eq!(&open_chunk(&raw, rb).unwrap()[..], &text[..]);
+    }
+
+    proptest::proptest! {
+        /// Over plaintexts that do and do not compress, and both codec choices: a key seals
+        /// one body only (equal keys mean equal sealed blocks), sealing is deterministic, and
+        /// every block opens to its plaintext.
+        #[test]
+        fn a_key_never_seals_two_bodies(
+            seed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            repeat in 1usize..400,
+        ) {
+            let plain = seed.repeat(repeat);
+            let sealed: Vec<(ChunkRef, Vec<u8>)> =
+                [true, false].iter().map(|&c| seal_chunk(&secret(), &plain, c)).collect();
+            for (r, block) in &sealed {
+                proptest::prop_assert_eq!(&seal_chunk(&secret(), &plain, block.len() < plain.len() + 1 + TAG_LEN).1, block);
+                proptest::prop_assert_eq!(&open_chunk(r, block.clone()).unwrap()[..], &plain[..]);
+            }
+            let ((a, ab), (b, bb)) = (&sealed[0], &sealed[1]);
+            proptest::prop_assert_eq!(a.key == b.key, ab == bb);
+            proptest::prop_assert_eq!(body_of(a, ab) == body_of(b, bb), ab == bb);
+        }
     }
 }

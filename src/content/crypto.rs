@@ -1,11 +1,15 @@
 //! Sealing blocks: convergent keys and XChaCha20-Poly1305.
 //!
-//! A block's key is BLAKE3 in keyed mode over the block's plaintext, keyed with the node's
-//! [`ConvergenceSecret`]: the same bytes under the same secret always give the same key and
-//! so the same sealed block, which is what lets a store keep identical chunks once. Because
-//! a key is only ever used for the one plaintext it was derived from, the nonce is fixed at
-//! zero; see DESIGN.md for what this hides and what it does not. This module must not read
-//! or write secrets to disk: the store owns the secret file.
+//! A block's key is BLAKE3 in keyed mode, keyed with the node's [`ConvergenceSecret`], over
+//! everything the cipher takes: a domain string, the authenticated header and the exact
+//! message sealed (for a chunk: its codec byte and its raw or compressed body, not just the
+//! plaintext). The same message under the same secret always gives the same key and so the
+//! same sealed block, which is what lets a store keep identical chunks once; two different
+//! messages (the same plaintext once compressed and once not, or framed by two zstd builds)
+//! get two different keys. Because a key is only ever used for the one (header, message) pair
+//! it was derived from, the nonce is fixed at zero; see DESIGN.md for what this hides and
+//! what it does not. This module must not read or write secrets to disk: the store owns the
+//! secret file.
 
 use std::fmt;
 
@@ -17,6 +21,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const TAG_LEN: usize = 16;
 /// Length of keys and secrets.
 pub const KEY_LEN: usize = 32;
+/// Written first into every key derivation (16 bytes): keys of this rule never equal keys of
+/// the rule before it, which hashed the chunk's plaintext alone.
+const KEY_DOMAIN: &[u8; 16] = b"storgo key v2\0\0\0";
 
 /// The per-node (or per-group) secret every convergent key is derived under. Nodes that
 /// share one dedupe identical files between them; nodes that don't produce unrelated blocks
@@ -46,9 +53,18 @@ impl ConvergenceSecret {
         hex::encode(self.0)
     }
 
-    /// The convergent key of `plaintext`.
-    pub fn derive_key(&self, plaintext: &[u8]) -> BlockKey {
-        BlockKey(*blake3::keyed_hash(&self.0, plaintext).as_bytes())
+    /// The convergent key that seals `message` with the authenticated header `aad`
+    /// (`protocols/block-v2.md`, "Convergent key"). The header's length is written before it,
+    /// so no two (header, message) pairs hash the same input: a (key, zero nonce) pair never
+    /// seals two different messages, and never one message under two headers (which would
+    /// give away Poly1305's one-time key).
+    pub fn derive_key(&self, aad: &[u8], message: &[u8]) -> BlockKey {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(KEY_DOMAIN);
+        h.update(&(aad.len() as u64).to_le_bytes());
+        h.update(aad);
+        h.update(message);
+        BlockKey(*h.finalize().as_bytes())
     }
 }
 
@@ -157,7 +173,7 @@ mod tests {
     #[test]
     fn seal_is_deterministic_and_opens() {
         let secret = ConvergenceSecret::from_bytes([7; 32]);
-        let key = secret.derive_key(b"abc");
+        let key = secret.derive_key(b"", b"abc");
         let mut a = b"abc".to_vec();
         key.seal_in_place(&mut a, b"");
         let mut b = b"abc".to_vec();
@@ -171,10 +187,10 @@ mod tests {
     #[test]
     fn wrong_key_and_tampering_fail() {
         let secret = ConvergenceSecret::from_bytes([7; 32]);
-        let key = secret.derive_key(b"abc");
+        let key = secret.derive_key(b"", b"abc");
         let mut sealed = b"abc".to_vec();
         key.seal_in_place(&mut sealed, b"");
-        let other = secret.derive_key(b"abd");
+        let other = secret.derive_key(b"", b"abd");
         assert_eq!(
             other.open_in_place(&mut sealed.clone(), b""),
             Err(OpenError)
@@ -183,5 +199,23 @@ mod tests {
         t[0] ^= 1;
         assert_eq!(key.open_in_place(&mut t, b""), Err(OpenError));
         assert_eq!(key.open_in_place(&mut vec![1, 2], b""), Err(OpenError));
+    }
+
+    #[test]
+    fn a_key_covers_its_header_and_its_exact_message() {
+        let secret = ConvergenceSecret::from_bytes([7; 32]);
+        let k = secret.derive_key(b"", b"\x00abc");
+        assert_ne!(k, secret.derive_key(b"", b"\x01abc"));
+        assert_ne!(
+            k,
+            secret.derive_key(b"\x00", b"abc"),
+            "header and message are apart"
+        );
+        assert_ne!(k, secret.derive_key(b"", b"\x00ab"));
+        assert_ne!(
+            k,
+            ConvergenceSecret::from_bytes([8; 32]).derive_key(b"", b"\x00abc")
+        );
+        assert_eq!(k, secret.derive_key(b"", b"\x00abc"));
     }
 }

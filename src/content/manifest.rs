@@ -276,7 +276,6 @@ impl Manifest {
             &mut body,
         )
         .map_err(|e| ContentError::Encode(e.to_string()))?;
-        let key = secret.derive_key(&body);
         let mut block = Vec::with_capacity(HEADER_FIXED + links.len() * LINK_LEN + body.len() + 16);
         block.extend_from_slice(&MANIFEST_MAGIC);
         block.extend_from_slice(&(links.len() as u32).to_be_bytes());
@@ -288,6 +287,7 @@ impl Manifest {
             block.extend_from_slice(l.address.digest());
         }
         let header_len = block.len();
+        let key = secret.derive_key(&block[..header_len], &body);
         key.seal_in_place(&mut body, &block[..header_len]);
         block.extend_from_slice(&body);
         if block.len() > MAX_MANIFEST_BLOCK {
@@ -485,7 +485,7 @@ mod tests {
             chunks: Tree::Leaves(vec![ChunkRef {
                 address: BlockAddress::of(b"x"),
                 len: 3,
-                key: secret.derive_key(b"abc"),
+                key: secret.derive_key(b"", b"abc"),
             }]),
         })
     }
@@ -497,7 +497,7 @@ mod tests {
         let (addr, key, block) = m.seal(&secret).unwrap();
         assert_eq!(Manifest::open(addr, &key, &block).unwrap(), m);
         assert_eq!(parse_links(addr, &block).unwrap(), m.links());
-        let wrong = secret.derive_key(b"nope");
+        let wrong = secret.derive_key(b"", b"nope");
         assert!(matches!(
             Manifest::open(addr, &wrong, &block),
             Err(ContentError::Decrypt { .. })
@@ -529,7 +529,7 @@ mod tests {
             .map(|i| ChunkRef {
                 address: BlockAddress::of(&i.to_be_bytes()),
                 len: 1,
-                key: secret.derive_key(&i.to_be_bytes()),
+                key: secret.derive_key(b"", &i.to_be_bytes()),
             })
             .collect();
         let mut pages = vec![];

@@ -136,6 +136,60 @@ pub fn cat_range(
     range: Range<u64>,
     out: &mut dyn Write,
 ) -> Result<u64> {
+    let mut written = 0u64;
+    range_walk(store, id, range, &mut |c, part| {
+        let bytes = read_part(store, c, part)?;
+        out.write_all(&bytes).map_err(FilesError::Output)?;
+        written += bytes.len() as u64;
+        Ok(())
+    })?;
+    out.flush().map_err(FilesError::Output)?;
+    Ok(written)
+}
+
+/// A piece of a file's range: a chunk and the part of its plaintext that lies in the range.
+pub type RangePart = (ChunkRef, Range<usize>);
+
+/// The chunks that hold bytes `range` of the file `id` (`None`: all of it), in order, with the
+/// part of each that lies in the range. Reads only manifests: a reader that streams the file
+/// reads one piece at a time with [`read_part`] and holds no thread in between.
+pub fn range_plan(
+    store: &Store,
+    id: &ContentId,
+    range: Option<Range<u64>>,
+) -> Result<Vec<RangePart>> {
+    let range = match range {
+        Some(r) => r,
+        None => 0..head(store, id)?.size,
+    };
+    let mut plan = Vec::new();
+    range_walk(store, id, range, &mut |c, part| {
+        plan.push((*c, part));
+        Ok(())
+    })?;
+    Ok(plan)
+}
+
+/// Reads and opens the chunk `c` and returns its plaintext bytes `part`.
+pub fn read_part(store: &Store, c: &ChunkRef, part: Range<usize>) -> Result<bytes::Bytes> {
+    let sealed = store.read_block(&c.address, MAX_BLOCK_SIZE)?;
+    let plain = super::read::open_one(store, c, Ok(sealed))?;
+    if part.start > part.end || part.end > plain.len() {
+        return Err(FilesError::Corrupt {
+            what: format!("chunk {}", c.address),
+            reason: "shorter than its manifest says".into(),
+        });
+    }
+    Ok(plain.slice(part))
+}
+
+/// Calls `visit` for every chunk of the file `id` that holds bytes of `range`, in order.
+fn range_walk(
+    store: &Store,
+    id: &ContentId,
+    range: Range<u64>,
+    visit: &mut dyn FnMut(&ChunkRef, Range<usize>) -> Result<()>,
+) -> Result<()> {
     let Manifest::File(f) = load_manifest(store, id.root, &id.key)? else {
         return Err(FilesError::IsFolder { id: id.to_string() });
     };
@@ -153,12 +207,10 @@ pub fn cat_range(
         file: &f,
         range,
         pos: 0,
-        written: 0,
-        out,
+        visit,
     };
     walk.tree(&f.chunks, 0)?;
-    walk.out.flush().map_err(FilesError::Output)?;
-    Ok(walk.written)
+    Ok(())
 }
 
 struct RangeWalk<'a> {
@@ -167,8 +219,7 @@ struct RangeWalk<'a> {
     range: Range<u64>,
     /// File offset of the next chunk walked (skipped or read).
     pos: u64,
-    written: u64,
-    out: &'a mut dyn Write,
+    visit: &'a mut dyn FnMut(&ChunkRef, Range<usize>) -> Result<()>,
 }
 
 impl RangeWalk<'_> {
@@ -225,16 +276,11 @@ impl RangeWalk<'_> {
                 ),
             });
         }
-        let sealed = self.store.read_block(&c.address, MAX_BLOCK_SIZE)?;
-        let plain = super::read::open_one(self.store, c, Ok(sealed))?;
         let from = (self.range.start.max(start) - start) as usize;
         let to = (self.range.end.min(end) - start) as usize;
-        let part = plain.get(from..to).ok_or_else(|| FilesError::Corrupt {
-            what: format!("chunk {}", c.address),
-            reason: "shorter than its manifest says".into(),
-        })?;
-        self.out.write_all(part).map_err(FilesError::Output)?;
-        self.written += part.len() as u64;
+        if from < to {
+            (self.visit)(c, from..to)?;
+        }
         Ok(end < self.range.end)
     }
 }

@@ -395,7 +395,52 @@ fn rename_new(from: &Path, to: &Path) -> Result<()> {
             path: to.to_owned(),
         });
     }
+    // NFS, many FUSE filesystems and some older kernels answer EINVAL (or ENOSYS, EOPNOTSUPP)
+    // to RENAME_NOREPLACE: the finished download must not be thrown away there.
+    if matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    ) {
+        tracing::debug!(path = %to.display(), error = %e, "renameat2(RENAME_NOREPLACE) unsupported here: reserving the name first");
+        return rename_new_by_reserving(from, to);
+    }
     Err(FilesError::io("renaming into", to, e))
+}
+
+/// [`rename_new`] where RENAME_NOREPLACE is not supported: the name is taken first with an
+/// exclusive create of the same kind (`O_EXCL` for a file, `mkdir` for a folder — both fail if
+/// anything, a link included, is there), then a plain rename replaces that placeholder, which
+/// POSIX makes atomic for a file and for an empty folder. Nothing that existed at `to` is ever
+/// replaced; a placeholder left by a failure is removed.
+fn rename_new_by_reserving(from: &Path, to: &Path) -> Result<()> {
+    let is_dir = fs::symlink_metadata(from)
+        .map_err(|e| FilesError::io("reading", from, e))?
+        .is_dir();
+    let reserved = if is_dir {
+        fs::create_dir(to)
+    } else {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
+            .map(drop)
+    };
+    if let Err(e) = reserved {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            return Err(FilesError::Exists {
+                path: to.to_owned(),
+            });
+        }
+        return Err(FilesError::io("creating", to, e));
+    }
+    fs::rename(from, to).map_err(|e| {
+        let _ = if is_dir {
+            fs::remove_dir(to)
+        } else {
+            fs::remove_file(to)
+        };
+        FilesError::io("renaming into", to, e)
+    })
 }
 
 /// Makes everything written on `path`'s filesystem durable (one `syncfs` for a whole tree):
@@ -665,4 +710,49 @@ pub fn pin_complete(store: &Store, id: &ContentId) -> Result<crate::store::PinRe
     };
     session.commit_pin(&rec)?;
     Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fallback taken where RENAME_NOREPLACE is refused (NFS, FUSE), forced here: a file
+    /// and a folder land whole; an existing file, folder or link at the destination is never
+    /// replaced, and the error names it.
+    #[test]
+    fn renaming_by_reserving_the_name_never_replaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (file, dir) = (tmp.path().join("f.tmp"), tmp.path().join("d.tmp"));
+        fs::write(&file, b"lecture").unwrap();
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("inside"), b"x").unwrap();
+
+        let to = tmp.path().join("f");
+        rename_new_by_reserving(&file, &to).unwrap();
+        assert_eq!(fs::read(&to).unwrap(), b"lecture");
+        assert!(!file.exists());
+        let dto = tmp.path().join("d");
+        rename_new_by_reserving(&dir, &dto).unwrap();
+        assert_eq!(fs::read(dto.join("inside")).unwrap(), b"x");
+
+        // Something already there: a file, a folder, a link (even a dangling one).
+        let src = tmp.path().join("again.tmp");
+        fs::write(&src, b"new").unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), &link).unwrap();
+        for existing in [&to, &dto, &link] {
+            let e = rename_new_by_reserving(&src, existing).unwrap_err();
+            assert!(matches!(e, FilesError::Exists { .. }), "{e}");
+        }
+        assert_eq!(fs::read(&to).unwrap(), b"lecture");
+        assert!(
+            !tmp.path().join("nowhere").exists(),
+            "written through a link"
+        );
+        assert_eq!(
+            fs::read(&src).unwrap(),
+            b"new",
+            "the source is kept on failure"
+        );
+    }
 }

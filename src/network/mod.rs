@@ -124,6 +124,11 @@ pub struct ServeLimits {
     pub requests_per_second_per_peer: u32,
     /// Bytes of blocks served a second, all peers together; `None`: as fast as the disk goes.
     pub bytes_per_second: Option<u64>,
+    /// Serve stored bytes without checking them against their address, as a lying peer does.
+    /// Only tests of hostile peers set it (no flag or setting reaches it): an honest node
+    /// checks every block before it leaves.
+    #[doc(hidden)]
+    pub unchecked: bool,
 }
 
 impl Default for ServeLimits {
@@ -133,6 +138,7 @@ impl Default for ServeLimits {
             // A fetch at 1 GB/s asks ~1,000 chunks a second of all its providers together.
             requests_per_second_per_peer: 2_000,
             bytes_per_second: None,
+            unchecked: false,
         }
     }
 }
@@ -495,12 +501,18 @@ pub fn listen(
     cfg: &NetworkConfig,
 ) -> Result<(), NetworkError> {
     for addr in cfg.listen.iter().filter(|a| cfg.usable(a)) {
-        let err = match swarm.listen_on(addr.clone()) {
-            Ok(_) => continue,
-            Err(e) => e,
+        // libp2p's TCP listeners set SO_REUSEPORT, so a second node's listen on a port another
+        // node holds succeeds and the kernel splits inbound connections between two different
+        // peers: the port is asked of the OS first, by a bind without SO_REUSEPORT.
+        let (reason, taken) = if port_taken(addr) {
+            let e = std::io::Error::from_raw_os_error(libc::EADDRINUSE);
+            (e.to_string(), true)
+        } else {
+            match swarm.listen_on(addr.clone()) {
+                Ok(_) => continue,
+                Err(e) => (error_chain(&e), port_taken(addr)),
+            }
         };
-        let reason = error_chain(&err);
-        let taken = port_taken(addr);
         let fallback = with_port_zero(addr).filter(|_| taken && cfg.listen_fallback);
         let Some(any_port) = fallback else {
             return Err(NetworkError::Listen {
@@ -558,8 +570,9 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Whether `addr`'s TCP or UDP port is held by another socket, asked of the OS by binding it
-/// (libp2p's error nests the socket's error inside `Either`s whose `source()` skips it).
+/// Whether `addr`'s TCP or UDP port (not 0) is held by another socket, asked of the OS by
+/// binding it without SO_REUSEPORT (libp2p's error nests the socket's error inside `Either`s
+/// whose `source()` skips it, and its own listeners share ports with each other).
 fn port_taken(addr: &Multiaddr) -> bool {
     use libp2p::multiaddr::Protocol;
     let mut ip = None;
@@ -568,6 +581,7 @@ fn port_taken(addr: &Multiaddr) -> bool {
         match p {
             Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
             Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(0) | Protocol::Udp(0) => return false,
             Protocol::Tcp(port) => {
                 let Some(ip) = ip else { return false };
                 return in_use(std::net::TcpListener::bind((ip, port)).map(drop));

@@ -138,6 +138,32 @@ fn provider_key(key: &RecordKey, peer: &PeerId) -> Vec<u8> {
     out
 }
 
+/// How little a provider row is worth keeping when its key is full (higher goes first): an
+/// expired row ranks above all, then by the provider's XOR distance to the key (kad's metric:
+/// SHA-256 of the key's bytes and of the PeerId's). The closest providers are the replica
+/// holders a fetch most needs, and a full key must not refuse a new one for an old record of
+/// a peer long gone. `value` may be empty (a row not yet written: never expired).
+fn provider_rank(row_key: &[u8], value: &[u8], now_ms: u64) -> [u8; 33] {
+    use sha2::Digest;
+    let expired = !value.is_empty()
+        && ciborium::from_reader::<ProviderRow, _>(value)
+            .ok()
+            .and_then(|r| r.expires_ms)
+            .is_some_and(|e| e <= now_ms);
+    if expired || row_key.len() < 2 {
+        return [0xff; 33];
+    }
+    let at = (2 + u16::from_be_bytes([row_key[0], row_key[1]]) as usize).min(row_key.len());
+    let key = sha2::Sha256::digest(&row_key[2..at]);
+    let peer = sha2::Sha256::digest(&row_key[at..]);
+    // The first byte stays 0 for a live row: an expired one outranks even the farthest.
+    let mut d = [0u8; 33];
+    for (i, b) in d[1..].iter_mut().enumerate() {
+        *b = key[i] ^ peer[i];
+    }
+    d
+}
+
 fn key_prefix(key: &RecordKey) -> Vec<u8> {
     let k = key.as_ref();
     let mut out = Vec::with_capacity(2 + k.len());
@@ -223,6 +249,7 @@ impl DhtStore {
             })
             .collect();
         let prefix_len = |k: &[u8]| 2 + u16::from_be_bytes([k[0], k[1]]) as usize;
+        let now = now_ms();
         self.store.dht().dht_insert_bounded(
             DhtTable::Providers,
             &rows,
@@ -232,6 +259,7 @@ impl DhtStore {
                 Ok(peer) => counts.admit(peer),
                 Err(_) => false,
             },
+            &|row_key, value| provider_rank(row_key, value, now),
         )
     }
 
@@ -416,11 +444,24 @@ impl RecordStore for DhtStore {
                     )
                     .unwrap_or_default();
                 if existing.len() >= MAX_PROVIDERS_PER_KEY {
-                    // Like kad's MemoryStore: enough providers are known for this key.
-                    return Ok(());
+                    // Full: as kad's MemoryStore does, a provider closer to the key takes the
+                    // place of the farthest (an expired row goes first).
+                    let now = now_ms();
+                    let worst = existing
+                        .iter()
+                        .map(|(k, v)| (provider_rank(k, v, now), k))
+                        .max();
+                    match worst {
+                        Some((w, victim)) if provider_rank(&row_key, &[], now) < w => {
+                            dht.dht_apply(DhtTable::Providers, &[], &[victim.as_slice()])
+                                .map_err(|_| Error::MaxProvidedKeys)?;
+                        }
+                        _ => return Ok(()),
+                    }
+                } else if dht.dht_len(DhtTable::Providers).unwrap_or(0) >= MAX_PROVIDER_ROWS {
+                    return Err(Error::MaxProvidedKeys);
                 }
-            }
-            if dht.dht_len(DhtTable::Providers).unwrap_or(0) >= MAX_PROVIDER_ROWS {
+            } else if dht.dht_len(DhtTable::Providers).unwrap_or(0) >= MAX_PROVIDER_ROWS {
                 return Err(Error::MaxProvidedKeys);
             }
         }

@@ -532,7 +532,9 @@ impl Collections {
         let seq = base
             .map_or(0, |v| v.seq)
             .max(newest.as_ref().map_or(0, |l| l.seq))
-            + 1;
+            .checked_add(1)
+            .filter(|s| *s <= crate::collections::record::MAX_SEQ)
+            .ok_or_else(|| CollectionError::Malformed("the sequence numbers are used up".into()))?;
         let prev = held.as_ref().map(|(at, _)| *at);
         let bytes = NewVersion {
             collection: &id,
@@ -940,8 +942,17 @@ impl Collections {
         self.refresh(id).await
     }
 
+    /// Stops following `id`. A collection published (or adopted as a delegate) here cannot be
+    /// unfollowed: the row that follows it holds the version new ones are built on.
     pub async fn unfollow(&self, id: &CollectionId) -> Result<bool> {
         let key = id.key;
+        let owned = self.book(|b| b.all_owned()).await?;
+        if let Some(o) = owned
+            .iter()
+            .find(|o| o.collection().is_ok_and(|c| c.key == key))
+        {
+            return Err(CollectionError::OwnCollection(o.name.clone()).into());
+        }
         let had = self.book(move |b| b.unfollow(&key)).await?;
         self.inner.client.subscribe(id.key, false).await?;
         let me = self.clone();

@@ -771,13 +771,14 @@ impl EventLoop {
         match result {
             kad::QueryResult::GetClosestPeers(r) => {
                 if let Some(reply) = self.pending_closest.remove(&id) {
-                    let peers = match r {
-                        Ok(ok) => ok.peers,
-                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    let (peers, complete) = match r {
+                        Ok(ok) => (ok.peers, true),
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, false),
                     };
                     let _ = reply.send(Closest {
                         peers: peers.into_iter().map(|p| p.peer_id).collect(),
                         requests: stats.num_requests(),
+                        complete,
                     });
                 }
             }

@@ -10,7 +10,8 @@
 //!    ([`output`](super::output)): `fetch -o` ends with the file on disk about when the last
 //!    chunk lands, not one full pass later.
 //! 4. Pin (marked partial until the last chunk lands, so GC keeps what arrived across a
-//!    restart) and provide.
+//!    restart) and provide. A read (`cat`, the gateway) pins nothing: its session is its
+//!    lease, and pins stay the user's alone.
 //!
 //! All of it runs in one store [`Session`]: every manifest and chunk it finds already held is
 //! claimed before it relies on it, every block it writes is claimed, and the final pin is the
@@ -116,10 +117,16 @@ pub async fn fetch_in(
     output: Option<Output>,
 ) -> Result<FetchReport, NodeError> {
     let began = std::time::Instant::now();
-    // Manifests first, then a partial pin: from here on whatever arrives survives a restart
-    // of the node (the session's claims keep it until then).
-    let already = store.pin_of(&id.root)?;
-    let pin_partial = already.as_ref().is_none_or(|p| p.partial);
+    // A pin writes its row, partial, once the manifests are here: from then on whatever
+    // arrives survives a restart of the node. A read writes no row at all: the caller's
+    // session is its lease (its claims keep every block it touches until it ends, and a
+    // crash ends it), so a read can neither delete a pin made meanwhile nor undo an unpin.
+    let already = if opts.pin {
+        store.pin_of(&id.root)?
+    } else {
+        None
+    };
+    let pin_partial = opts.pin && already.as_ref().is_none_or(|p| p.partial);
     let pinned_at = already
         .as_ref()
         .map(|p| p.pinned_at)
@@ -131,7 +138,7 @@ pub async fn fetch_in(
         size: w.size,
         pinned_at,
         partial: true,
-        for_reading: !opts.pin && already.as_ref().is_none_or(|p| p.for_reading),
+        for_reading: false,
         replicas: already.as_ref().and_then(|p| p.replicas),
     };
     let brought = bring(
@@ -144,6 +151,7 @@ pub async fn fetch_in(
             window: opts.window,
             stall_timeout: opts.stall_timeout,
             deadline: opts.deadline,
+            max_bytes: None,
         },
         progress,
         output.map(|output| Streaming {
@@ -156,23 +164,20 @@ pub async fn fetch_in(
     let (walked, pulled, mut dropped) = (brought.walked, brought.pulled, brought.dropped);
     let record = record(&walked);
 
-    // Pinned when asked, or when it was pinned (or being fetched to pin) before this fetch.
-    let keep = opts.pin || already.as_ref().is_some_and(|p| !p.for_reading);
-    if keep {
+    if opts.pin {
         // The session's commit walks the whole item again and refuses it unless every
         // block is here: success is never reported for an incomplete item.
         let (s, record) = (
             Arc::clone(session),
             PinRecord {
                 partial: false,
-                for_reading: false,
                 ..record
             },
         );
         blocking(move || s.commit_pin(&record)).await??;
         client.start_providing(id.root).await?;
     } else {
-        // Not pinned: the caller's session alone keeps the item while it is read.
+        // A read: the caller's session alone keeps the item while it is read.
         let (s, root) = (Arc::clone(session), id.root);
         let missing = blocking(move || s.claim_item(&root)).await??;
         if !missing.is_empty() {
@@ -182,7 +187,6 @@ pub async fn fetch_in(
             }
             .into());
         }
-        store.unpin(id)?;
     }
     dropped.sort();
     dropped.dedup();

@@ -73,6 +73,8 @@ pub enum NodeError {
     },
     #[error("fetch of {root} stopped: it took longer than its deadline of {secs} s; run it again to resume")]
     DeadlinePassed { root: BlockAddress, secs: u64 },
+    #[error("{root} came to more than the {limit} bytes declared for it; stopped taking it in")]
+    OverDeclared { root: BlockAddress, limit: u64 },
     #[error("dialing {addr}: {reason}")]
     Dial { addr: Multiaddr, reason: String },
     #[error(transparent)]
@@ -293,6 +295,8 @@ pub struct Closest {
     pub peers: Vec<PeerId>,
     /// Peers asked on the way.
     pub requests: u32,
+    /// Whether the walk ended by itself; false when it timed out, and `peers` may be short.
+    pub complete: bool,
 }
 
 /// The result of a complete provider lookup.

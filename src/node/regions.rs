@@ -187,12 +187,26 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// The live peers closest to `target`. A walk that timed out says nothing about how many
+    /// peers a region holds (its short list is not "fewer than k here"), so it is tried once
+    /// more and, if that times out too, fails the map instead of describing a region wrong.
     async fn walk(&mut self, target: Vec<u8>) -> Result<Vec<PeerId>, NodeError> {
-        let found = self.client.closest_to(target).await?;
+        let mut found = self.client.closest_to(target.clone()).await?;
         self.walks += 1;
         self.requests += u64::from(found.requests);
+        if !found.complete {
+            found = self.client.closest_to(target).await?;
+            self.walks += 1;
+            self.requests += u64::from(found.requests);
+        }
         for p in &found.peers {
             self.known.entry(*p).or_insert_with(|| peer_point(p));
+        }
+        if !found.complete && found.peers.len() < self.k {
+            return Err(NodeError::Request {
+                peer: self.client.peer_id(),
+                reason: "closest-peers walk timed out twice with fewer than k peers".into(),
+            });
         }
         Ok(found.peers)
     }

@@ -27,14 +27,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::content::BlockAddress;
-use crate::network::{distance_order, RefuseReason, ReplicateRequest, ReplicateResponse};
+use crate::network::{
+    distance_order, ChunkRequest, ChunkResponse, RefuseReason, ReplicateRequest, ReplicateResponse,
+};
 use crate::store::{Holding, ReplicaRecord, SessionKind, Store};
 
 use super::fetch::begin_session;
 use super::regions::KeyspaceMap;
 use super::republish::Republisher;
 use super::transfer::{bring, Pace};
-use super::{blocking, now_secs, Client, NodeError};
+use super::{blocking, now_secs, Client, NodeError, Offence};
 
 /// How a node replicates and repairs; `Default` is what `storgo node` uses.
 #[derive(Debug, Clone)]
@@ -64,6 +66,10 @@ pub struct ReplicationConfig {
     /// Without `--max-storage`, replicas are refused when they would leave less than this
     /// share of the disk free (at most 10 GiB: a large disk need not keep a tenth empty).
     pub keep_free: f64,
+    /// How long a copy is kept without a pinner renewing it (`--replica-lease`): a pinner's
+    /// repair rounds renew it; after the last pinner unpins (or is gone that long), holders
+    /// let the item go instead of keeping and re-pushing it forever.
+    pub replica_lease: Duration,
 }
 
 impl Default for ReplicationConfig {
@@ -81,6 +87,9 @@ impl Default for ReplicationConfig {
             intake_deadline: Duration::from_secs(60 * 60),
             intake_per_peer_per_hour: 10 << 30,
             keep_free: 0.1,
+            // Tahoe-LAFS keeps a share 31 days without a renewal; a laptop that adds a course
+            // and is away for a term break keeps its items alive on return.
+            replica_lease: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -186,6 +195,9 @@ pub struct RepairReport {
     /// DHT walks made to map the key space around every item (not one per item).
     #[serde(default)]
     pub walks: u32,
+    /// Replicas let go because their lease passed with no pinner renewing it.
+    #[serde(default)]
+    pub expired: usize,
     /// Items whose repair failed (the DHT walk or the store), with the reason.
     pub failed: Vec<(String, String)>,
     /// The records this round sent to peers newly among an item's closest (between full
@@ -277,7 +289,7 @@ impl Replicator {
 
     /// Takes in again every replica a stopped or killed node left partial; blocks already
     /// here are not pulled again. Runs at start, within the intake limit.
-    pub(crate) async fn resume_intakes(&self) {
+    pub(crate) async fn resume_intakes(self) {
         let store = Arc::clone(&self.store);
         let partial = match blocking(move || store.replicas()).await {
             Ok(Ok(rs)) => rs.into_iter().filter(|r| !r.complete).collect::<Vec<_>>(),
@@ -294,7 +306,10 @@ impl Replicator {
             let me = self.clone();
             tokio::spawn(async move {
                 let _held = (permit, arriving);
-                if let Err(e) = me.take_in(r.root, r.replication, r.bytes).await {
+                let lease = r
+                    .lease_until
+                    .unwrap_or_else(|| now_secs() + me.cfg.replica_lease.as_secs());
+                if let Err(e) = me.take_in(r.root, r.replication, r.bytes, lease).await {
                     tracing::warn!(cid = %r.root, error = %e, "resumed replica intake failed");
                 }
             });
@@ -315,11 +330,14 @@ impl Replicator {
         true
     }
 
-    fn pace(&self) -> Pace {
+    /// How an intake or repair pulls; `max_bytes` bounds what it may bring (a `Hold`'s
+    /// declared size: a peer cannot fill this node past what it declared and was let in for).
+    fn pace(&self, max_bytes: Option<u64>) -> Pace {
         Pace {
             window: self.cfg.window,
             stall_timeout: self.cfg.stall_timeout,
             deadline: Some(self.cfg.intake_deadline),
+            max_bytes,
         }
     }
 
@@ -359,7 +377,13 @@ impl Replicator {
                     root,
                     replication,
                     bytes,
-                } => self.hold(peer, root, replication, bytes).await,
+                    lease_until,
+                } => {
+                    // Never longer than this node's own lease from now.
+                    let most = now_secs() + self.cfg.replica_lease.as_secs();
+                    let lease = lease_until.unwrap_or(most).min(most);
+                    self.hold(peer, root, replication, bytes, lease).await
+                }
             };
             if self
                 .client
@@ -389,6 +413,7 @@ impl Replicator {
         root: BlockAddress,
         replication: u8,
         bytes: u64,
+        lease: u64,
     ) -> ReplicateResponse {
         let refuse = |reason, message: String| ReplicateResponse::Refused { reason, message };
         if self.client.stopping() {
@@ -413,6 +438,9 @@ impl Replicator {
         // here already is not pulled twice).
         let cut_off = held == Held::Partial { pinned: false } && !arriving_now();
         if held != Held::No && !cut_off {
+            // Held already: a renewal of its lease (a pin here keeps it anyway).
+            let store = Arc::clone(&self.store);
+            let _ = blocking(move || store.renew_replica(&root, lease)).await;
             return ReplicateResponse::Accepted;
         }
         if let Some(limit) = self.store.max_storage() {
@@ -442,6 +470,16 @@ impl Replicator {
                 }
             }
         }
+        // A slot first, the allowance after: a Busy refusal must not cost the peer any of
+        // its hourly allowance, nor may an item already arriving (answered "accepted").
+        let Ok(permit) = Arc::clone(&self.intake).try_acquire_owned() else {
+            return refuse(RefuseReason::Busy, "taking in other items now".into());
+        };
+        let Some(arriving) = Arriving::begin(&self.arriving, root) else {
+            let store = Arc::clone(&self.store);
+            let _ = blocking(move || store.renew_replica(&root, lease)).await;
+            return ReplicateResponse::Accepted;
+        };
         if !self.intake_allowance(peer, bytes) {
             return refuse(
                 RefuseReason::Busy,
@@ -451,17 +489,15 @@ impl Replicator {
                 ),
             );
         }
-        let Ok(permit) = Arc::clone(&self.intake).try_acquire_owned() else {
-            return refuse(RefuseReason::Busy, "taking in other items now".into());
-        };
-        let Some(arriving) = Arriving::begin(&self.arriving, root) else {
-            return ReplicateResponse::Accepted;
-        };
         let me = self.clone();
         tokio::spawn(async move {
             let _held = (permit, arriving);
-            if let Err(e) = me.take_in(root, replication, bytes).await {
+            if let Err(e) = me.take_in(root, replication, bytes, lease).await {
                 tracing::warn!(cid = %root, peer = %peer, error = %e, "replica intake failed");
+                if matches!(e, NodeError::OverDeclared { .. }) {
+                    // It asked this node to hold more than it declared (and was let in for).
+                    me.client.report(peer, Offence::Malformed).await;
+                }
             }
         });
         ReplicateResponse::Accepted
@@ -474,6 +510,7 @@ impl Replicator {
         root: BlockAddress,
         replication: u8,
         bytes: u64,
+        lease: u64,
     ) -> Result<(), NodeError> {
         let session = begin_session(&self.store, SessionKind::Replica, root.to_string()).await?;
         let since = now_secs();
@@ -484,6 +521,7 @@ impl Replicator {
             since,
             complete,
             last_verified: complete.then(now_secs),
+            lease_until: Some(lease),
         };
         let brought = bring(
             &self.client,
@@ -491,7 +529,7 @@ impl Replicator {
             root,
             None,
             &|_| Some(Holding::Replica(record(false))),
-            self.pace(),
+            self.pace(Some(bytes)),
             &|_| {},
             None,
         )
@@ -504,7 +542,12 @@ impl Replicator {
         }
         let s = Arc::clone(&session);
         blocking(move || s.commit(&Holding::Replica(record(true)))).await??;
-        self.client.start_providing(root).await?;
+        // Announced before the intake ends (and its permit is let go), with each closest
+        // peer's answer awaited: a holder nobody's record names cannot be found by a fetch.
+        let announced = self.republisher.announce_new(vec![root]).await;
+        if announced.records_stored == 0 {
+            tracing::warn!(cid = %root, failed = announced.failed.len(), "no peer stored this replica's provider record; the next round sends it again");
+        }
         tracing::info!(cid = %root, replication, "holding a replica");
         Ok(())
     }
@@ -557,7 +600,18 @@ impl Replicator {
         let r = replication.max(1) as usize;
         let me = self.client.peer_id();
         let store = Arc::clone(&self.store);
-        let mine = blocking(move || held_here(&store, &root)).await??;
+        let lease_secs = self.cfg.replica_lease.as_secs();
+        // The lease this node passes on: a pinner grants a full one; a holder its own.
+        let (mine, grant) = blocking(move || -> Result<_, crate::store::StoreError> {
+            let h = held_here(&store, &root)?;
+            let grant = if h.pinned() {
+                Some(now_secs() + lease_secs)
+            } else {
+                store.replica_of(&root)?.and_then(|r| r.lease_until)
+            };
+            Ok((h, grant))
+        })
+        .await??;
         let mut known = self
             .survey(root, &closest[..closest.len().min(r + 8)])
             .await;
@@ -587,19 +641,23 @@ impl Replicator {
                 .count(),
             ..ItemRepair::default()
         };
-        // Only the closest whole holder pushes.
+        // Only the closest whole holder pushes; every pinner renews the leases.
         let pusher = order.iter().find(|p| held(p).whole()).copied();
+        let bytes = if pusher == Some(me) || mine.pinned() {
+            let store = Arc::clone(&self.store);
+            blocking(move || store.item_bytes(&root)).await??
+        } else {
+            0
+        };
         if pusher == Some(me) {
-            let bytes = {
-                let store = Arc::clone(&self.store);
-                blocking(move || store.item_bytes(&root)).await??
-            };
             let mut filled = 0;
             for p in &candidates {
                 if filled == r {
                     break;
                 }
-                if held(p) != Held::No {
+                // Only a whole copy counts. A partial holder is sent `Hold` too: it answers
+                // "accepted" while its intake runs, and restarts an intake that is stuck.
+                if held(p).whole() {
                     filled += 1;
                     continue;
                 }
@@ -607,6 +665,7 @@ impl Replicator {
                     root,
                     replication,
                     bytes,
+                    lease_until: grant,
                 };
                 tracing::debug!(cid = %root, peer = %p, replication, "asking to hold");
                 match self.client.replicate(*p, ask).await {
@@ -631,17 +690,46 @@ impl Replicator {
             let filled = candidates
                 .iter()
                 .take(r)
-                .filter(|p| held(p) != Held::No)
+                .filter(|p| held(p).whole())
                 .count();
             report.under_replicated = filled < r;
         }
-        // Handoff: a replica beyond R closer whole holders is no longer needed here.
+        if mine.pinned() {
+            // A pinner renews the copies' leases: a `Hold` to a holder is a renewal.
+            let holders: Vec<PeerId> = candidates
+                .iter()
+                .take(r)
+                .filter(|p| held(p).whole() && **p != me)
+                .copied()
+                .collect();
+            for p in holders {
+                let renew = ReplicateRequest::Hold {
+                    root,
+                    replication,
+                    bytes,
+                    lease_until: grant,
+                };
+                if let Err(e) = self.client.replicate(p, renew).await {
+                    tracing::debug!(peer = %p, cid = %root, error = %e, "lease renewal failed");
+                }
+            }
+        }
+        // Handoff: a replica beyond R closer whole holders is no longer needed here. A holder
+        // counts as whole only once it has served a block picked at random from the item:
+        // R peers answering "whole" without the data would otherwise make every honest
+        // farther holder drop its copy.
         if mine == (Held::Whole { pinned: false }) {
-            let closer_whole = candidates
+            let claimed: Vec<PeerId> = candidates
                 .iter()
                 .take_while(|p| **p != me)
                 .filter(|p| held(p).whole())
-                .count();
+                .copied()
+                .collect();
+            let closer_whole = if claimed.len() >= r {
+                self.proven_holders(root, &claimed, r).await?
+            } else {
+                claimed.len()
+            };
             tracing::debug!(
                 cid = %root,
                 closer_whole,
@@ -658,6 +746,59 @@ impl Replicator {
             }
         }
         Ok(report)
+    }
+
+    /// How many of `claimed` (peers that said they hold `root` whole) prove it, checking until
+    /// `enough` have: each is asked for one block of the item picked at random from this
+    /// node's own whole copy, and the answer is checked against its address. A peer that
+    /// sends other bytes, or says it does not have the block, is booked.
+    async fn proven_holders(
+        &self,
+        root: BlockAddress,
+        claimed: &[PeerId],
+        enough: usize,
+    ) -> Result<usize, NodeError> {
+        let store = Arc::clone(&self.store);
+        let blocks: Vec<BlockAddress> = blocking(move || store.item_blocks(&root))
+            .await??
+            .into_iter()
+            .collect();
+        if blocks.is_empty() {
+            return Ok(0);
+        }
+        let mut proven = 0;
+        for peer in claimed {
+            if proven >= enough {
+                break;
+            }
+            let pick = blocks[rand::random::<usize>() % blocks.len()];
+            let answer = tokio::time::timeout(
+                Duration::from_secs(30),
+                self.client.request(*peer, ChunkRequest::GetChunk(pick)),
+            )
+            .await;
+            match answer {
+                Ok(Ok(ChunkResponse::Block(b))) if pick.matches(&b) => proven += 1,
+                Ok(Ok(ChunkResponse::Block(_))) => {
+                    tracing::warn!(peer = %peer, cid = %root, block = %pick, "a peer claiming a whole replica sent wrong bytes");
+                    self.client.report(*peer, Offence::BadBlock).await;
+                }
+                Ok(Ok(ChunkResponse::NotFound)) => {
+                    tracing::info!(peer = %peer, cid = %root, block = %pick, "a peer claiming a whole replica does not have one of its blocks");
+                    self.client.report(*peer, Offence::ClaimedButMissing).await;
+                }
+                Ok(Ok(other)) => {
+                    tracing::debug!(peer = %peer, cid = %root, answer = ?other, "no proof of a whole replica");
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, cid = %root, error = %e, "no proof of a whole replica");
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, cid = %root, "no proof of a whole replica: no answer in time");
+                }
+            }
+        }
+        Ok(proven)
     }
 
     /// Waits until `replication` peers that do not pin `root` hold it whole, or `timeout`
@@ -696,13 +837,62 @@ impl Replicator {
         }
     }
 
+    /// Lets go of replicas whose lease has passed (nobody pinning the item renewed it) and
+    /// gives rows from before leases a lease from now. Returns how many were let go.
+    async fn expire_leases(&self) -> Result<usize, NodeError> {
+        let store = Arc::clone(&self.store);
+        let lease = self.cfg.replica_lease.as_secs();
+        let expired = blocking(
+            move || -> Result<Vec<BlockAddress>, crate::store::StoreError> {
+                let now = now_secs();
+                let mut gone = Vec::new();
+                for r in store.replicas()? {
+                    match r.lease_until {
+                        None => {
+                            store.renew_replica(&r.root, now + lease)?;
+                        }
+                        Some(until) if until < now => {
+                            store.drop_replica(&r.root)?;
+                            gone.push(r.root);
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok(gone)
+            },
+        )
+        .await??;
+        for root in &expired {
+            // Still provided while a pin of it is here.
+            let (store, at) = (Arc::clone(&self.store), *root);
+            let pinned = blocking(move || store.pin_of(&at))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten()
+                .is_some();
+            if !pinned {
+                self.client.stop_providing(*root).await?;
+            }
+            tracing::info!(cid = %root, "replica let go: its lease passed with no pinner renewing it");
+        }
+        Ok(expired.len())
+    }
+
     /// One repair round over every item this node pins or holds whole.
     pub async fn round(&self) -> RepairReport {
+        // A partial replica whose intake stopped (no provider then, a restart) is taken in
+        // again whenever a round runs, in the background: it is not a copy until it is whole.
+        tokio::spawn(self.clone().resume_intakes());
         let started = Instant::now();
         let mut report = RepairReport {
             started: now_secs(),
             ..RepairReport::default()
         };
+        match self.expire_leases().await {
+            Ok(n) => report.expired = n,
+            Err(e) => report.failed.push(("(leases)".into(), e.to_string())),
+        }
         let store = Arc::clone(&self.store);
         let default_r = self.cfg.replication;
         let items = blocking(
@@ -819,9 +1009,13 @@ impl Replicator {
             root: root.to_string(),
             ..ScrubReport::default()
         };
-        // Twice at most: blocks under a manifest that had to be fetched again are only
-        // reached on the second pass.
-        for _ in 0..2 {
+        // A replica with bad or missing blocks is marked partial at once: until it is whole
+        // again this node must not answer "whole" (a handoff elsewhere could count on it).
+        // Blocks under a manifest that had to be fetched again are only reached on the next
+        // pass, so up to three passes with a fetch between them.
+        let mut marked_partial = false;
+        let mut pass = 0;
+        loop {
             let (store, s) = (Arc::clone(&self.store), Arc::clone(&session));
             let checked = blocking(move || {
                 let mut pace = |n: u64| {
@@ -837,36 +1031,71 @@ impl Replicator {
             if checked.lacking.is_empty() {
                 break;
             }
-            tracing::warn!(cid = %root, blocks = checked.lacking.len(), "scrub found bad or missing blocks; fetching them again");
-            let brought = bring(
-                &self.client,
-                &session,
-                root,
-                None,
-                &|_| None,
-                self.pace(),
-                &|_| {},
-                None,
-            )
-            .await?;
-            report.repaired_blocks +=
-                (brought.walked.new_manifests_count + brought.pulled.blocks) as u64;
+            pass += 1;
+            tracing::warn!(cid = %root, blocks = checked.lacking.len(), pass, "scrub found bad or missing blocks; fetching them again");
+            if !marked_partial {
+                self.settle_scrubbed(&session, root, false).await?;
+                marked_partial = true;
+            }
+            let brought = if pass > 2 {
+                Err(NodeError::Incomplete {
+                    root,
+                    missing: checked.lacking.len(),
+                    total: checked.lacking.len(),
+                })
+            } else {
+                bring(
+                    &self.client,
+                    &session,
+                    root,
+                    None,
+                    &|_| None,
+                    self.pace(None),
+                    &|_| {},
+                    None,
+                )
+                .await
+            };
+            match brought {
+                Ok(b) => {
+                    report.repaired_blocks +=
+                        (b.walked.new_manifests_count + b.pulled.blocks) as u64;
+                }
+                Err(e) => {
+                    // Left partial, and counted as checked now: the scrub moves on to other
+                    // replicas, and a repair round's `Hold` brings this one back.
+                    self.settle_scrubbed(&session, root, false).await?;
+                    return Err(e);
+                }
+            }
         }
+        self.settle_scrubbed(&session, root, true).await?;
+        let mut t = self.scrubbed.lock().unwrap_or_else(|e| e.into_inner());
+        t.checked_bytes += report.checked_bytes;
+        t.repaired_blocks += report.repaired_blocks;
+        Ok(report)
+    }
+
+    /// Records a scrub's outcome on the replica `root`: whole (and verified now) or partial
+    /// (verified now too, so the scrub does not come back to it first).
+    async fn settle_scrubbed(
+        &self,
+        session: &Arc<crate::store::Session>,
+        root: BlockAddress,
+        whole: bool,
+    ) -> Result<(), NodeError> {
         let store = Arc::clone(&self.store);
-        let s = Arc::clone(&session);
+        let s = Arc::clone(session);
         blocking(move || -> Result<(), crate::store::StoreError> {
             if let Some(mut r) = store.replica_of(&root)? {
-                r.complete = true;
+                r.complete = whole;
                 r.last_verified = Some(now_secs());
                 s.commit(&Holding::Replica(r))?;
             }
             Ok(())
         })
         .await??;
-        let mut t = self.scrubbed.lock().unwrap_or_else(|e| e.into_inner());
-        t.checked_bytes += report.checked_bytes;
-        t.repaired_blocks += report.repaired_blocks;
-        Ok(report)
+        Ok(())
     }
 
     /// Scrubs replicas one after another, the least recently verified first, at the

@@ -76,6 +76,9 @@ enum Scope {
     All,
     /// Only to the peers that have not stored a root's record since the last full sweep.
     NewClosest,
+    /// A few roots this node has just come to hold, to each of their k closest peers, without
+    /// waiting for a sweep or forgetting what earlier sweeps sent.
+    Newly,
 }
 
 fn short(peer: &PeerId) -> u64 {
@@ -131,6 +134,14 @@ impl Republisher {
         self.run(roots, None, Scope::All).await
     }
 
+    /// Announces roots this node has just come to hold (a replica taken in): locally, then to
+    /// each root's k closest peers, waiting for their answers. Kademlia's own ADD_PROVIDER
+    /// counts a record sent as stored and never says when it is lost; here a holder's record
+    /// is known to be on the peers that answered `Stored`, before its intake ends.
+    pub async fn announce_new(&self, roots: Vec<BlockAddress>) -> RepublishReport {
+        self.run(roots, None, Scope::Newly).await
+    }
+
     /// After a repair round: sends each of `roots` to the peers of `map` that are now among
     /// its k closest but have not stored its record since the last full sweep (peers that
     /// joined, or moved up as others left), so that records follow churn between sweeps.
@@ -144,7 +155,12 @@ impl Republisher {
         map: Option<&KeyspaceMap>,
         scope: Scope,
     ) -> RepublishReport {
-        let _one = self.running.lock().await;
+        // One sweep at a time; a new holder's announcement of its few roots does not wait
+        // behind a sweep of every root (it would hold its intake that long).
+        let _one = match scope {
+            Scope::Newly => None,
+            Scope::All | Scope::NewClosest => Some(self.running.lock().await),
+        };
         let started = Instant::now();
         let mut report = RepublishReport {
             started: now_secs(),
@@ -156,6 +172,17 @@ impl Republisher {
             report.failed.push(("(node)".into(), e.to_string()));
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
+        if scope == Scope::Newly {
+            // Not a sweep: the last sweep's report stays what `status` shows.
+            tracing::debug!(
+                roots = report.roots,
+                peers = report.peers,
+                stored = report.records_stored,
+                failed = report.failed.len(),
+                "announced newly held items"
+            );
+            return report;
+        }
         tracing::info!(
             roots = report.roots,
             regions = report.regions,
@@ -244,7 +271,16 @@ impl Republisher {
             match answer {
                 Ok(AnnounceResponse::Stored { count }) => {
                     report.records_stored += u64::from(count);
-                    stored.push((peer, roots));
+                    if count as usize >= roots.len() {
+                        stored.push((peer, roots));
+                    } else {
+                        // Some keys were full there, and the answer does not say which: none
+                        // of the batch counts as stored, so the next round sends it again.
+                        report.failed.push((
+                            peer.to_string(),
+                            format!("stored {count} of {} records", roots.len()),
+                        ));
+                    }
                 }
                 Ok(AnnounceResponse::Refused { reason, message }) => {
                     tracing::debug!(peer = %peer, ?reason, message, "announcement refused");

@@ -20,10 +20,6 @@ use super::fetch::{fetch, FetchOptions};
 use super::replicate::Replicator;
 use super::{blocking, Client};
 
-/// How long a restarted node waits for a first peer before it gives up resuming fetches
-/// (they are resumed on the next start, or by running the fetch again).
-const FIRST_PEER_WAIT: Duration = Duration::from_secs(600);
-
 pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replicator) {
     let s = Arc::clone(&store);
     let pins = match blocking(move || s.pins()).await {
@@ -40,6 +36,7 @@ pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replic
             tracing::warn!(id = %p.id, "a partial pin with an unreadable content ID");
             continue;
         };
+        // Reads no longer write pins; a row marked for reading is one an older version left.
         if p.for_reading {
             let s = Arc::clone(&store);
             match blocking(move || s.unpin(&id)).await {
@@ -55,11 +52,7 @@ pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replic
     }
     let work_left = !to_fetch.is_empty() || has_partial_replicas(&store).await;
     if work_left && !first_peer(&client).await {
-        tracing::warn!(
-            fetches = to_fetch.len(),
-            "no peer within {FIRST_PEER_WAIT:?}: interrupted work not resumed"
-        );
-        return;
+        return; // the node stopped before any peer came
     }
     replicator.resume_intakes().await;
     for id in to_fetch {
@@ -82,16 +75,16 @@ async fn has_partial_replicas(store: &Arc<Store>) -> bool {
     matches!(blocking(move || s.replicas()).await, Ok(Ok(rs)) if rs.iter().any(|r| !r.complete))
 }
 
-/// Waits until some peer is connected; false after [`FIRST_PEER_WAIT`].
+/// Waits until some peer is connected, however long that takes (a laptop may start hours
+/// before it reaches a network); false when the node stops first.
 async fn first_peer(client: &Client) -> bool {
-    let wait = async {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            if client.peers().await.is_ok_and(|p| !p.is_empty()) {
-                return;
-            }
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        match client.peers().await {
+            Ok(p) if !p.is_empty() => return true,
+            Ok(_) => {}
+            Err(_) => return false,
         }
-    };
-    tokio::time::timeout(FIRST_PEER_WAIT, wait).await.is_ok()
+    }
 }

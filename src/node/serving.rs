@@ -18,7 +18,7 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use crate::content::manifest::MAX_MANIFEST_BLOCK;
-use crate::content::MAX_BLOCK_SIZE;
+use crate::content::{BlockAddress, MAX_BLOCK_SIZE};
 use crate::network::chunks::{ErrorCode, MAX_HAVE};
 use crate::network::{ChunkRequest, ChunkResponse, ServeLimits};
 use crate::store::{Store, StoreError};
@@ -134,6 +134,7 @@ impl ChunkService {
         let bandwidth = limits
             .bytes_per_second
             .map(|r| (Arc::new(Mutex::new(Bucket::full(r as f64))), r as f64));
+        let unchecked = limits.unchecked;
         for i in 0..READERS {
             let (rx, store, answers) = (rx.clone(), Arc::clone(&store), answers.clone());
             let bandwidth = bandwidth.clone();
@@ -145,7 +146,7 @@ impl ChunkService {
                         // read and no share of the budget; an answer still goes back, which
                         // frees its in-flight slot, and is dropped there.
                         let response = if job.channel.is_open() {
-                            serve(&store, job.request)
+                            serve(&store, job.request, unchecked)
                         } else {
                             ChunkResponse::NotFound
                         };
@@ -241,12 +242,33 @@ impl ChunkService {
 }
 
 /// Answers one chunk-exchange request from the local store.
-fn serve(store: &Store, request: ChunkRequest) -> ChunkResponse {
+fn serve(store: &Store, request: ChunkRequest, unchecked: bool) -> ChunkResponse {
+    let read_stored = |a: &BlockAddress, limit| {
+        if unchecked {
+            store.read_block(a, limit)
+        } else {
+            store.read_verified(a, limit)
+        }
+    };
     let read = |a, limit| match store.has_block(&a) {
         Ok(false) => ChunkResponse::NotFound,
-        Ok(true) => match store.read_block(&a, limit) {
+        // Checked against its address before it leaves: a block rotten on this disk is set
+        // aside (so it counts as missing and a repair brings it back) and answered NotFound,
+        // instead of sent to a peer that would book this node for lying.
+        Ok(true) => match read_stored(&a, limit) {
             Ok(b) => ChunkResponse::Block(b),
             Err(StoreError::Missing { .. }) => ChunkResponse::NotFound,
+            Err(StoreError::Corrupt { .. }) => {
+                match store.check_block(&a) {
+                    Ok(c) => {
+                        tracing::warn!(cid = %a, check = ?c, "a block asked for was corrupt here; set aside, answered not found")
+                    }
+                    Err(e) => {
+                        tracing::warn!(cid = %a, error = %e, "a block asked for was corrupt here and could not be set aside")
+                    }
+                }
+                ChunkResponse::NotFound
+            }
             Err(StoreError::OverLimit { len, limit, .. }) => ChunkResponse::Error {
                 code: ErrorCode::BadRequest,
                 message: format!(

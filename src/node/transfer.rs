@@ -7,7 +7,7 @@
 //! bounded by the windows and the writer's queue, not by the item's size.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,10 @@ struct Transfer {
     changed: Notify,
     remaining: AtomicUsize,
     bytes_done: AtomicU64,
+    /// Bytes the pull may bring in all (a replica's declared size).
+    budget: u64,
+    /// Set when a block would take the pull past `budget`: it is not written, and the pull stops.
+    over: AtomicBool,
 }
 
 impl Transfer {
@@ -147,11 +151,20 @@ async fn worker(
                 failures = 0;
                 delivered += 1;
                 let n = b.len() as u64;
+                // Counted before it is written: a block past the budget never reaches the disk.
+                if t.bytes_done
+                    .fetch_add(n, Ordering::AcqRel)
+                    .saturating_add(n)
+                    > t.budget
+                {
+                    t.over.store(true, Ordering::Release);
+                    t.changed.notify_waiters();
+                    return WorkerEnd::Done;
+                }
                 if writer.send(ToWriter::Block(address, b)).await.is_err() {
                     return WorkerEnd::Done;
                 }
                 client.add_fetched(n);
-                t.bytes_done.fetch_add(n, Ordering::Relaxed);
                 t.remaining.fetch_sub(1, Ordering::AcqRel);
                 t.changed.notify_waiters();
             }
@@ -208,6 +221,8 @@ pub(crate) struct PullPlan<'a> {
     pub progress: &'a (dyn Fn(FetchProgress) + Send + Sync),
     /// Gets every block once it is stored (a fetch writing its output as chunks arrive).
     pub arrivals: Option<Arc<Arrivals>>,
+    /// Bytes of chunks the pull may bring; past them it stops with `OverDeclared`.
+    pub max_bytes: Option<u64>,
 }
 
 /// Stores what the workers deliver; hands each block to `arrivals` once it is stored and
@@ -256,6 +271,7 @@ pub(crate) async fn pull(
         stall_timeout,
         progress,
         arrivals,
+        max_bytes,
     } = plan;
     let total_missing = missing.len();
     // Unknown lengths (a keyless walk) count as the largest a chunk may be.
@@ -265,6 +281,8 @@ pub(crate) async fn pull(
         changed: Notify::new(),
         remaining: AtomicUsize::new(total_missing),
         bytes_done: AtomicU64::new(0),
+        budget: max_bytes.unwrap_or(u64::MAX),
+        over: AtomicBool::new(false),
     });
 
     let (wtx, wrx) = mpsc::channel::<ToWriter>(8);
@@ -295,6 +313,13 @@ pub(crate) async fn pull(
     }
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     while t.remaining.load(Ordering::Acquire) > 0 {
+        if t.over.load(Ordering::Acquire) {
+            outcome = Err(NodeError::OverDeclared {
+                root,
+                limit: t.budget,
+            });
+            break;
+        }
         let remaining = t.remaining.load(Ordering::Acquire);
         if remaining != last_progress.1 {
             last_progress = (Instant::now(), remaining);
@@ -423,6 +448,9 @@ pub(crate) struct Pace {
     /// How long the whole transfer, manifests included, may take: a bound on a crafted item
     /// whose blocks each arrive just before the stall timeout.
     pub deadline: Option<Duration>,
+    /// Bytes of blocks (manifests and chunks) the transfer may bring from the network: a
+    /// replica's declared size. Past it, the transfer stops with `OverDeclared`.
+    pub max_bytes: Option<u64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -450,6 +478,7 @@ async fn bring_unbounded(
         root,
         key,
         stall_timeout,
+        pace.max_bytes,
         &mut dropped,
     )
     .await?;
@@ -492,6 +521,9 @@ async fn bring_unbounded(
         stall_timeout,
         progress,
         arrivals: arrivals.clone(),
+        max_bytes: pace
+            .max_bytes
+            .map(|m| m.saturating_sub(walked.new_manifest_bytes)),
     };
     let pulling = pull(client, session, &mut pool, missing, plan, &mut dropped);
     let pulled = match (streaming, arrivals) {

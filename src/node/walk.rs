@@ -5,9 +5,11 @@
 //! fetch) each manifest is opened, its kind checked and its chunks' lengths learnt; without it
 //! (a replica held for someone else) the walk follows the public link list in each
 //! manifest's header, which names every block the manifest points to and nothing more.
-//! Nothing is written here: the caller stores the new manifests in its session.
+//! New manifests are written to the session in batches as the walk goes (a crafted tree, or a
+//! real folder of a million files, is never held in memory whole); the caller stores the last
+//! batch. A walk may be given a byte budget (a replica's declared size): past it, it stops.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,31 +144,53 @@ async fn manifest_block(
         Err(e) => return Err(e.into()),
     }
     let started = Instant::now();
-    let mut tried = HashSet::new();
+    let deadline = started + stall;
+    // A provider that said "not found" is not asked again for this manifest; one that was
+    // busy or did not answer is, after a pause that doubles (as chunk workers do): a class
+    // fetching from one busy teacher must not fail with "no providers".
+    let mut not_here = HashSet::new();
+    let mut retry: HashMap<PeerId, (u32, Instant)> = HashMap::new();
     loop {
         pool.drain();
+        let now = Instant::now();
+        let askable = |p: &PeerId| !not_here.contains(p) && !pool.bad.contains(p);
         let candidate = pool
             .known
             .iter()
-            .find(|p| !tried.contains(*p) && !pool.bad.contains(*p))
+            .find(|p| askable(p) && retry.get(*p).is_none_or(|(_, at)| *at <= now))
             .copied();
         let peer = match candidate {
             Some(p) => p,
-            None => match pool.next_new(started + stall).await {
-                Some(p) => p,
-                None => {
-                    return Err(NodeError::NoProviders {
-                        root: address,
-                        secs: started.elapsed().as_secs(),
-                    });
+            None => {
+                let next_retry = retry
+                    .iter()
+                    .filter(|(p, _)| askable(p))
+                    .map(|(_, (_, at))| *at)
+                    .min()
+                    .filter(|at| *at < deadline);
+                let wake = next_retry.unwrap_or(deadline);
+                if pool.rx.is_none() {
+                    // Discovery is over: only a pause before a retry is left to wait for.
+                    match next_retry {
+                        Some(at) => {
+                            tokio::time::sleep_until(at.into()).await;
+                            continue;
+                        }
+                        None => return Err(no_providers(address, started)),
+                    }
                 }
-            },
+                match pool.next_new(wake).await {
+                    Some(p) => p,
+                    None if next_retry.is_some() => continue,
+                    None if pool.rx.is_none() && Instant::now() < deadline => continue,
+                    None => return Err(no_providers(address, started)),
+                }
+            }
         };
-        tried.insert(peer);
-        match client
+        let answer = client
             .request(peer, ChunkRequest::GetManifest(address))
-            .await
-        {
+            .await;
+        match answer {
             Ok(ChunkResponse::Block(b)) if b.len() <= MAX_MANIFEST_BLOCK && address.matches(&b) => {
                 return Ok((b, true))
             }
@@ -176,13 +200,39 @@ async fn manifest_block(
                 pool.bad.insert(peer);
                 dropped.push(peer.to_string());
             }
-            Ok(other) => {
-                tracing::debug!(peer = %peer, cid = %address, response = ?other, "manifest not served")
+            Ok(ChunkResponse::NotFound) => {
+                not_here.insert(peer);
             }
-            Err(e) => {
-                tracing::debug!(peer = %peer, cid = %address, error = %e, "manifest request failed")
+            other => {
+                match &other {
+                    Ok(o) => {
+                        tracing::debug!(peer = %peer, cid = %address, response = ?o, "manifest not served; asking again later")
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %peer, cid = %address, error = %e, "manifest request failed; asking again later")
+                    }
+                }
+                let (tries, at) = retry.entry(peer).or_insert((0, now));
+                *tries += 1;
+                if *tries > MANIFEST_RETRIES {
+                    not_here.insert(peer);
+                } else {
+                    *at = Instant::now() + RETRY_PAUSE * 2u32.pow(*tries - 1).min(32);
+                }
             }
         }
+    }
+}
+
+/// Times one provider is asked again for a manifest after a busy or missing answer.
+const MANIFEST_RETRIES: u32 = 6;
+/// The first pause before asking again (doubling up to 32 times this).
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+fn no_providers(address: BlockAddress, started: Instant) -> NodeError {
+    NodeError::NoProviders {
+        root: address,
+        secs: started.elapsed().as_secs(),
     }
 }
 
@@ -192,8 +242,10 @@ pub(crate) struct Walked {
     pub name: String,
     pub kind: &'static str,
     pub size: u64,
-    /// Manifest blocks fetched from the network, for the caller to store.
+    /// Manifest blocks fetched from the network and not yet written, for the caller to store.
     pub new_manifests: Vec<(BlockAddress, Vec<u8>)>,
+    /// Bytes of every manifest fetched from the network (written or not).
+    pub new_manifest_bytes: u64,
     /// How many there were (the list itself is handed to the writer).
     pub new_manifests_count: usize,
     /// Every chunk of the item, deduplicated, in order, with the largest its sealed block may
@@ -207,7 +259,29 @@ enum Expect {
     EntryPage,
 }
 
-/// Walks the item rooted at `root`, opening manifests with `key` when it is given.
+/// Manifest bytes the walk holds before it writes them to the session.
+const WRITE_BATCH: usize = 8 << 20;
+
+/// Writes `batch` of new manifests through the session (claimed by it, so GC keeps them).
+async fn write_manifests(
+    session: &Arc<Session>,
+    batch: Vec<(BlockAddress, Vec<u8>)>,
+) -> Result<(), NodeError> {
+    let s = Arc::clone(session);
+    blocking(move || -> Result<(), StoreError> {
+        let mut w = s.writer();
+        for (a, b) in &batch {
+            w.put(*a, b)?;
+        }
+        w.finish().map(|_| ())
+    })
+    .await??;
+    Ok(())
+}
+
+/// Walks the item rooted at `root`, opening manifests with `key` when it is given. `limit`
+/// bounds the bytes of manifests fetched from the network.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn walk(
     client: &Client,
     session: &Arc<Session>,
@@ -215,13 +289,16 @@ pub(crate) async fn walk(
     root: BlockAddress,
     key: Option<BlockKey>,
     stall: Duration,
+    limit: Option<u64>,
     dropped: &mut Vec<String>,
 ) -> Result<Walked, NodeError> {
+    let (mut fetched, mut batch) = (0u64, 0usize);
     let mut out = Walked {
         name: String::new(),
         kind: "file",
         size: 0,
         new_manifests: vec![],
+        new_manifest_bytes: 0,
         new_manifests_count: 0,
         chunks: vec![],
     };
@@ -245,8 +322,17 @@ pub(crate) async fn walk(
                 .map_err(|e| malformed(address, &e.to_string()))?),
         };
         if new {
+            fetched += block.len() as u64;
+            if let Some(limit) = limit.filter(|l| fetched > *l) {
+                return Err(NodeError::OverDeclared { root, limit });
+            }
+            batch += block.len();
             out.new_manifests.push((address, block));
             out.new_manifests_count += 1;
+            if batch >= WRITE_BATCH {
+                write_manifests(session, std::mem::take(&mut out.new_manifests)).await?;
+                batch = 0;
+            }
         }
         let m = match opened {
             Ok(m) => m,
@@ -315,6 +401,7 @@ pub(crate) async fn walk(
         }
         first = false;
     }
+    out.new_manifest_bytes = fetched;
     Ok(out)
 }
 

@@ -75,8 +75,9 @@ pub struct PinRecord {
     /// interrupted fetch resumes instead of starting over.
     #[serde(default)]
     pub partial: bool,
-    /// A partial pin made by a fetch that only reads the item (`cat` or `get` through the
-    /// node of an item not pinned here): after a restart it is let go, not resumed.
+    /// A partial pin made by a read (`cat` or `get` through the node) in storgo 0.1; let go,
+    /// not resumed, after a restart. Reads write no pin now (their session is their lease),
+    /// so only rows an older version left carry it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub for_reading: bool,
     /// Copies the network keeps of it (`add --replicas`); `None`: the node's `--replication`.
@@ -102,6 +103,11 @@ pub struct ReplicaRecord {
     /// Unix seconds of the last check of its blocks against their addresses.
     #[serde(default)]
     pub last_verified: Option<u64>,
+    /// Unix seconds until which the copy is wanted (`replicate-v1.md`, "Leases"): renewed by
+    /// the item's pinners; once it passes, the replica is let go. `None`: a row from before
+    /// leases, given the node's default lease at its next repair round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<u64>,
 }
 
 /// What keeps an item here: the user's pin, or a replica held for the network.
@@ -408,6 +414,35 @@ impl Index {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Extends the lease of the replica `root` to `until` (never shortens it), in one
+    /// transaction so that a renewal and an intake's commit cannot undo each other. Returns
+    /// whether the replica exists.
+    pub fn renew_replica(&self, root: &BlockAddress, until: u64) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let found = {
+            let mut t = tx.open_table(REPLICAS).map_err(|e| self.err(e))?;
+            let held = match t.get(root.digest()).map_err(|e| self.err(e))? {
+                Some(v) => Some(self.decode_replica(v.value())?),
+                None => None,
+            };
+            match held {
+                Some(mut r) => {
+                    if r.lease_until.is_none_or(|l| l < until) {
+                        r.lease_until = Some(until);
+                        let mut bytes = Vec::new();
+                        ciborium::into_writer(&r, &mut bytes).map_err(|e| self.err(e))?;
+                        t.insert(root.digest(), bytes.as_slice())
+                            .map_err(|e| self.err(e))?;
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(found)
+    }
+
     pub fn get_replica(&self, root: &BlockAddress) -> Result<Option<ReplicaRecord>> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(REPLICAS).map_err(|e| self.err(e))?;
@@ -459,6 +494,18 @@ impl Index {
                 t.remove(old).map_err(|e| self.err(e))?;
             }
             t.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Removes the rows of sessions that have ended (at a clean stop).
+    pub fn remove_sessions(&self, ended: &[u64]) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            for old in ended {
+                t.remove(old).map_err(|e| self.err(e))?;
+            }
         }
         tx.commit().map_err(|e| self.err(e))
     }
@@ -618,6 +665,9 @@ impl Index {
     /// Returns how many rows were written.
     ///
     /// [`dht_apply`]: Self::dht_apply
+    /// `rank` orders rows of one prefix by how little they are worth keeping (given the row's
+    /// key and value; higher goes first): when a prefix is full, a new row takes the place of
+    /// the highest-ranked one if it ranks lower itself.
     pub fn dht_insert_bounded(
         &self,
         table: DhtTable,
@@ -625,6 +675,7 @@ impl Index {
         per_prefix: usize,
         max_rows: u64,
         admit_new: &mut dyn FnMut(&[u8]) -> bool,
+        rank: &dyn Fn(&[u8], &[u8]) -> [u8; 33],
     ) -> Result<u32> {
         let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
         tx.set_durability(redb::Durability::None)
@@ -638,17 +689,36 @@ impl Index {
                 if !exists {
                     let prefix = &key[..(*prefix_len).min(key.len())];
                     let mut same = 0;
+                    let mut worst: Option<([u8; 33], Vec<u8>)> = None;
                     for row in t.range(prefix..).map_err(|e| self.err(e))? {
-                        let (k, _) = row.map_err(|e| self.err(e))?;
+                        let (k, v) = row.map_err(|e| self.err(e))?;
                         if !k.value().starts_with(prefix) || same >= per_prefix {
                             break;
                         }
                         same += 1;
+                        let r = rank(k.value(), v.value());
+                        if worst.as_ref().is_none_or(|(w, _)| r > *w) {
+                            worst = Some((r, k.value().to_vec()));
+                        }
                     }
-                    if same >= per_prefix || len >= max_rows || !admit_new(key) {
+                    let replaces = match worst {
+                        Some((w, victim)) if same >= per_prefix => {
+                            if rank(key, value) >= w {
+                                continue;
+                            }
+                            Some(victim)
+                        }
+                        _ => None,
+                    };
+                    if (replaces.is_none() && len >= max_rows) || !admit_new(key) {
                         continue;
                     }
-                    len += 1;
+                    match replaces {
+                        Some(victim) => {
+                            t.remove(victim.as_slice()).map_err(|e| self.err(e))?;
+                        }
+                        None => len += 1,
+                    }
                 }
                 t.insert(key.as_slice(), value.as_slice())
                     .map_err(|e| self.err(e))?;

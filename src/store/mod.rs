@@ -109,6 +109,14 @@ pub struct Store {
     interrupted: Vec<SessionRecord>,
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(error = %e, "ended sessions left in the index (reported at the next start)");
+        }
+    }
+}
+
 impl Store {
     /// The data dir used when neither `--data-dir` nor `STORGO_DATA_DIR` is given.
     pub fn default_dir() -> Option<PathBuf> {
@@ -129,7 +137,7 @@ impl Store {
         let index = Arc::new(index::Index::open(&dir.join("index.redb"))?);
         let interrupted = index.take_sessions()?;
         for s in &interrupted {
-            tracing::warn!(kind = ?s.kind, label = %s.label, started = s.started, "removed a session interrupted by a crash");
+            tracing::warn!(kind = ?s.kind, label = %s.label, started = s.started, "removed a session interrupted by a crash or a stop");
         }
         Ok(Self {
             parts: session::Parts {
@@ -153,7 +161,8 @@ impl Store {
         Session::begin(self.parts.clone(), kind, label)
     }
 
-    /// The sessions a crash had left in the index, removed when this store was opened.
+    /// The sessions a crash (or a stop in their middle) had left in the index, removed when
+    /// this store was opened.
     pub fn interrupted_sessions(&self) -> &[SessionRecord] {
         &self.interrupted
     }
@@ -162,6 +171,22 @@ impl Store {
     /// those a crash interrupted).
     pub fn session_rows(&self) -> Result<u64> {
         self.parts.index.session_rows()
+    }
+
+    /// Removes the index rows of the sessions that have ended, so that the next open does not
+    /// take them for work a crash interrupted. A session's row is otherwise removed lazily, by
+    /// the next session's first write: without this every clean stop after a read looked like
+    /// a crash at the next start. Sessions still alive keep their rows (a stop in the middle
+    /// of an add did interrupt it). Runs when the store is dropped; callers that stop on
+    /// purpose call it first to see its error.
+    pub fn close(&self) -> Result<()> {
+        let ended = self.parts.registry.take_ended();
+        if ended.is_empty() {
+            return Ok(());
+        }
+        self.parts.index.remove_sessions(&ended).inspect_err(|_| {
+            self.parts.registry.return_ended(ended.clone());
+        })
     }
 
     /// Sessions alive in this process now.
@@ -242,6 +267,12 @@ impl Store {
     }
 
     /// Drops a replica (its blocks go at the next GC unless something else holds them).
+    /// Extends the replica `root`'s lease to `until` (never shortens it); false when this node
+    /// holds no replica of it.
+    pub fn renew_replica(&self, root: &BlockAddress, until: u64) -> Result<bool> {
+        self.parts.index.renew_replica(root, until)
+    }
+
     pub fn drop_replica(&self, root: &BlockAddress) -> Result<Option<ReplicaRecord>> {
         self.parts.index.remove_replica(root)
     }

@@ -63,6 +63,24 @@ pub async fn start_node_with_secret(dir: &Path, bootstrap: Vec<Multiaddr>, secre
         .expect("start node")
 }
 
+/// A node that lies: it serves whatever bytes its disk holds under an address without
+/// checking them (an honest node checks every block before it leaves), sharing `secret`.
+pub async fn start_liar_with_secret(dir: &Path, bootstrap: Vec<Multiaddr>, secret: &str) -> Node {
+    let opts = StoreOptions {
+        convergence_secret: storgo::content::ConvergenceSecret::from_hex(secret),
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(Store::open(dir, opts).expect("open store"));
+    let cfg = NetworkConfig {
+        serve: storgo::network::ServeLimits {
+            unchecked: true,
+            ..Default::default()
+        },
+        ..loopback_config(bootstrap)
+    };
+    Node::start(store, cfg).await.expect("start node")
+}
+
 /// Adds a file on `node` and announces it, waiting for the announcement.
 pub async fn add_and_provide(node: &Node, path: &Path) -> storgo::content::ContentId {
     let store = node.store.clone();

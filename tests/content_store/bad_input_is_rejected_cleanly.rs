@@ -127,7 +127,7 @@ fn a_manifest_that_does_not_decode_is_an_error() {
     let secret = ConvergenceSecret::from_bytes([9; 32]);
     let header = b"SGM1\0\0\0\0".to_vec();
     let mut body = b"definitely not cbor of a manifest".to_vec();
-    let key = secret.derive_key(&body);
+    let key = secret.derive_key(&header, &body);
     key.seal_in_place(&mut body, &header);
     let block = [header, body].concat();
     let address = storgo::content::BlockAddress::of(&block);

@@ -75,7 +75,7 @@ proptest! {
     fn sealed_garbage_bodies_are_errors(body in proptest::collection::vec(any::<u8>(), 0..500)) {
         // A key holder can seal any body: it must be rejected as malformed, not panic.
         let mut block = b"SGM1\0\0\0\0".to_vec();
-        let key = secret().derive_key(&body);
+        let key = secret().derive_key(&block, &body);
         let mut sealed = body.clone();
         key.seal_in_place(&mut sealed, &block);
         block.extend_from_slice(&sealed);

@@ -42,13 +42,20 @@ fn refuse_reason() -> impl Strategy<Value = RefuseReason> {
 fn replicate_request() -> impl Strategy<Value = ReplicateRequest> {
     prop_oneof![
         address().prop_map(|root| ReplicateRequest::Query { root }),
-        (address(), 1u8..=16, any::<u64>()).prop_map(|(root, replication, bytes)| {
-            ReplicateRequest::Hold {
-                root,
-                replication,
-                bytes,
-            }
-        }),
+        (
+            address(),
+            1u8..=16,
+            any::<u64>(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(root, replication, bytes, lease_until)| {
+                ReplicateRequest::Hold {
+                    root,
+                    replication,
+                    bytes,
+                    lease_until,
+                }
+            }),
     ]
 }
 

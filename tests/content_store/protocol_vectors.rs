@@ -48,7 +48,7 @@ fn code_matches_every_vector() {
         if name.starts_with("chunk-") {
             let secret = ConvergenceSecret::from_hex(&f["secret"]).unwrap();
             let plain = h(f, "plaintext");
-            let key = secret.derive_key(&plain);
+            let key = secret.derive_key(&[], &h(f, "body"));
             assert_eq!(key, key32(f, "key"), "{name}: key");
             let (r, sealed) = seal_chunk(&secret, &plain, true);
             assert_eq!(sealed, h(f, "sealed"), "{name}: sealed");
@@ -60,6 +60,25 @@ fn code_matches_every_vector() {
             key.open_in_place(&mut body, &[]).unwrap();
             assert_eq!(body, h(f, "body"), "{name}: body (codec byte and data)");
             assert_eq!(&open_chunk(&r, sealed).unwrap()[..], &plain[..]);
+        } else if name == "legacy-chunk-1" {
+            // Made under the first key rule: still opens with the key its manifest names.
+            let sealed = h(f, "sealed");
+            let addr: BlockAddress = f["address"].parse().unwrap();
+            assert!(addr.matches(&sealed), "{name}: address");
+            let plain = h(f, "plaintext");
+            let r = storgo::content::ChunkRef {
+                address: addr,
+                len: plain.len() as u32,
+                key: key32(f, "key"),
+            };
+            assert_eq!(&open_chunk(&r, sealed).unwrap()[..], &plain[..], "{name}");
+        } else if name == "legacy-manifest-1" {
+            let block = h(f, "block");
+            let addr: BlockAddress = f["address"].parse().unwrap();
+            assert!(addr.matches(&block), "{name}: address");
+            let m =
+                Manifest::open(addr, &key32(f, "key"), &block).expect("a legacy manifest opens");
+            assert_eq!(format!("{m:?}"), f["manifest"], "{name}");
         } else if name.starts_with("manifest-") {
             let secret = ConvergenceSecret::from_hex(&f["secret"]).unwrap();
             let block = h(f, "block");
@@ -103,6 +122,13 @@ fn code_matches_every_vector() {
                         root,
                         replication: 3,
                         bytes: 1_048_576,
+                        lease_until: None,
+                    },
+                    "request-hold-lease" => ReplicateRequest::Hold {
+                        root,
+                        replication: 3,
+                        bytes: 1_048_576,
+                        lease_until: Some(1_700_000_000),
                     },
                     "request-query" => ReplicateRequest::Query { root },
                     _ => panic!("unknown vector {name}"),

@@ -147,35 +147,58 @@ async fn churn_at_scale_keeps_every_item_whole_on_r_live_holders() {
         "items with fewer than {r} live replica holders (root, replicas, pins, partial): {short:?}"
     );
     // Records follow the replicas: each item's holders are named by provider records on its
-    // k closest live peers.
-    let mut unlisted = Vec::new();
-    for (id, _) in &items {
-        let key = storgo::network::provider_key(&id.root);
-        let mut order: Vec<_> = nodes.iter().map(|n| n.client.peer_id()).collect();
-        storgo::network::distance_order(&id.root, &mut order);
-        let closest: Vec<_> = order.into_iter().take(storgo::network::DHT_K).collect();
-        for h in nodes.iter().filter(|n| holds_replica(n, &id.root)) {
-            let me = h.client.peer_id();
-            let listed = nodes
-                .iter()
-                .filter(|n| closest.contains(&n.client.peer_id()) && n.client.peer_id() != me)
-                .filter(|n| {
-                    use libp2p::kad::store::RecordStore;
-                    storgo::network::DhtStore::new(n.store.clone(), n.client.peer_id())
-                        .providers(&key)
+    // k closest live peers. A holder announces before its intake ends (which `settle` waits
+    // for); the check is still polled for a while, yielding to the nodes between passes, so a
+    // record on its way is waited for rather than raced.
+    let unlisted = || {
+        let mut unlisted = Vec::new();
+        for (id, _) in &items {
+            let key = storgo::network::provider_key(&id.root);
+            let mut order: Vec<_> = nodes.iter().map(|n| n.client.peer_id()).collect();
+            storgo::network::distance_order(&id.root, &mut order);
+            let closest: Vec<_> = order.into_iter().take(storgo::network::DHT_K).collect();
+            for h in nodes.iter().filter(|n| holds_replica(n, &id.root)) {
+                let me = h.client.peer_id();
+                let listed = nodes
+                    .iter()
+                    .filter(|n| closest.contains(&n.client.peer_id()) && n.client.peer_id() != me)
+                    .filter(|n| {
+                        use libp2p::kad::store::RecordStore;
+                        storgo::network::DhtStore::new(n.store.clone(), n.client.peer_id())
+                            .providers(&key)
+                            .iter()
+                            .any(|r| r.provider == me)
+                    })
+                    .count();
+                if listed == 0 {
+                    let since = h.store.replica_of(&id.root).ok().flatten().map(|r| r.since);
+                    let rows: Vec<usize> = nodes
                         .iter()
-                        .any(|r| r.provider == me)
-                })
-                .count();
-            if listed == 0 {
-                unlisted.push((id.root, me));
+                        .filter(|n| closest.contains(&n.client.peer_id()))
+                        .map(|n| {
+                            use libp2p::kad::store::RecordStore;
+                            storgo::network::DhtStore::new(n.store.clone(), n.client.peer_id())
+                                .providers(&key)
+                                .len()
+                        })
+                        .collect();
+                    unlisted.push((id.root, me, since, rows));
+                }
             }
         }
+        unlisted
+    };
+    let mut left = unlisted();
+    let waited = Instant::now();
+    let mut poll = tokio::time::interval(Duration::from_millis(200));
+    while !left.is_empty() && waited.elapsed() < Duration::from_secs(30) {
+        poll.tick().await;
+        left = unlisted();
     }
     assert!(
-        unlisted.is_empty(),
-        "{} holders not named by any record on their item's {} closest live peers: {unlisted:?}",
-        unlisted.len(),
+        left.is_empty(),
+        "{} holders not named by any record on their item's {} closest live peers (root, holder, replica since, provider rows on each closest peer): {left:?}",
+        left.len(),
         storgo::network::DHT_K
     );
     let deadline = Duration::from_secs(600);

@@ -7,6 +7,7 @@ mod http;
 #[path = "../common/procs.rs"]
 mod procs;
 
+mod a_clean_stop_is_not_reported_as_a_crash;
 mod a_container_cluster_survives_a_stopped_and_a_cut_off_node;
 mod a_course_is_published_and_followed_from_the_command_line;
 mod a_fetch_keeps_looking_until_its_timeout;
@@ -18,6 +19,7 @@ mod netns;
 mod partition_heals_to_r_holders;
 mod replicas_outlive_a_killed_adder;
 mod settings_come_from_flags_env_file_then_defaults;
+mod slow_readers_do_not_stall_the_node;
 mod the_gateway_serves_what_a_browser_expects;
 mod the_http_api_answers_as_documented;
 mod the_web_page_works_in_chromium;

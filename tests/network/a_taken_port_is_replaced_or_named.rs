@@ -58,3 +58,33 @@ async fn a_taken_port_falls_back_by_default_and_is_named_when_given() {
     );
     drop(holder);
 }
+
+/// A port another storgo node listens on counts as taken, although libp2p's listeners share
+/// ports (SO_REUSEPORT): two nodes on one port split inbound connections between two peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_another_node_holds_is_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = start_node(&tmp.path().join("first"), vec![]).await;
+    let held = addr(&first);
+    let port = tcp_port(&held).unwrap();
+    let wanted: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let store = Arc::new(Store::open(&tmp.path().join("second"), StoreOptions::default()).unwrap());
+    let config = |fallback| NetworkConfig {
+        listen: vec![wanted.clone()],
+        listen_fallback: fallback,
+        ..loopback_config(vec![])
+    };
+    let refused = Node::start(Arc::clone(&store), config(false)).await;
+    let message = refused
+        .err()
+        .expect("a port another node holds is taken")
+        .to_string();
+    assert!(message.contains("Address already in use"), "{message}");
+    let second = Node::start(Arc::clone(&store), config(true))
+        .await
+        .expect("falls back to a free port");
+    assert_ne!(tcp_port(&addr(&second)).unwrap(), port);
+    for n in [first, second] {
+        n.stop().await;
+    }
+}

@@ -20,7 +20,7 @@ async fn liars_are_dropped_booked_and_banned_and_the_fetch_succeeds() {
     let empty =
         start_node_with_secret(&tmp.path().join("empty"), boot.clone(), SHARED_SECRET).await;
     let wrong =
-        start_node_with_secret(&tmp.path().join("wrong"), boot.clone(), SHARED_SECRET).await;
+        start_liar_with_secret(&tmp.path().join("wrong"), boot.clone(), SHARED_SECRET).await;
     let silent =
         start_node_with_secret(&tmp.path().join("silent"), boot.clone(), SHARED_SECRET).await;
 

@@ -8,6 +8,7 @@ mod nodes;
 mod a_crafted_item_is_walked_once_and_bounded;
 mod a_flooding_peer_gets_busy_answers;
 mod a_private_network_admits_only_key_holders;
+mod a_read_never_touches_pins;
 mod a_taken_port_is_replaced_or_named;
 mod an_interrupted_fetch_is_resumed_or_let_go_at_restart;
 mod an_offline_unpin_is_no_longer_provided;

@@ -31,6 +31,8 @@ struct RequestMap {
     replication: Option<u8>,
     #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
     bytes: Option<u64>,
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    lease_until: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,17 +56,20 @@ pub fn encode_request(req: &ReplicateRequest) -> Vec<u8> {
             root: r,
             replication,
             bytes,
+            lease_until,
         } => RequestMap {
             op: OP_HOLD,
             root: root(r),
             replication: Some(*replication),
             bytes: Some(*bytes),
+            lease_until: *lease_until,
         },
         ReplicateRequest::Query { root: r } => RequestMap {
             op: OP_QUERY,
             root: root(r),
             replication: None,
             bytes: None,
+            lease_until: None,
         },
     })
 }
@@ -84,6 +89,7 @@ pub fn decode_request(map: &[u8]) -> io::Result<ReplicateRequest> {
                 root,
                 replication,
                 bytes: m.bytes.ok_or_else(|| invalid("hold without b"))?,
+                lease_until: m.lease_until,
             })
         }
         OP_QUERY => Ok(ReplicateRequest::Query { root }),
@@ -192,6 +198,13 @@ mod tests {
                 root: root(),
                 replication: 3,
                 bytes: 1 << 40,
+                lease_until: None,
+            },
+            ReplicateRequest::Hold {
+                root: root(),
+                replication: 3,
+                bytes: 1,
+                lease_until: Some(1_700_000_000),
             },
             ReplicateRequest::Query { root: root() },
         ] {
@@ -226,12 +239,14 @@ mod tests {
             root: root(),
             replication: 0,
             bytes: 1,
+            lease_until: None,
         });
         assert!(decode_request_frame(&zero).is_err());
         let big = encode_request(&ReplicateRequest::Hold {
             root: root(),
             replication: MAX_REPLICATION + 1,
             bytes: 1,
+            lease_until: None,
         });
         assert!(decode_request_frame(&big).is_err());
         let mut over = (MAX_FRAME as u32 + 1).to_be_bytes().to_vec();

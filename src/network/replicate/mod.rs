@@ -27,10 +27,14 @@ pub const MAX_MESSAGE: usize = 256;
 pub enum ReplicateRequest {
     /// Hold the item rooted at `root` as one of `replication` copies; it stores `bytes`
     /// bytes of blocks (the holder's quota check; the store enforces the real limit).
+    /// `lease_until` (Unix seconds) is how long the copy is wanted: a pinner grants it and
+    /// renews it; a holder re-pushing the item passes on its own lease, never a longer one.
+    /// `None` (a peer of before leases): the holder's default lease from now.
     Hold {
         root: BlockAddress,
         replication: u8,
         bytes: u64,
+        lease_until: Option<u64>,
     },
     /// Do you hold the item rooted at `root`, and is it whole?
     Query { root: BlockAddress },
