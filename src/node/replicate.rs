@@ -101,6 +101,13 @@ pub(crate) struct InboundReplicate {
     pub channel: ResponseChannel<ReplicateResponse>,
 }
 
+/// How a peer answered a `Hold`.
+enum Asked {
+    Accepted,
+    Busy,
+    No,
+}
+
 /// What one peer said it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Held {
@@ -239,6 +246,25 @@ pub struct Replicator {
     /// Roots being taken in now: a partial replica not among them was cut off (a crash, a
     /// failed pull) and is taken in again when asked, or at start.
     arriving: Arc<Mutex<HashSet<BlockAddress>>>,
+    /// New replicas whose provider records are being announced (after their intake slot is
+    /// let go: a DHT walk must not keep other pushers' items waiting as Busy).
+    announcing: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one announcement in [`Replicator::announcing`] while it lives.
+struct Announcing(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Announcing {
+    fn begin(n: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(Arc::clone(n))
+    }
+}
+
+impl Drop for Announcing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Removes a root from [`Replicator::arriving`] when its intake ends, however it ends.
@@ -284,6 +310,7 @@ impl Replicator {
             republisher,
             asked: Arc::default(),
             arriving: Arc::default(),
+            announcing: Arc::default(),
         }
     }
 
@@ -305,12 +332,17 @@ impl Replicator {
             tracing::info!(cid = %r.root, bytes = r.bytes, "resuming an interrupted replica intake");
             let me = self.clone();
             tokio::spawn(async move {
-                let _held = (permit, arriving);
+                let held = (permit, arriving);
                 let lease = r
                     .lease_until
                     .unwrap_or_else(|| now_secs() + me.cfg.replica_lease.as_secs());
-                if let Err(e) = me.take_in(r.root, r.replication, r.bytes, lease).await {
-                    tracing::warn!(cid = %r.root, error = %e, "resumed replica intake failed");
+                let taken = me.take_in(r.root, r.replication, r.bytes, lease).await;
+                drop(held);
+                match taken {
+                    Ok(announcing) => me.announce_taken(r.root, announcing).await,
+                    Err(e) => {
+                        tracing::warn!(cid = %r.root, error = %e, "resumed replica intake failed")
+                    }
                 }
             });
         }
@@ -350,9 +382,11 @@ impl Replicator {
         &self.cfg
     }
 
-    /// Items being taken in now (counted from the moment a `Hold` is accepted).
+    /// Items being taken in now (counted from the moment a `Hold` is accepted until the new
+    /// replica's provider record is stored on its closest peers).
     pub fn intakes_in_progress(&self) -> usize {
         self.cfg.max_intake.max(1) - self.intake.available_permits()
+            + self.announcing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The last repair round's report.
@@ -491,27 +525,43 @@ impl Replicator {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let _held = (permit, arriving);
-            if let Err(e) = me.take_in(root, replication, bytes, lease).await {
-                tracing::warn!(cid = %root, peer = %peer, error = %e, "replica intake failed");
-                if matches!(e, NodeError::OverDeclared { .. }) {
-                    // It asked this node to hold more than it declared (and was let in for).
-                    me.client.report(peer, Offence::Malformed).await;
+            let taken = me.take_in(root, replication, bytes, lease).await;
+            drop((permit, arriving));
+            match taken {
+                Ok(announcing) => me.announce_taken(root, announcing).await,
+                Err(e) => {
+                    tracing::warn!(cid = %root, peer = %peer, error = %e, "replica intake failed");
+                    if matches!(e, NodeError::OverDeclared { .. }) {
+                        // It asked this node to hold more than it declared (and was let in for).
+                        me.client.report(peer, Offence::Malformed).await;
+                    }
                 }
             }
         });
         ReplicateResponse::Accepted
     }
 
+    /// Announces a replica just taken in to its root's closest peers, each answer awaited (a
+    /// holder nobody's record names cannot be found by a fetch). `announcing` counts it as
+    /// work in progress until then.
+    async fn announce_taken(&self, root: BlockAddress, announcing: Announcing) {
+        let announced = self.republisher.announce_new(vec![root]).await;
+        if announced.records_stored == 0 {
+            tracing::warn!(cid = %root, failed = announced.failed.len(), "no peer stored this replica's provider record; the next round sends it again");
+        }
+        drop(announcing);
+    }
+
     /// Brings `root` in as a replica: keyless walk and pull in a session, a partial replica
-    /// while it arrives, the whole replica committed, then provided.
+    /// while it arrives, the whole replica committed. Returns the announcement to make, counted
+    /// as work in progress from before the intake's slot is let go.
     async fn take_in(
         &self,
         root: BlockAddress,
         replication: u8,
         bytes: u64,
         lease: u64,
-    ) -> Result<(), NodeError> {
+    ) -> Result<Announcing, NodeError> {
         let session = begin_session(&self.store, SessionKind::Replica, root.to_string()).await?;
         let since = now_secs();
         let record = move |complete| ReplicaRecord {
@@ -542,14 +592,8 @@ impl Replicator {
         }
         let s = Arc::clone(&session);
         blocking(move || s.commit(&Holding::Replica(record(true)))).await??;
-        // Announced before the intake ends (and its permit is let go), with each closest
-        // peer's answer awaited: a holder nobody's record names cannot be found by a fetch.
-        let announced = self.republisher.announce_new(vec![root]).await;
-        if announced.records_stored == 0 {
-            tracing::warn!(cid = %root, failed = announced.failed.len(), "no peer stored this replica's provider record; the next round sends it again");
-        }
         tracing::info!(cid = %root, replication, "holding a replica");
-        Ok(())
+        Ok(Announcing::begin(&self.announcing))
     }
 
     /// Asks `peers` what they hold of `root`, at most eight at a time; unreachable peers
@@ -650,41 +694,14 @@ impl Replicator {
             0
         };
         if pusher == Some(me) {
-            let mut filled = 0;
-            for p in &candidates {
-                if filled == r {
-                    break;
-                }
-                // Only a whole copy counts. A partial holder is sent `Hold` too: it answers
-                // "accepted" while its intake runs, and restarts an intake that is stuck.
-                if held(p).whole() {
-                    filled += 1;
-                    continue;
-                }
-                let ask = ReplicateRequest::Hold {
-                    root,
-                    replication,
-                    bytes,
-                    lease_until: grant,
-                };
-                tracing::debug!(cid = %root, peer = %p, replication, "asking to hold");
-                match self.client.replicate(*p, ask).await {
-                    Ok(ReplicateResponse::Accepted) => {
-                        filled += 1;
-                        report.pushed.push(p.to_string());
-                    }
-                    Ok(ReplicateResponse::Refused { reason, message }) => {
-                        tracing::info!(peer = %p, cid = %root, ?reason, message, "replica refused");
-                        report
-                            .refused
-                            .push((p.to_string(), format!("{reason:?}: {message}")));
-                    }
-                    Ok(other) => {
-                        tracing::debug!(peer = %p, response = ?other, "unexpected answer to hold")
-                    }
-                    Err(e) => tracing::debug!(peer = %p, error = %e, "hold request failed"),
-                }
-            }
+            let targets: Vec<(PeerId, Held)> = candidates.iter().map(|p| (*p, held(p))).collect();
+            let ask = ReplicateRequest::Hold {
+                root,
+                replication,
+                bytes,
+                lease_until: grant,
+            };
+            let filled = self.push_copies(root, &ask, &targets, r, &mut report).await;
             report.under_replicated = filled < r;
         } else {
             let filled = candidates
@@ -746,6 +763,89 @@ impl Replicator {
             }
         }
         Ok(report)
+    }
+
+    /// Sends `ask` (a `Hold`) to `targets` in order until `r` of them hold the item whole or
+    /// have accepted it; a peer that refuses as busy is asked again after a pause (twice at
+    /// most, 1 s then 2 s), when the others did not make up the count. Returns the count.
+    async fn push_copies(
+        &self,
+        root: BlockAddress,
+        ask: &ReplicateRequest,
+        targets: &[(PeerId, Held)],
+        r: usize,
+        report: &mut ItemRepair,
+    ) -> usize {
+        let mut filled = 0;
+        let mut busy = Vec::new();
+        for (p, h) in targets {
+            if filled == r {
+                return filled;
+            }
+            // Only a whole copy counts. A partial holder is sent `Hold` too: it answers
+            // "accepted" while its intake runs, and restarts an intake that is stuck.
+            if h.whole() {
+                filled += 1;
+                continue;
+            }
+            match self.ask_to_hold(root, *p, ask, report).await {
+                Asked::Accepted => filled += 1,
+                Asked::Busy => busy.push(*p),
+                Asked::No => {}
+            }
+        }
+        for pause in [Duration::from_secs(1), Duration::from_secs(2)] {
+            if filled >= r || busy.is_empty() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            for p in std::mem::take(&mut busy) {
+                if filled == r {
+                    break;
+                }
+                match self.ask_to_hold(root, p, ask, report).await {
+                    Asked::Accepted => filled += 1,
+                    Asked::Busy => busy.push(p),
+                    Asked::No => {}
+                }
+            }
+        }
+        filled
+    }
+
+    async fn ask_to_hold(
+        &self,
+        root: BlockAddress,
+        p: PeerId,
+        ask: &ReplicateRequest,
+        report: &mut ItemRepair,
+    ) -> Asked {
+        tracing::debug!(cid = %root, peer = %p, "asking to hold");
+        match self.client.replicate(p, ask.clone()).await {
+            Ok(ReplicateResponse::Accepted) => {
+                report.pushed.push(p.to_string());
+                Asked::Accepted
+            }
+            Ok(ReplicateResponse::Refused { reason, message }) => {
+                tracing::info!(peer = %p, cid = %root, ?reason, message, "replica refused");
+                report
+                    .refused
+                    .push((p.to_string(), format!("{reason:?}: {message}")));
+                if reason == RefuseReason::Busy {
+                    Asked::Busy
+                } else {
+                    Asked::No
+                }
+            }
+            Ok(other) => {
+                tracing::debug!(peer = %p, response = ?other, "unexpected answer to hold");
+                Asked::No
+            }
+            Err(e) => {
+                tracing::debug!(peer = %p, error = %e, "hold request failed");
+                Asked::No
+            }
+        }
     }
 
     /// How many of `claimed` (peers that said they hold `root` whole) prove it, checking until

@@ -29,6 +29,9 @@ const BLOCKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("blocks");
 const PACKED: TableDefinition<[u8; 32], [u8; 20]> = TableDefinition::new("packed");
 const PINS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pins");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// How little a row (key, value) is worth keeping when its prefix is full: higher goes first.
+pub type RowRank<'a> = dyn Fn(&[u8], &[u8]) -> [u8; 33] + 'a;
+
 const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("sessions");
 const REPLICAS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("replicas");
 
@@ -665,7 +668,7 @@ impl Index {
     /// Returns how many rows were written.
     ///
     /// [`dht_apply`]: Self::dht_apply
-    /// `rank` orders rows of one prefix by how little they are worth keeping (given the row's
+    /// `rank` (see [`RowRank`]) orders rows of one prefix by how little they are worth keeping (given the row's
     /// key and value; higher goes first): when a prefix is full, a new row takes the place of
     /// the highest-ranked one if it ranks lower itself.
     pub fn dht_insert_bounded(
@@ -675,7 +678,7 @@ impl Index {
         per_prefix: usize,
         max_rows: u64,
         admit_new: &mut dyn FnMut(&[u8]) -> bool,
-        rank: &dyn Fn(&[u8], &[u8]) -> [u8; 33],
+        rank: &RowRank<'_>,
     ) -> Result<u32> {
         let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
         tx.set_durability(redb::Durability::None)

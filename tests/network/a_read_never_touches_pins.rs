@@ -123,7 +123,7 @@ async fn two_nodes(tmp: &std::path::Path, seed: u64) -> (Node, Node, ContentId, 
 fn gc_frees_all(node: &Node) {
     node.store.gc().expect("gc");
     assert!(
-        chunk_files(&node.store.dir()).is_empty(),
+        chunk_files(node.store.dir()).is_empty(),
         "blocks of an item nobody pins were kept"
     );
 }
