@@ -165,11 +165,42 @@ fn display_host(addr: SocketAddr) -> SocketAddr {
 }
 
 fn spawn_server(listener: tokio::net::TcpListener, app: Router) {
+    let listener = Listening {
+        inner: listener,
+        write_stall: WRITE_STALL,
+    };
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
+}
+
+/// How long an answer may wait for its reader before the connection is closed: a client that
+/// stops reading (or a thousand that never start) holds a socket and one buffered chunk each
+/// until then, never the node's threads.
+const WRITE_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The HTTP listener: TCP connections whose writes stall past `write_stall` are closed.
+struct Listening {
+    inner: tokio::net::TcpListener,
+    write_stall: std::time::Duration,
+}
+
+impl axum::serve::Listener for Listening {
+    type Io = std::pin::Pin<Box<tokio_io_timeout::TimeoutStream<tokio::net::TcpStream>>>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let mut io = tokio_io_timeout::TimeoutStream::new(io);
+        io.set_write_timeout(Some(self.write_stall));
+        (Box::pin(io), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 /// The API listener's routes: `/api/v1` behind the token, the gateway and the web page
@@ -363,5 +394,64 @@ async fn metrics(State(api): State<Api>) -> Response {
             .into_response(),
         Ok(Err(e)) => ApiError::internal(e).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Tells when the answer's body is dropped (the connection closed).
+    struct Dropped(Option<tokio::sync::oneshot::Sender<()>>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_stops_reading_is_let_go() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let guard = std::sync::Mutex::new(Some(Dropped(Some(tx))));
+        let guard = Arc::new(guard);
+        let app = Router::new().route(
+            "/",
+            get(move || {
+                let guard = guard.lock().unwrap().take();
+                async move {
+                    // An endless answer that holds the guard while it lives.
+                    let chunks = futures::stream::unfold(guard, |g| async move {
+                        Some((
+                            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![0u8; 1 << 16])),
+                            g,
+                        ))
+                    });
+                    axum::body::Body::from_stream(chunks)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let listener = Listening {
+            inner: listener,
+            write_stall: std::time::Duration::from_millis(300),
+        };
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut reader = tokio::net::TcpStream::connect(at).await.unwrap();
+        reader
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // It never reads: once the socket's buffers are full, the write stalls and the
+        // connection is closed, dropping the answer.
+        tokio::time::timeout(std::time::Duration::from_secs(30), rx)
+            .await
+            .expect("the stalled answer is dropped within 30 s")
+            .unwrap();
+        drop(reader);
     }
 }

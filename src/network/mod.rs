@@ -31,7 +31,7 @@ use libp2p::{
 
 pub use announce::{AnnounceCodec, AnnounceResponse, Announcement};
 pub use chunks::{ChunkCodec, ChunkRequest, ChunkResponse};
-pub use records::DhtStore;
+pub use records::{DhtStore, ProviderCounts, RemoteProvider};
 pub use replicate::{RefuseReason, ReplicateCodec, ReplicateRequest, ReplicateResponse};
 
 /// Kademlia protocol name: storgo forms its own DHT.

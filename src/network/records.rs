@@ -184,11 +184,177 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 pub struct DhtStore {
     store: Arc<Store>,
     local: PeerId,
+    /// Set on the store kad owns: its writes go to a thread of their own (see [`WriteBehind`]).
+    behind: Option<Arc<WriteBehind>>,
+}
+
+/// A write kad asked for, in the order it asked.
+enum Write {
+    Put(Record),
+    Remove(RecordKey),
+    AddProvider(ProviderRecord),
+    RemoveProvider(RecordKey, PeerId),
+}
+
+/// Writes not yet in the index, by row, with the sequence number of the last one: reads merge
+/// them, so kad sees its own writes at once.
+#[derive(Default)]
+struct Pending {
+    records: std::collections::HashMap<Vec<u8>, (u64, Option<Record>)>,
+    providers: std::collections::HashMap<Vec<u8>, (u64, Option<ProviderRecord>)>,
+}
+
+/// Kad calls its record store on the event loop, and every index write waits for the index's
+/// single writer, which a GC batch or a durable session commit may hold for a while: the loop
+/// must not wait with it. So the store kad owns hands its writes to a thread (in order, on a
+/// bounded queue) and keeps them in [`Pending`] until they land. A write that finds the queue
+/// full is dropped with a warning: the DHT is soft state its owners republish.
+struct WriteBehind {
+    tx: Option<crossbeam_channel::Sender<(u64, Write)>>,
+    pending: Arc<std::sync::Mutex<Pending>>,
+    next: std::sync::atomic::AtomicU64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Writes queued behind the index at most.
+const WRITE_QUEUE: usize = 65_536;
+
+impl WriteBehind {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, write: Write) {
+        let seq = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut p = self.pending();
+        match &write {
+            Write::Put(r) => {
+                p.records.insert(r.key.to_vec(), (seq, Some(r.clone())));
+            }
+            Write::Remove(k) => {
+                p.records.insert(k.to_vec(), (seq, None));
+            }
+            Write::AddProvider(r) => {
+                p.providers
+                    .insert(provider_key(&r.key, &r.provider), (seq, Some(r.clone())));
+            }
+            Write::RemoveProvider(k, peer) => {
+                p.providers.insert(provider_key(k, peer), (seq, None));
+            }
+        }
+        drop(p);
+        let Some(tx) = &self.tx else { return };
+        if let Err(crossbeam_channel::TrySendError::Full((seq, w))) = tx.try_send((seq, write)) {
+            tracing::warn!("DHT writes are queued behind a busy index; one is dropped");
+            settle(&mut self.pending(), seq, &w);
+        }
+    }
+}
+
+impl Drop for WriteBehind {
+    /// Lets the queued writes land, so that the store is released when the node has stopped.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Forgets a pending write once it has landed (or been dropped), unless a later one replaced it.
+fn settle(p: &mut Pending, seq: u64, w: &Write) {
+    fn forget<T>(map: &mut std::collections::HashMap<Vec<u8>, (u64, T)>, key: Vec<u8>, seq: u64) {
+        if map.get(&key).is_some_and(|(s, _)| *s == seq) {
+            map.remove(&key);
+        }
+    }
+    match w {
+        Write::Put(r) => forget(&mut p.records, r.key.to_vec(), seq),
+        Write::Remove(k) => forget(&mut p.records, k.to_vec(), seq),
+        Write::AddProvider(r) => forget(&mut p.providers, provider_key(&r.key, &r.provider), seq),
+        Write::RemoveProvider(k, peer) => forget(&mut p.providers, provider_key(k, peer), seq),
+    }
 }
 
 impl DhtStore {
     pub fn new(store: Arc<Store>, local: PeerId) -> Self {
-        Self { store, local }
+        Self {
+            store,
+            local,
+            behind: None,
+        }
+    }
+
+    /// The store for kad's behaviour: reads as [`new`](Self::new)'s, writes off the caller's
+    /// thread (see [`WriteBehind`]).
+    pub fn written_behind(store: Arc<Store>, local: PeerId) -> Self {
+        let direct = Self::new(store.clone(), local);
+        let (tx, rx) = crossbeam_channel::bounded::<(u64, Write)>(WRITE_QUEUE);
+        let pending = Arc::new(std::sync::Mutex::new(Pending::default()));
+        let landed = Arc::clone(&pending);
+        let thread = std::thread::Builder::new()
+            .name("dht-writes".into())
+            .spawn(move || {
+                let mut direct = direct;
+                for (seq, w) in rx {
+                    let done = match &w {
+                        Write::Put(r) => direct.put_now(r.clone()).map_err(|e| format!("{e:?}")),
+                        Write::Remove(k) => {
+                            direct.remove_now(k);
+                            Ok(())
+                        }
+                        Write::AddProvider(r) => direct
+                            .add_provider_now(r.clone())
+                            .map_err(|e| format!("{e:?}")),
+                        Write::RemoveProvider(k, p) => {
+                            direct.remove_provider_now(k, p);
+                            Ok(())
+                        }
+                    };
+                    if let Err(why) = done {
+                        tracing::debug!(reason = %why, "DHT write refused");
+                    }
+                    settle(
+                        &mut landed.lock().unwrap_or_else(|e| e.into_inner()),
+                        seq,
+                        &w,
+                    );
+                }
+            });
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                // No thread: write on the caller's, as before.
+                tracing::warn!(error = %e, "cannot start the DHT writer thread; kad writes inline");
+                return Self::new(store, local);
+            }
+        };
+        Self {
+            store,
+            local,
+            behind: Some(Arc::new(WriteBehind {
+                tx: Some(tx),
+                pending,
+                next: std::sync::atomic::AtomicU64::new(0),
+                thread: Some(thread),
+            })),
+        }
+    }
+
+    /// Waits until every write queued so far has landed (tests, and a caller about to read
+    /// the index directly).
+    pub fn flush(&self) {
+        let Some(b) = &self.behind else { return };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            {
+                let p = b.pending();
+                if p.records.is_empty() && p.providers.is_empty() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Drops expired provider records and value records; returns how many went.
@@ -356,6 +522,14 @@ impl RecordStore for DhtStore {
     type ProvidedIter<'a> = std::vec::IntoIter<Cow<'a, ProviderRecord>>;
 
     fn get(&self, k: &RecordKey) -> Option<Cow<'_, Record>> {
+        if let Some(b) = &self.behind {
+            if let Some((_, r)) = b.pending().records.get(k.as_ref()) {
+                return r
+                    .as_ref()
+                    .filter(|r| !r.is_expired(Instant::now()))
+                    .map(|r| Cow::Owned(r.clone()));
+            }
+        }
         let bytes = self
             .store
             .dht()
@@ -377,6 +551,114 @@ impl RecordStore for DhtStore {
         if r.value.len() >= MAX_RECORD_BYTES {
             return Err(Error::ValueTooLarge);
         }
+        match &self.behind {
+            Some(b) => {
+                b.send(Write::Put(r));
+                Ok(())
+            }
+            None => self.put_now(r),
+        }
+    }
+
+    fn remove(&mut self, k: &RecordKey) {
+        match &self.behind {
+            Some(b) => b.send(Write::Remove(k.clone())),
+            None => self.remove_now(k),
+        }
+    }
+
+    fn records(&self) -> Self::RecordsIter<'_> {
+        let mut out: std::collections::BTreeMap<Vec<u8>, Record> = self
+            .records_now()
+            .into_iter()
+            .map(|r| (r.key.to_vec(), r))
+            .collect();
+        if let Some(b) = &self.behind {
+            let now = Instant::now();
+            for (k, (_, r)) in &b.pending().records {
+                match r {
+                    Some(r) if !r.is_expired(now) => out.insert(k.clone(), r.clone()),
+                    _ => out.remove(k),
+                };
+            }
+        }
+        out.into_values()
+            .map(Cow::Owned)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn add_provider(&mut self, record: ProviderRecord) -> Result<()> {
+        match &self.behind {
+            Some(b) => {
+                b.send(Write::AddProvider(record));
+                Ok(())
+            }
+            None => self.add_provider_now(record),
+        }
+    }
+
+    fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
+        let mut out = self.providers_now(key);
+        if let Some(b) = &self.behind {
+            let prefix = key_prefix(key);
+            let now = Instant::now();
+            for (row, (_, r)) in &b.pending().providers {
+                if !row.starts_with(&prefix) {
+                    continue;
+                }
+                let Ok(peer) = PeerId::from_bytes(&row[prefix.len()..]) else {
+                    continue;
+                };
+                out.retain(|p| p.provider != peer);
+                if let Some(r) = r.as_ref().filter(|r| !r.is_expired(now)) {
+                    out.push(r.clone());
+                }
+            }
+            out.truncate(MAX_PROVIDERS_PER_KEY);
+        }
+        out
+    }
+
+    fn provided(&self) -> Self::ProvidedIter<'_> {
+        let mut keys: std::collections::BTreeSet<Vec<u8>> = self.provided_now();
+        if let Some(b) = &self.behind {
+            for (row, (_, r)) in &b.pending().providers {
+                let mine = row.ends_with(&self.local.to_bytes());
+                if !mine || row.len() < 2 {
+                    continue;
+                }
+                let at = (2 + u16::from_be_bytes([row[0], row[1]]) as usize).min(row.len());
+                let key = row[2..at].to_vec();
+                match r {
+                    Some(_) => keys.insert(key),
+                    None => keys.remove(&key),
+                };
+            }
+        }
+        keys.into_iter()
+            .map(|k| {
+                Cow::Owned(ProviderRecord::new(
+                    RecordKey::from(k),
+                    self.local,
+                    Vec::new(),
+                ))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
+        match &self.behind {
+            Some(b) => b.send(Write::RemoveProvider(k.clone(), *p)),
+            None => self.remove_provider_now(k, p),
+        }
+    }
+}
+
+/// The index itself, without the write-behind layer.
+impl DhtStore {
+    fn put_now(&mut self, r: Record) -> Result<()> {
         let dht = self.store.dht();
         let exists = dht
             .dht_get(DhtTable::Records, r.key.as_ref())
@@ -397,14 +679,14 @@ impl RecordStore for DhtStore {
             .map_err(|_| Error::MaxRecords)
     }
 
-    fn remove(&mut self, k: &RecordKey) {
+    fn remove_now(&mut self, k: &RecordKey) {
         let _ = self
             .store
             .dht()
             .dht_apply(DhtTable::Records, &[], &[k.as_ref()]);
     }
 
-    fn records(&self) -> Self::RecordsIter<'_> {
+    fn records_now(&self) -> Vec<Record> {
         let rows = self
             .store
             .dht()
@@ -413,20 +695,17 @@ impl RecordStore for DhtStore {
         rows.into_iter()
             .filter_map(|(k, v)| {
                 let row: RecordRow = ciborium::from_reader(&v[..]).ok()?;
-                (!expired(row.expires_ms)).then(|| {
-                    Cow::Owned(Record {
-                        key: RecordKey::from(k),
-                        value: row.value.into_vec(),
-                        publisher: row.publisher.and_then(|p| PeerId::from_bytes(&p).ok()),
-                        expires: from_ms(row.expires_ms),
-                    })
+                (!expired(row.expires_ms)).then(|| Record {
+                    key: RecordKey::from(k),
+                    value: row.value.into_vec(),
+                    publisher: row.publisher.and_then(|p| PeerId::from_bytes(&p).ok()),
+                    expires: from_ms(row.expires_ms),
                 })
             })
-            .collect::<Vec<_>>()
-            .into_iter()
+            .collect()
     }
 
-    fn add_provider(&mut self, record: ProviderRecord) -> Result<()> {
+    fn add_provider_now(&mut self, record: ProviderRecord) -> Result<()> {
         let dht = self.store.dht();
         let row_key = provider_key(&record.key, &record.provider);
         let is_new = dht
@@ -483,7 +762,7 @@ impl RecordStore for DhtStore {
         Ok(())
     }
 
-    fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
+    fn providers_now(&self, key: &RecordKey) -> Vec<ProviderRecord> {
         let prefix = key_prefix(key);
         let rows = self
             .store
@@ -512,25 +791,17 @@ impl RecordStore for DhtStore {
             .collect()
     }
 
-    fn provided(&self) -> Self::ProvidedIter<'_> {
-        let rows = self
-            .store
+    fn provided_now(&self) -> std::collections::BTreeSet<Vec<u8>> {
+        self.store
             .dht()
             .dht_scan(DhtTable::Provided, &[], usize::MAX)
-            .unwrap_or_default();
-        rows.into_iter()
-            .map(|(k, _)| {
-                Cow::Owned(ProviderRecord::new(
-                    RecordKey::from(k),
-                    self.local,
-                    Vec::new(),
-                ))
-            })
-            .collect::<Vec<_>>()
+            .unwrap_or_default()
             .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
-    fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
+    fn remove_provider_now(&mut self, k: &RecordKey, p: &PeerId) {
         let dht = self.store.dht();
         let _ = dht.dht_apply(DhtTable::Providers, &[], &[&provider_key(k, p)]);
         if *p == self.local {
@@ -567,6 +838,45 @@ mod tests {
         assert_eq!(ps.len(), MAX_PROVIDERS_PER_KEY);
         assert_eq!(s.provided().count(), 1);
         assert_eq!(s.provider_rows(), MAX_PROVIDERS_PER_KEY as u64 + 1);
+    }
+
+    #[test]
+    fn writes_behind_are_seen_at_once_and_land_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("data"), Default::default()).unwrap());
+        let local = PeerId::random();
+        let mut kad_side = DhtStore::written_behind(Arc::clone(&store), local);
+        let direct = DhtStore::new(Arc::clone(&store), local);
+        let key = RecordKey::new(&b"root");
+        let other = PeerId::random();
+        let mut theirs = ProviderRecord::new(key.clone(), other, vec![]);
+        theirs.expires = Some(Instant::now() + Duration::from_secs(3600));
+        kad_side.add_provider(theirs).unwrap();
+        kad_side
+            .add_provider(ProviderRecord::new(key.clone(), local, vec![]))
+            .unwrap();
+        kad_side
+            .put(Record::new(key.clone(), b"v".to_vec()))
+            .unwrap();
+        // Seen by kad before they land...
+        assert_eq!(kad_side.providers(&key).len(), 2);
+        assert_eq!(kad_side.provided().count(), 1);
+        assert!(kad_side.get(&key).is_some());
+        // ...and in the index once they have, in the order asked.
+        kad_side.remove_provider(&key, &local);
+        kad_side.remove(&key);
+        assert_eq!(kad_side.provided().count(), 0);
+        assert!(kad_side.get(&key).is_none());
+        kad_side.flush();
+        assert_eq!(direct.providers(&key).len(), 1);
+        assert_eq!(direct.provided().count(), 0);
+        assert!(direct.get(&key).is_none());
+        assert_eq!(kad_side.providers(&key).len(), 1);
+        drop(kad_side);
+        drop(direct);
+        // The writer thread let go of the store: it reopens.
+        drop(store);
+        Store::open(&dir.path().join("data"), Default::default()).unwrap();
     }
 
     #[test]

@@ -655,7 +655,7 @@ impl Node {
                 path: store.dir().join(network::identity::IDENTITY_FILE),
                 reason: "not an Ed25519 key".into(),
             })?;
-        let dht = network::DhtStore::new(Arc::clone(&store), peer_id);
+        let dht = network::DhtStore::written_behind(Arc::clone(&store), peer_id);
         let mut swarm = network::build_swarm(keypair, dht, &cfg)?;
         if cfg.swarm_key.is_some() && cfg.listen.iter().any(|a| !cfg.usable(a)) {
             tracing::info!("private network (swarm key): QUIC is off, pnet works over TCP only");

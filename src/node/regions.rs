@@ -253,7 +253,12 @@ impl Builder<'_> {
                 out.extend(v.iter().copied());
                 continue;
             }
-            let Some(target) = target_in(&self.roots, &self.known, &r) else {
+            let target = match known_target_in(&self.roots, &self.known, &r) {
+                Some(t) => Some(t),
+                // Up to 2^26 hashes: not on an async thread the event loop may need.
+                None => super::blocking(move || searched_target_in(&r)).await?,
+            };
+            let Some(target) = target else {
                 tracing::debug!(
                     prefix_bits = r.len,
                     "no walk target in a region; taken as empty"
@@ -282,7 +287,17 @@ impl Builder<'_> {
 
 /// A key (as kad takes it, before hashing) whose point lies in `region`: a root there, a
 /// known peer there, or failing both a searched-for preimage.
+#[cfg(test)]
 fn target_in(
+    roots: &[(Point, BlockAddress)],
+    known: &HashMap<PeerId, Point>,
+    region: &Region,
+) -> Option<Vec<u8>> {
+    known_target_in(roots, known, region).or_else(|| searched_target_in(region))
+}
+
+/// A root or a known peer whose point lies in `region`, as a key kad takes.
+fn known_target_in(
     roots: &[(Point, BlockAddress)],
     known: &HashMap<PeerId, Point>,
     region: &Region,
@@ -293,9 +308,14 @@ fn target_in(
             return Some(provider_key(root).to_vec());
         }
     }
-    if let Some((peer, _)) = known.iter().find(|(_, p)| region.contains(p)) {
-        return Some(peer.to_bytes());
-    }
+    known
+        .iter()
+        .find(|(_, p)| region.contains(p))
+        .map(|(peer, _)| peer.to_bytes())
+}
+
+/// A preimage whose point lies in `region`, searched for by hashing (slow for narrow ones).
+fn searched_target_in(region: &Region) -> Option<Vec<u8>> {
     if region.len > MAX_SEARCH_BITS {
         return None;
     }

@@ -859,11 +859,9 @@ impl Replicator {
         enough: usize,
     ) -> Result<usize, NodeError> {
         let store = Arc::clone(&self.store);
-        let blocks: Vec<BlockAddress> = blocking(move || store.item_blocks(&root))
-            .await??
-            .into_iter()
-            .collect();
-        if blocks.is_empty() {
+        let blocks = blocking(move || store.item_blocks_sized(&root)).await??;
+        let total: u64 = blocks.iter().map(|(_, s)| *s).sum();
+        if total == 0 {
             return Ok(0);
         }
         let mut proven = 0;
@@ -871,7 +869,9 @@ impl Replicator {
             if proven >= enough {
                 break;
             }
-            let pick = blocks[rand::random::<usize>() % blocks.len()];
+            let Some(pick) = block_at_byte(&blocks, rand::random::<u64>() % total) else {
+                break;
+            };
             let answer = tokio::time::timeout(
                 Duration::from_secs(30),
                 self.client.request(*peer, ChunkRequest::GetChunk(pick)),
@@ -1255,5 +1255,34 @@ impl Replicator {
             }
             self.round().await;
         }
+    }
+}
+
+/// The block that holds byte `at` of the blocks laid end to end: a pick weighted by size, so
+/// the small manifest blocks a lying holder might keep are rarely what it is asked for.
+fn block_at_byte(blocks: &[(BlockAddress, u64)], mut at: u64) -> Option<BlockAddress> {
+    for (a, size) in blocks {
+        if at < *size {
+            return Some(*a);
+        }
+        at -= size;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proof_is_drawn_by_bytes_not_by_blocks() {
+        let small = BlockAddress::of(b"manifest");
+        let big = BlockAddress::of(b"chunk");
+        let blocks = [(small, 10), (big, 990)];
+        assert_eq!(block_at_byte(&blocks, 0), Some(small));
+        assert_eq!(block_at_byte(&blocks, 9), Some(small));
+        assert_eq!(block_at_byte(&blocks, 10), Some(big));
+        assert_eq!(block_at_byte(&blocks, 999), Some(big));
+        assert_eq!(block_at_byte(&blocks, 1000), None);
     }
 }

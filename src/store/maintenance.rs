@@ -81,8 +81,9 @@ pub struct CheckedItem {
     pub lacking: Vec<BlockAddress>,
 }
 
-/// Blocks removed per sweep step: each step holds the session registry's lock (so no
-/// session can claim a block while GC decides on it) for one index commit and its unlinks.
+/// Blocks removed per sweep step: each step decides under the session registry's lock (so no
+/// session can claim a block while GC decides on it), then makes one index commit and its
+/// unlinks with the batch marked doomed.
 const SWEEP_BATCH: usize = 1024;
 
 /// A holding as GC and verify see it.
@@ -179,6 +180,20 @@ impl Store {
             .into_iter()
             .zip(held)
             .filter_map(|(a, h)| h.then_some(a))
+            .collect())
+    }
+
+    /// Every held block reachable from `root` with its stored size, in address order (what a
+    /// proof of holding draws from: weighted by size, a peer that kept only the small blocks
+    /// passes no more often than the share of the bytes it kept).
+    pub fn item_blocks_sized(&self, root: &BlockAddress) -> Result<Vec<(BlockAddress, u64)>> {
+        let mut blocks: Vec<BlockAddress> = self.item_blocks(root)?.into_iter().collect();
+        blocks.sort();
+        let sizes = self.parts.index.block_sizes(&blocks)?;
+        Ok(blocks
+            .into_iter()
+            .zip(sizes)
+            .filter_map(|(a, s)| s.map(|s| (a, s)))
             .collect())
     }
 
@@ -313,13 +328,15 @@ impl Store {
             }
         }
 
-        // Sweep: decide and delete under the registry lock, index entry first (a crash
-        // between the two leaves an unindexed file, collected next time).
+        // Sweep: decide under the registry lock, then delete outside it with the batch marked
+        // doomed (a claim of a doomed block waits for the delete; nothing else does), index
+        // entry first (a crash between the two leaves an unindexed file, collected next time).
         for batch in candidates.chunks(SWEEP_BATCH) {
             let reg = registry.lock();
             let dead: Vec<BlockAddress> =
                 batch.iter().filter(|a| !reg.protects(a)).copied().collect();
             report.kept_for_sessions += (batch.len() - dead.len()) as u64;
+            let _doomed = registry.doom(reg, &dead);
             report.freed_bytes += index.remove_blocks(&dead)?;
             for a in &dead {
                 files.remove(a)?;

@@ -354,5 +354,14 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| StoreError::io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| StoreError::io("renaming", path, e))
+    std::fs::rename(&tmp, path).map_err(|e| StoreError::io("renaming", path, e))?;
+    // The rename is durable only once the folder holding it is: without this a crash soon
+    // after could leave the old file (or none) behind a write that reported success.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("syncing the folder of", path, e))
 }

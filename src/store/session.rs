@@ -11,7 +11,8 @@
 //!    [`Session::claim_present`], and every [`BlockWriter::put`](super::BlockWriter::put)).
 //!    GC decides what to delete under the same registry lock, so a block is either claimed
 //!    before GC's decision (and kept) or already gone from the index when the session looks
-//!    (and written again).
+//!    (and written again): a claim of a block GC has decided on but not yet deleted waits
+//!    for that delete, which GC does outside the lock.
 //! 3. The session ends by committing a holding ([`Session::commit_pin`]): it walks the item
 //!    from its root, claiming every block and checking every manifest against its address,
 //!    refuses an incomplete item, and writes the pin and deletes its own row in one
@@ -24,7 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,8 @@ pub struct SessionRecord {
 #[derive(Default)]
 pub(crate) struct Registry {
     state: Mutex<RegistryState>,
+    /// Signalled when a GC batch's blocks are gone (see [`RegistryState::doomed`]).
+    swept: Condvar,
 }
 
 #[derive(Default)]
@@ -77,6 +80,11 @@ pub(crate) struct RegistryState {
     /// While a GC runs: blocks whose claims ended during it. Their session may have committed
     /// a holding after GC took its snapshot of the holdings, so this GC keeps them.
     released_during_gc: Option<HashSet<BlockAddress>>,
+    /// Blocks GC has decided to delete and is deleting now (index rows, then files), outside
+    /// the lock: a claim of one waits until it is gone, so the claimer then finds it absent
+    /// and writes it again, as if it had looked after the delete. Nothing else waits for a
+    /// sweep, so a session's end or a claim of other blocks never stalls behind GC's disk work.
+    doomed: HashSet<BlockAddress>,
     live_sessions: usize,
     /// Sessions ended whose rows are still in the index: removed by the next session's
     /// begin or commit, in its own transaction, so that dropping a session never waits for
@@ -101,6 +109,20 @@ impl Registry {
     }
 
     /// Starts recording released claims for a GC; see [`RegistryState::released_during_gc`].
+    /// Marks `dead` (chosen under this same lock, none claimed) as being deleted; see
+    /// [`RegistryState::doomed`]. The returned guard ends the mark and wakes waiting claims.
+    pub(crate) fn doom<'a>(
+        &'a self,
+        mut reg: MutexGuard<'_, RegistryState>,
+        dead: &'a [BlockAddress],
+    ) -> Doomed<'a> {
+        reg.doomed.extend(dead.iter().copied());
+        Doomed {
+            registry: self,
+            dead,
+        }
+    }
+
     pub(crate) fn gc_started(&self) {
         self.lock().released_during_gc = Some(HashSet::new());
     }
@@ -121,6 +143,24 @@ impl Registry {
     /// Gives back ended sessions a failed transaction did not remove.
     pub(crate) fn return_ended(&self, ids: Vec<u64>) {
         self.lock().ended.extend(ids);
+    }
+}
+
+/// Blocks a GC batch is deleting; dropping it (after the delete, or on its error) lets claims
+/// of them go on.
+pub(crate) struct Doomed<'a> {
+    registry: &'a Registry,
+    dead: &'a [BlockAddress],
+}
+
+impl Drop for Doomed<'_> {
+    fn drop(&mut self) {
+        let mut reg = self.registry.lock();
+        for a in self.dead {
+            reg.doomed.remove(a);
+        }
+        drop(reg);
+        self.registry.swept.notify_all();
     }
 }
 
@@ -239,9 +279,16 @@ impl Session {
     }
 
     /// Claims blocks: from now until this session ends, GC keeps them if they are held.
+    /// A block GC is deleting at this moment is claimed once it is gone (so the caller, which
+    /// looks at the index next, finds it absent and writes it again).
     pub fn claim(&self, addresses: impl IntoIterator<Item = BlockAddress>) {
+        let addresses: Vec<BlockAddress> = addresses.into_iter().collect();
         let mut mine = self.mine.lock().unwrap_or_else(|e| e.into_inner());
-        let mut reg = self.parts.registry.lock();
+        let registry = &self.parts.registry;
+        let mut reg = registry.lock();
+        while !reg.doomed.is_empty() && addresses.iter().any(|a| reg.doomed.contains(a)) {
+            reg = registry.swept.wait(reg).unwrap_or_else(|e| e.into_inner());
+        }
         for a in addresses {
             if mine.insert(a) {
                 *reg.claimed.entry(a).or_default() += 1;

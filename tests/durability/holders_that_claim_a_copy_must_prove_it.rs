@@ -56,9 +56,11 @@ async fn a_holder_keeps_its_copy_when_closer_claims_are_empty() {
             .position(|p| *p == n.client.peer_id())
     });
     let (liars, honest) = (&holders[..2], holders[2]);
-    // The two closest keep their "whole replica" rows but lose every chunk.
+    // The two closest keep their "whole replica" rows but lose every block (the proof is
+    // drawn by bytes, so a liar that kept only the small blocks would almost always be asked
+    // for one it lost; removing all of them makes the outcome certain).
     for l in liars {
-        for f in chunk_files(l.store.dir()) {
+        for f in crate::common::block_files(l.store.dir()) {
             std::fs::remove_file(f).unwrap();
         }
     }

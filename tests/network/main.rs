@@ -5,9 +5,11 @@ mod common;
 #[path = "../common/nodes.rs"]
 mod nodes;
 
+mod a_busy_provider_is_asked_again_for_manifests;
 mod a_crafted_item_is_walked_once_and_bounded;
 mod a_flooding_peer_gets_busy_answers;
 mod a_private_network_admits_only_key_holders;
+mod a_publisher_cannot_unfollow_its_own_collection;
 mod a_read_never_touches_pins;
 mod a_taken_port_is_replaced_or_named;
 mod an_interrupted_fetch_is_resumed_or_let_go_at_restart;
@@ -23,3 +25,4 @@ mod lookup_in_a_30_node_network;
 mod lying_providers_lose_score_and_are_banned;
 mod peer_records_are_filtered_capped_and_written_off_the_loop;
 mod republish_puts_records_on_each_roots_closest_peers;
+mod the_node_answers_while_gc_and_expiry_run;
