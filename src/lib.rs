@@ -15,7 +15,18 @@
 //! - [`collections`]: shared collections — signed, versioned lists of items published under
 //!   a key and followed by anyone with its ID (formats and local rows; the node does the
 //!   network work).
+//! - [`network`]: the wire — libp2p behaviours, transports and the node's own protocols
+//!   (chunk exchange, replication, announcements), the DHT's record store and its limits.
+//!   Says how peers talk; never decides what to fetch or keep.
+//! - [`node`]: a running node — the event loop that alone owns the Swarm, and the roles
+//!   around it: serving, fetching, replication and repair, republishing, collections.
+//! - [`api`]: the HTTP API, gateway and web page over a node's [`node::Client`].
+//! - [`config`]: settings from flags, environment, the config file and defaults, in that
+//!   order; generic over the command line, so it imports nothing from [`cli`].
 //! - [`cli`]: the `storgo` command line, a thin shell over the layers above.
+//!
+//! Each layer uses only the ones before it: content → store → files, collections, network →
+//! node → api → config → cli.
 //!
 //! [`ContentId`]: content::ContentId
 

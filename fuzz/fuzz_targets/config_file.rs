@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = storgo::config::check_text(s);
+        let _ = storgo::config::check_text::<storgo::cli::Cli>(s);
     }
 });

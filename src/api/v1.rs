@@ -370,14 +370,14 @@ async fn announce_added(
     pin: Option<Option<u8>>,
 ) -> Result<Json<AddResponse>, ApiError> {
     if let Some(replicas) = pin {
-        api.client.start_providing(added.id.root).await?;
-        let r = replicas.unwrap_or(api.replicator.config().replication);
-        let (replicator, root) = (api.replicator.clone(), added.id.root);
-        tokio::spawn(async move {
-            if let Err(e) = replicator.repair_item(root, r).await {
-                tracing::warn!(cid = %root, error = %e, "placing replicas failed; the next repair round retries");
-            }
-        });
+        let place = crate::node::items::provide_then_place(
+            &api.client,
+            &api.replicator,
+            added.id.root,
+            replicas,
+        )
+        .await?;
+        tokio::spawn(place);
     }
     api.metrics.added(added.size);
     api.jobs.announce(Event::Items);

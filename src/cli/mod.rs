@@ -238,31 +238,6 @@ pub enum Command {
     },
 }
 
-/// PeerIds given on the command line, `@FILE` expanded (one per line; `#` comments).
-pub fn peer_list(args: &[String]) -> Result<Vec<libp2p::PeerId>> {
-    let mut out = Vec::new();
-    let parse = |s: &str, from: &str| -> Result<libp2p::PeerId> {
-        s.parse()
-            .map_err(|e| anyhow::anyhow!("{s:?}{from} is not a PeerId: {e}"))
-    };
-    for a in args {
-        match a.strip_prefix('@') {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("reading peer list {path}: {e}"))?;
-                for (n, line) in text.lines().enumerate() {
-                    let line = line.split('#').next().unwrap_or("").trim();
-                    if !line.is_empty() {
-                        out.push(parse(line, &format!(" (in {path}, line {})", n + 1))?);
-                    }
-                }
-            }
-            None => out.push(parse(a, "")?),
-        }
-    }
-    Ok(out)
-}
-
 /// Writes a new swarm key readable by its owner only; never overwrites one.
 fn keygen_swarm(path: &Path) -> Result<()> {
     use std::io::Write as _;
@@ -836,6 +811,51 @@ fn print_pins(pins: &[PinRecord], json: bool) -> Result<()> {
 mod tests {
     use super::{parse_duration, parse_size};
     use std::time::Duration;
+
+    #[test]
+    fn file_text_is_checked_key_by_key_and_value_by_value() {
+        assert_eq!(crate::config::check_text::<super::Cli>(""), Ok(()));
+        assert_eq!(
+            crate::config::check_text::<super::Cli>("replication = 5\nno-mdns = true\n"),
+            Ok(())
+        );
+        assert_eq!(
+            crate::config::check_text::<super::Cli>(
+                "bootstrap = [\"/ip4/10.0.0.1/tcp/4815\"]\nscrub-rate = \"1MiB\"\n"
+            ),
+            Ok(())
+        );
+        for (text, says) in [
+            ("replication = 300", "300 is not in 1..=16"),
+            ("replicaton = 3", "unknown key \"replicaton\""),
+            ("[node]\nreplication = 3", "unknown key \"node\""),
+            ("replication = [[1]]", "a nested list"),
+            ("when = 1979-05-27", "unknown key"),
+            ("api = 1979-05-27", "a date"),
+            ("replication =", "not TOML"),
+        ] {
+            let e = crate::config::check_text::<super::Cli>(text).expect_err(text);
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_file_config_init_writes_is_valid_and_changes_nothing() {
+        let text = crate::config::init_text::<super::Cli>();
+        assert_eq!(crate::config::check_text::<super::Cli>(&text), Ok(()));
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = ") && !l.ends_with("= \"\"") && !l.ends_with("= []"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uncommented.contains("replication = 3"), "{uncommented}");
+        assert_eq!(
+            crate::config::check_text::<super::Cli>(&uncommented),
+            Ok(()),
+            "every default, uncommented"
+        );
+    }
 
     #[test]
     fn sizes_and_durations_as_people_write_them() {

@@ -17,7 +17,8 @@ use crate::api::jobs::{Job, JobState};
 use crate::api::{self, AddRequest, AddResponse, GetRequest, Status};
 use crate::files::ItemStat;
 use crate::network::NetworkConfig;
-use crate::node::{self, reputation, Ban, FetchOptions, FetchReport, Node, NodeInfo, PeerInfo};
+use crate::node::swarm::reputation;
+use crate::node::{self, Ban, FetchOptions, FetchReport, Node, NodeInfo, PeerInfo};
 use crate::store::{GcReport, PinRecord, VerifyReport};
 
 fn network_config(net: &NetArgs, dht_server: bool) -> Result<NetworkConfig> {

@@ -368,43 +368,24 @@ pub fn get_from(
 
 /// Renames `from` to `to`, failing if `to` exists (renameat2 with RENAME_NOREPLACE).
 fn rename_new(from: &Path, to: &Path) -> Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| {
-            FilesError::io("renaming into", to, std::io::ErrorKind::InvalidInput.into())
-        })
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::io::Errno;
+    let e = match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
     };
-    let (f, t) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated paths, relative to the working directory.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    if e.kind() == std::io::ErrorKind::AlreadyExists {
+    if e == Errno::EXIST {
         return Err(FilesError::Exists {
             path: to.to_owned(),
         });
     }
     // NFS, many FUSE filesystems and some older kernels answer EINVAL (or ENOSYS, EOPNOTSUPP)
     // to RENAME_NOREPLACE: the finished download must not be thrown away there.
-    if matches!(
-        e.raw_os_error(),
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
-    ) {
+    if [Errno::INVAL, Errno::NOSYS, Errno::OPNOTSUPP].contains(&e) {
         tracing::debug!(path = %to.display(), error = %e, "renameat2(RENAME_NOREPLACE) unsupported here: reserving the name first");
         return rename_new_by_reserving(from, to);
     }
-    Err(FilesError::io("renaming into", to, e))
+    Err(FilesError::io("renaming into", to, e.into()))
 }
 
 /// [`rename_new`] where RENAME_NOREPLACE is not supported: the name is taken first with an
@@ -446,7 +427,6 @@ fn rename_new_by_reserving(from: &Path, to: &Path) -> Result<()> {
 /// Makes everything written on `path`'s filesystem durable (one `syncfs` for a whole tree):
 /// the output appears at its destination only once every byte of it is on disk.
 fn sync_filesystem(path: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
     // The folder it was written in (the output itself may be a file the user cannot read).
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -455,13 +435,8 @@ fn sync_filesystem(path: &Path) -> Result<()> {
     let f = fs::File::open(dir)
         .or_else(|_| fs::File::open(path))
         .map_err(|e| FilesError::io("opening", dir, e))?;
-    // SAFETY: syncfs takes a valid open file descriptor, which `f` holds for the call.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-        return Err(FilesError::io(
-            "syncing",
-            path,
-            std::io::Error::last_os_error(),
-        ));
+    if let Err(e) = rustix::fs::syncfs(&f) {
+        return Err(FilesError::io("syncing", path, e.into()));
     }
     Ok(())
 }

@@ -289,7 +289,7 @@ pub fn build_swarm(
         // storgo's batched republish (`node::republish`) replaces kad's one walk per key.
         .set_provider_publication_interval(None)
         // Every record a peer sends comes to the event loop as an event, to be checked and
-        // written off the loop (`node::record_intake`); kad writes none itself.
+        // written off the loop (`node::serve::records`); kad's own writes go through a write-behind thread (`DhtStore::written_behind`).
         .set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_replication_factor(std::num::NonZeroUsize::new(DHT_K).expect("k > 0"))
         .set_record_ttl(Some(cfg.provider_ttl))

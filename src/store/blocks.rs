@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -148,15 +147,7 @@ impl BlockFiles {
     pub(crate) fn sync_fs(&self) -> Result<()> {
         let dir =
             File::open(&self.blocks).map_err(|e| StoreError::io("opening", &self.blocks, e))?;
-        // SAFETY: syncfs takes a valid open file descriptor, which `dir` holds for the call.
-        let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
-        if rc != 0 {
-            return Err(StoreError::io(
-                "syncing",
-                &self.blocks,
-                io::Error::last_os_error(),
-            ));
-        }
+        rustix::fs::syncfs(&dir).map_err(|e| StoreError::io("syncing", &self.blocks, e.into()))?;
         Ok(())
     }
 }

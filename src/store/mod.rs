@@ -208,22 +208,9 @@ impl Store {
 
     /// The data dir's filesystem: bytes available to this user, and its whole size.
     pub fn disk_space(&self) -> Result<(u64, u64)> {
-        use std::os::unix::ffi::OsStrExt;
         let dir = self.dir();
-        let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-            .map_err(|e| StoreError::io("checking free space of", dir, std::io::Error::other(e)))?;
-        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: `path` is a valid C string and `st` is written by statvfs before it is read.
-        let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(StoreError::io(
-                "checking free space of",
-                dir,
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: statvfs returned 0, so it filled `st`.
-        let st = unsafe { st.assume_init() };
+        let st = rustix::fs::statvfs(dir)
+            .map_err(|e| StoreError::io("checking free space of", dir, e.into()))?;
         let unit = st.f_frsize;
         Ok((st.f_bavail * unit, st.f_blocks * unit))
     }

@@ -13,6 +13,7 @@ mod a_course_is_published_and_followed_from_the_command_line;
 mod a_fetch_keeps_looking_until_its_timeout;
 mod a_full_disk_fails_cleanly_and_the_node_keeps_serving;
 mod a_killed_node_resumes_without_refetching;
+mod a_walk_keeps_manifests_on_disk_not_in_memory;
 mod health_checks_and_json_logs;
 mod lan_discovery_across_namespaces;
 mod netns;

@@ -12,6 +12,7 @@ mod a_private_network_admits_only_key_holders;
 mod a_publisher_cannot_unfollow_its_own_collection;
 mod a_read_never_touches_pins;
 mod a_taken_port_is_replaced_or_named;
+mod a_temporary_node_runs_only_what_a_fetch_needs;
 mod an_interrupted_fetch_is_resumed_or_let_go_at_restart;
 mod an_offline_unpin_is_no_longer_provided;
 mod bad_requests_are_answered_bad_request;

@@ -8,7 +8,7 @@
 //!
 //! Fetches wait for a first peer (there is nobody to fetch from before), and run one at a
 //! time, so a restart does not start a burst of transfers. This module decides what to
-//! resume; fetching and intake are [`fetch`](super::fetch)'s and [`replicate`](super::replicate)'s.
+//! resume; fetching and intake are [`fetch`](crate::node::fetch)'s and [`replicate`](crate::node::replicate)'s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +16,9 @@ use std::time::Duration;
 use crate::content::ContentId;
 use crate::store::Store;
 
-use super::fetch::{fetch, FetchOptions};
-use super::replicate::Replicator;
-use super::{blocking, Client};
+use crate::node::fetch::{fetch, FetchOptions};
+use crate::node::replicate::Replicator;
+use crate::node::{blocking, Client};
 
 pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replicator) {
     let s = Arc::clone(&store);

@@ -33,9 +33,9 @@ use crate::network::{
 use crate::store::{Holding, ReplicaRecord, SessionKind, Store};
 
 use super::fetch::begin_session;
-use super::regions::KeyspaceMap;
+use super::fetch::transfer::{bring, Pace};
+use super::republish::regions::KeyspaceMap;
 use super::republish::Republisher;
-use super::transfer::{bring, Pace};
 use super::{blocking, now_secs, Client, NodeError, Offence};
 
 /// How a node replicates and repairs; `Default` is what `storgo node` uses.
@@ -114,6 +114,71 @@ enum Held {
     No,
     Partial { pinned: bool },
     Whole { pinned: bool },
+}
+
+/// Who does what for one item in a repair round, decided from what each peer said it holds
+/// (this node included): a pure function of the survey, so its rules are tested beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    /// Every surveyed peer with what it holds, closest to the item first.
+    order: Vec<(PeerId, Held)>,
+    /// Peers that may take a replica slot (they do not pin the item), closest first; the
+    /// first R of them are the slots.
+    candidates: Vec<PeerId>,
+    /// Whole copies among the R slots before this round.
+    whole_before: usize,
+    /// The one peer that pushes copies: the closest whole holder, pinner or not.
+    pusher: Option<PeerId>,
+    /// Slots closer than this node that claim a whole copy (a handoff proves them first).
+    closer_claims: Vec<PeerId>,
+}
+
+impl Plan {
+    fn of(root: &BlockAddress, r: usize, me: PeerId, known: &[(PeerId, Held)]) -> Plan {
+        let mut peers: Vec<PeerId> = known.iter().map(|(p, _)| *p).collect();
+        distance_order(root, &mut peers);
+        peers.dedup();
+        let held_by = |p: &PeerId| {
+            known
+                .iter()
+                .find(|(q, _)| q == p)
+                .map(|(_, h)| *h)
+                .unwrap_or(Held::No)
+        };
+        let order: Vec<(PeerId, Held)> = peers.iter().map(|p| (*p, held_by(p))).collect();
+        let candidates: Vec<PeerId> = order
+            .iter()
+            .filter(|(_, h)| !h.pinned())
+            .map(|(p, _)| *p)
+            .collect();
+        let whole_before = candidates
+            .iter()
+            .take(r)
+            .filter(|p| held_by(p).whole())
+            .count();
+        let pusher = order.iter().find(|(_, h)| h.whole()).map(|(p, _)| *p);
+        let closer_claims = candidates
+            .iter()
+            .take_while(|p| **p != me)
+            .filter(|p| held_by(p).whole())
+            .copied()
+            .collect();
+        Plan {
+            order,
+            candidates,
+            whole_before,
+            pusher,
+            closer_claims,
+        }
+    }
+
+    fn held(&self, p: &PeerId) -> Held {
+        self.order
+            .iter()
+            .find(|(q, _)| q == p)
+            .map(|(_, h)| *h)
+            .unwrap_or(Held::No)
+    }
 }
 
 impl Held {
@@ -660,33 +725,16 @@ impl Replicator {
             .survey(root, &closest[..closest.len().min(r + 8)])
             .await;
         known.push((me, mine));
-        let mut order: Vec<PeerId> = known.iter().map(|(p, _)| *p).collect();
-        distance_order(&root, &mut order);
-        let held = |p: &PeerId| {
-            known
-                .iter()
-                .find(|(q, _)| q == p)
-                .map(|(_, h)| *h)
-                .unwrap_or(Held::No)
-        };
-        // Replica slots go to the closest peers that do not pin it (this node included).
-        let candidates: Vec<PeerId> = order
-            .iter()
-            .copied()
-            .filter(|p| !held(p).pinned())
-            .collect();
+        let plan = Plan::of(&root, r, me, &known);
+        let held = |p: &PeerId| plan.held(p);
+        let candidates = &plan.candidates;
         let mut report = ItemRepair {
             root: root.to_string(),
             replication,
-            whole_before: candidates
-                .iter()
-                .take(r)
-                .filter(|p| held(p).whole())
-                .count(),
+            whole_before: plan.whole_before,
             ..ItemRepair::default()
         };
-        // Only the closest whole holder pushes; every pinner renews the leases.
-        let pusher = order.iter().find(|p| held(p).whole()).copied();
+        let pusher = plan.pusher;
         let bytes = if pusher == Some(me) || mine.pinned() {
             let store = Arc::clone(&self.store);
             blocking(move || store.item_bytes(&root)).await??
@@ -736,12 +784,7 @@ impl Replicator {
         // R peers answering "whole" without the data would otherwise make every honest
         // farther holder drop its copy.
         if mine == (Held::Whole { pinned: false }) {
-            let claimed: Vec<PeerId> = candidates
-                .iter()
-                .take_while(|p| **p != me)
-                .filter(|p| held(p).whole())
-                .copied()
-                .collect();
+            let claimed = plan.closer_claims.clone();
             let closer_whole = if claimed.len() >= r {
                 self.proven_holders(root, &claimed, r).await?
             } else {
@@ -1273,6 +1316,65 @@ fn block_at_byte(blocks: &[(BlockAddress, u64)], mut at: u64) -> Option<BlockAdd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` peers in the order of their distance to `root`, closest first.
+    fn peers_by_distance(root: &BlockAddress, n: usize) -> Vec<PeerId> {
+        let mut v: Vec<PeerId> = (0..n).map(|_| PeerId::random()).collect();
+        distance_order(root, &mut v);
+        v
+    }
+
+    #[test]
+    fn the_closest_holders_that_do_not_pin_take_the_slots_and_the_closest_whole_one_pushes() {
+        let root = BlockAddress::of(b"lecture");
+        let p = peers_by_distance(&root, 6);
+        // p0 pins it (the adder), p2 holds a whole replica, p1 a partial one, the rest nothing.
+        let known = vec![
+            (p[3], Held::No),
+            (p[0], Held::Whole { pinned: true }),
+            (p[2], Held::Whole { pinned: false }),
+            (p[1], Held::Partial { pinned: false }),
+            (p[4], Held::No),
+            (p[5], Held::No),
+        ];
+        let plan = Plan::of(&root, 3, p[4], &known);
+        assert_eq!(plan.candidates, p[1..].to_vec(), "a pinner takes no slot");
+        assert_eq!(plan.whole_before, 1, "a partial copy does not count");
+        assert_eq!(
+            plan.pusher,
+            Some(p[0]),
+            "the closest whole holder pushes, pinner or not"
+        );
+        assert_eq!(
+            plan.closer_claims,
+            vec![p[2]],
+            "slots closer than p4 that claim a copy"
+        );
+    }
+
+    #[test]
+    fn a_joining_closer_peer_takes_a_slot_and_the_farthest_holder_may_hand_off() {
+        let root = BlockAddress::of(b"notes");
+        let p = peers_by_distance(&root, 5);
+        // R = 2 held by p2 and p3; p0 and p1 joined and took copies: p3 is now beyond R.
+        let known: Vec<(PeerId, Held)> = [p[0], p[1], p[2], p[3]]
+            .iter()
+            .map(|q| (*q, Held::Whole { pinned: false }))
+            .chain([(p[4], Held::Whole { pinned: true })])
+            .collect();
+        let plan = Plan::of(&root, 2, p[3], &known);
+        assert_eq!(plan.whole_before, 2);
+        assert_eq!(
+            plan.closer_claims,
+            vec![p[0], p[1], p[2]],
+            "three closer claims to prove"
+        );
+        // Nobody holds it yet: no pusher, no claims.
+        let empty: Vec<(PeerId, Held)> = p.iter().map(|q| (*q, Held::No)).collect();
+        let plan = Plan::of(&root, 2, p[0], &empty);
+        assert_eq!((plan.pusher, plan.whole_before), (None, 0));
+        assert!(plan.closer_claims.is_empty());
+    }
 
     #[test]
     fn a_proof_is_drawn_by_bytes_not_by_blocks() {

@@ -614,16 +614,16 @@ impl Collections {
         })
         .await?
         .map_err(NodeError::from)?;
-        self.inner.client.start_providing(added.id.root).await?;
         // A version must outlive its publisher like any item: replicas now, not at the next
         // repair round.
-        let (replicator, root) = (self.inner.replicator.clone(), added.id.root);
-        let r = replicator.config().replication;
-        self.spawn(async move {
-            if let Err(e) = replicator.repair_item(root, r).await {
-                tracing::warn!(cid = %root, error = %e, "placing a version's replicas failed; the next repair round retries");
-            }
-        });
+        let place = super::items::provide_then_place(
+            &self.inner.client,
+            &self.inner.replicator,
+            added.id.root,
+            None,
+        )
+        .await?;
+        self.spawn(place);
         Ok(added.id)
     }
 

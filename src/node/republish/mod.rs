@@ -13,6 +13,8 @@
 //! before the next sweep. This module decides what to announce to whom; it must not touch the
 //! Swarm (it talks to the event loop through the [`Client`]) nor block on the store.
 
+pub mod regions;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,8 +29,8 @@ use crate::network::announce::MAX_ROOTS;
 use crate::network::{AnnounceResponse, Announcement, DhtStore, DHT_K};
 use crate::store::Store;
 
-use super::regions::KeyspaceMap;
 use super::{blocking, now_secs, Client, NodeError};
+use regions::KeyspaceMap;
 
 /// Peers sent batches at once.
 const PARALLEL_PEERS: usize = 16;

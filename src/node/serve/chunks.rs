@@ -23,7 +23,7 @@ use crate::network::chunks::{ErrorCode, MAX_HAVE};
 use crate::network::{ChunkRequest, ChunkResponse, ServeLimits};
 use crate::store::{Store, StoreError};
 
-use super::event_loop::Answer;
+use super::Answer;
 
 /// Threads reading blocks for peers.
 pub(crate) const READERS: usize = 4;

@@ -2,12 +2,12 @@
 //!
 //! 1. Find providers: connected and recently seen peers are asked directly ("have ROOT?") while the DHT is
 //!    searched, so a LAN fetch does not wait on the DHT.
-//! 2. Walk the manifests from the root with the item's key ([`walk`](super::walk)), fetching
+//! 2. Walk the manifests from the root with the item's key ([`walk`](walk)), fetching
 //!    any not held, and list the chunks missing here — chunks already held are never fetched
 //!    again, so an interrupted fetch resumes.
 //! 3. Pull the missing chunks from every provider in parallel
-//!    ([`transfer`](super::transfer)), writing the output meanwhile when there is one
-//!    ([`output`](super::output)): `fetch -o` ends with the file on disk about when the last
+//!    ([`transfer`](transfer)), writing the output meanwhile when there is one
+//!    ([`output`](output)): `fetch -o` ends with the file on disk about when the last
 //!    chunk lands, not one full pass later.
 //! 4. Pin (marked partial until the last chunk lands, so GC keeps what arrived across a
 //!    restart) and provide. A read (`cat`, the gateway) pins nothing: its session is its
@@ -21,6 +21,11 @@
 //! Every block is checked against its address (and its expected length) before it is
 //! written; memory is bounded by the windows and the writer's queue, not the item size.
 
+pub(crate) mod output;
+pub(crate) mod resume;
+pub(crate) mod transfer;
+pub(crate) mod walk;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +36,8 @@ use crate::store::{Holding, PinRecord, Session, SessionKind, Store, StoreError};
 
 use crate::files::Output;
 
-use super::transfer::{bring, Pace, Streaming};
 use super::{blocking, now_secs, Client, NodeError};
+use transfer::{bring, Pace, Streaming};
 
 /// How a fetch behaves.
 #[derive(Debug, Clone)]
@@ -131,7 +136,7 @@ pub async fn fetch_in(
         .as_ref()
         .map(|p| p.pinned_at)
         .unwrap_or_else(now_secs);
-    let record = |w: &super::walk::Walked| PinRecord {
+    let record = |w: &walk::Walked| PinRecord {
         id: id.to_string(),
         name: w.name.clone(),
         kind: w.kind.into(),

@@ -20,7 +20,7 @@ use crate::network::announce::{AnnounceResponse, RefuseReason};
 use crate::network::records::{ProviderCounts, RemoteProvider};
 use crate::network::DhtStore;
 
-use super::event_loop::Answer;
+use super::Answer;
 
 /// Jobs waiting for the writer, at most; more are dropped (records) or refused (announcements).
 pub(crate) const QUEUE: usize = 4096;

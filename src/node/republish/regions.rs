@@ -27,7 +27,7 @@ use libp2p::{kad, PeerId};
 use crate::content::BlockAddress;
 use crate::network::{key_point, peer_point, provider_key};
 
-use super::{Client, NodeError};
+use crate::node::{Client, NodeError};
 
 /// A position in the DHT's 256-bit key space (SHA-256 of a record key or a peer ID).
 type Point = [u8; 32];
@@ -256,7 +256,7 @@ impl Builder<'_> {
             let target = match known_target_in(&self.roots, &self.known, &r) {
                 Some(t) => Some(t),
                 // Up to 2^26 hashes: not on an async thread the event loop may need.
-                None => super::blocking(move || searched_target_in(&r)).await?,
+                None => crate::node::blocking(move || searched_target_in(&r)).await?,
             };
             let Some(target) = target else {
                 tracing::debug!(

@@ -21,10 +21,10 @@ use crate::files::{self, FilesError, Output};
 use crate::network::{ChunkRequest, ChunkResponse};
 use crate::store::{Holding, Session, Store, StoreError};
 
-use super::output::{Arrivals, EndOnDrop, OUTPUT_BUDGET};
-use super::reputation::Offence;
-use super::walk::{walk, ProviderPool, Walked};
-use super::{blocking, Client, FetchProgress, NodeError};
+use crate::node::fetch::output::{Arrivals, EndOnDrop, OUTPUT_BUDGET};
+use crate::node::fetch::walk::{walk, ProviderPool, Walked};
+use crate::node::swarm::reputation::Offence;
+use crate::node::{blocking, Client, FetchProgress, NodeError};
 
 /// Shared state of the chunk download.
 struct Transfer {

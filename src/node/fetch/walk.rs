@@ -22,7 +22,7 @@ use crate::content::{BlockAddress, BlockKey, ContentError, Manifest, Tree};
 use crate::network::{ChunkRequest, ChunkResponse};
 use crate::store::{Session, StoreError};
 
-use super::{blocking, Client, NodeError};
+use crate::node::{blocking, Client, NodeError};
 
 /// Most manifests one item may have: a bound on a crafted item's walk.
 const MAX_MANIFESTS: usize = 1_000_000;
@@ -196,7 +196,7 @@ async fn manifest_block(
             }
             Ok(ChunkResponse::Block(_)) => {
                 tracing::warn!(peer = %peer, cid = %address, "peer sent a manifest that does not match its address; dropping it");
-                client.report(peer, super::Offence::BadBlock).await;
+                client.report(peer, crate::node::Offence::BadBlock).await;
                 pool.bad.insert(peer);
                 dropped.push(peer.to_string());
             }

@@ -5,6 +5,8 @@
 //! (`OutboundRequestId`, `QueryId`). Blocking work — reading blocks for peers — runs on tokio's
 //! blocking pool and comes back through a channel, so the loop never waits on the disk.
 
+pub mod reputation;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,19 +26,14 @@ use crate::network::{
 };
 use crate::store::Store;
 
-use super::record_intake::{Job as IntakeJob, RecordIntake};
 use super::replicate::InboundReplicate;
-use super::reputation::{persisted, Ban, Limits, Offence, Reputation};
-use super::serving::ChunkService;
+use super::serve::chunks::ChunkService;
+use super::serve::records::{Job as IntakeJob, RecordIntake};
+use super::serve::Answer;
 use super::{now_secs, Closest, Command, Counters, Lookup, NodeError, NodeInfo, PeerInfo};
 use crate::network::chunks::ErrorCode;
 use crate::network::records::RemoteProvider;
-
-/// An answer to an inbound request, prepared off the loop (disk work) and sent from it.
-pub(crate) enum Answer {
-    Chunk(PeerId, ResponseChannel<ChunkResponse>, ChunkResponse),
-    Announce(ResponseChannel<AnnounceResponse>, AnnounceResponse),
-}
+use reputation::{persisted, Ban, Limits, Offence, Reputation};
 
 /// How long a peer counts as "recently seen" for fetches.
 const RECENT: Duration = Duration::from_secs(600);
@@ -991,7 +988,7 @@ impl EventLoop {
         if malformed {
             self.report(peer, Offence::Malformed);
         }
-        let answer = super::serving::bad_request(why);
+        let answer = super::serve::chunks::bad_request(why);
         let _ = self
             .swarm
             .behaviour_mut()
