@@ -17,6 +17,8 @@ async fn a_temporary_node_runs_only_what_a_fetch_needs() {
     let tmp = tempfile::tempdir().unwrap();
     let resident = start_node(&tmp.path().join("resident"), vec![]).await;
     let mut tasks = resident.background_tasks();
+    // Resuming interrupted fetches is one-shot: with nothing to resume it may have ended.
+    tasks.retain(|t| *t != "resume");
     tasks.sort();
     assert_eq!(
         tasks,
@@ -25,7 +27,6 @@ async fn a_temporary_node_runs_only_what_a_fetch_needs() {
             "repair",
             "replica service",
             "republish",
-            "resume",
             "scrub"
         ],
         "a resident node keeps items and copies"
