@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::reading::{self, Opened};
-use super::Api;
+use super::state::Api;
 use crate::content::ContentId;
 
 /// `/c/{id}` and `/c/{id}/{*path}`, GET and HEAD.

@@ -8,13 +8,20 @@
 //! only, without a token. Handlers are thin: they call the `files`, `store` and `node` layers
 //! on tokio's blocking pool or through the node [`Client`](crate::node::Client); they hold no
 //! state but the jobs and login sessions kept here.
+//!
+//! This file starts the listeners and assembles the routers (auth, size limit, health,
+//! metrics); the routes live in [`v1`], [`gateway`] and [`web`]. Their shared pieces are
+//! leaves that import no route file: [`state`] (the handlers' `Api`), [`extract`], the
+//! errors, [`jobs`], [`logins`] and the streaming reads.
 
 pub mod client;
-pub mod collections;
 mod error;
+mod extract;
 mod gateway;
 pub mod jobs;
+mod logins;
 mod reading;
+mod state;
 pub mod v1;
 pub mod web;
 
@@ -36,6 +43,7 @@ pub use web::LoginLink;
 
 use crate::node::{Client, FetchOptions, Replicator};
 use crate::store::Store;
+use state::Api;
 
 /// File in the data dir naming the running node's API.
 pub const API_FILE: &str = "api";
@@ -79,37 +87,6 @@ pub struct Serving {
     pub login_url: String,
 }
 
-#[derive(Clone)]
-pub(crate) struct Api {
-    client: Client,
-    replicator: Replicator,
-    store: Arc<Store>,
-    token: Arc<String>,
-    fetch: FetchOptions,
-    bootstrap: bool,
-    metrics: crate::node::Metrics,
-    collections: crate::node::collections::Collections,
-    jobs: jobs::Jobs,
-    logins: web::Logins,
-    /// The listener is on a loopback address: routes that name paths on this machine's disk
-    /// are allowed.
-    loopback: bool,
-}
-
-impl Api {
-    /// Whether the request carries the bearer token.
-    fn has_token(&self, headers: &axum::http::HeaderMap) -> bool {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            // Constant time: how long a wrong guess takes must not tell how much was right.
-            .is_some_and(|t| {
-                subtle::ConstantTimeEq::ct_eq(t.as_bytes(), self.token.as_bytes()).into()
-            })
-    }
-}
-
 /// Starts the API (and the gateway, when asked) and writes `DATA_DIR/api`.
 pub async fn serve(node: NodeParts, http: &HttpConfig) -> std::io::Result<Serving> {
     let token = hex::encode(rand::random::<[u8; 16]>());
@@ -127,7 +104,7 @@ pub async fn serve(node: NodeParts, http: &HttpConfig) -> std::io::Result<Servin
         metrics: node.metrics,
         collections: node.collections,
         jobs: jobs::Jobs::new(),
-        logins: web::Logins::new(addr.port()),
+        logins: logins::Logins::new(addr.port()),
         loopback: addr.ip().is_loopback(),
     };
     if !api.loopback {
@@ -367,7 +344,8 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let bearer = api.has_token(headers);
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
-    let page = api.logins.has_session(headers) && (safe || headers.contains_key(web::PAGE_HEADER));
+    let page =
+        api.logins.has_session(headers) && (safe || headers.contains_key(logins::PAGE_HEADER));
     if !bearer && !page {
         return ApiError::unauthorized().into_response();
     }

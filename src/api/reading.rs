@@ -13,7 +13,7 @@ use axum::body::Body;
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
-use super::Api;
+use super::state::Api;
 use crate::content::ContentId;
 use crate::files::{self, browse::Head};
 use crate::node::{begin_session, fetch_in, FetchOptions};

@@ -1,75 +1,18 @@
 //! `storgo collection …`, `storgo follow`, `storgo search`: thin calls to the running node's
 //! `/api/v1/collections` (publishing and following are network work a node does).
+//!
+//! These build the requests and print the answers; the subcommands' flags are in
+//! [`args`](super::args). It must not import the other command files.
 
 use anyhow::Result;
-use clap::Subcommand;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::net::need_api;
-use super::Cli;
+use super::args::{Cli, CollectionCommand};
+use super::resolve::need_api;
 use crate::api::client::ApiClient;
 use crate::collections::search::Hit;
 use crate::collections::Entry;
 use crate::node::collections::{CollectionView, HistoryEntry, Published};
-
-#[derive(Debug, Subcommand)]
-pub enum CollectionCommand {
-    /// Makes a collection and prints its ID to share. With --of, takes up a collection whose
-    /// owner delegated to this node instead.
-    New {
-        name: String,
-        /// Seal its listings: only holders of the ID (which carries the read key) read them.
-        #[arg(long)]
-        private: bool,
-        /// A collection ID whose owner ran `collection delegate NAME <this node's PeerId>`.
-        #[arg(long, value_name = "COLLECTION-ID")]
-        of: Option<String>,
-    },
-    /// Adds an item to a collection's draft (published by `collection publish`).
-    Add {
-        name: String,
-        id: String,
-        #[arg(long)]
-        title: String,
-        /// Comma-separated tags.
-        #[arg(long, value_delimiter = ',')]
-        tags: Vec<String>,
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Removes an item from a collection's draft.
-    Rm { name: String, id: String },
-    /// Publishes the draft as the next version: to the DHT and to followers.
-    Publish {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// The verified history of a collection (by ID or local name), newest first.
-    Log {
-        collection: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// A collection's newest version (by ID or local name).
-    Show {
-        collection: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Lets another node (its PeerId) or key (64 hex digits) publish the collection, from the
-    /// next version on.
-    Delegate { name: String, key: String },
-    /// Gives a private collection a new read key from the next version on, to remove a
-    /// member: prints the new ID to share with everyone who stays. What was published before
-    /// stays readable to whoever had the old ID.
-    Rotate { name: String },
-    /// Collections this node publishes or follows.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 fn seg(s: &str) -> String {
     utf8_percent_encode(s.trim(), NON_ALPHANUMERIC).to_string()
@@ -118,7 +61,7 @@ pub async fn run(cli: &Cli, c: &CollectionCommand) -> Result<()> {
     match c {
         CollectionCommand::New { name, private, of } => {
             let body = serde_json::json!({ "name": name, "private": private, "of": of });
-            let made: crate::api::collections::CreatedCollection =
+            let made: crate::api::v1::collections::CreatedCollection =
                 api.post("/collections", &body).await?;
             println!("{}", made.id);
         }
@@ -200,7 +143,7 @@ pub async fn run(cli: &Cli, c: &CollectionCommand) -> Result<()> {
             eprintln!("delegated; the next `storgo collection publish {name}` makes it count");
         }
         CollectionCommand::Rotate { name } => {
-            let made: crate::api::collections::CreatedCollection = api
+            let made: crate::api::v1::collections::CreatedCollection = api
                 .post(&format!("/collections/{}/rotate", seg(name)), &())
                 .await?;
             eprintln!("new read key; share the new ID with every member who stays, then publish");

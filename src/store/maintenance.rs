@@ -368,7 +368,7 @@ impl Store {
         // next include all of that pack's records.
         let on_disk = packs.list()?;
         let open = packs.open_now();
-        let mut live: HashMap<u64, Vec<(BlockAddress, super::packs::PackedAt)>> = HashMap::new();
+        let mut live: HashMap<u64, Vec<(BlockAddress, super::rows::PackedAt)>> = HashMap::new();
         for (a, at) in self.parts.index.packed()? {
             live.entry(at.pack).or_default().push((a, at));
         }

@@ -1,7 +1,8 @@
 //! The store: one data dir on one machine.
 //!
-//! It owns everything on disk — block files ([`blocks`]), the redb index of blocks, pins and
-//! counters ([`index`]), the data-dir lock ([`lock`]) and the convergence secret — and the
+//! It owns everything on disk — block files ([`blocks`]) and packs of small blocks
+//! ([`packs`]), the redb index of blocks, pins and counters ([`index`], its row types and table
+//! names in [`rows`]), the data-dir lock ([`lock`]) and the convergence secret — and the
 //! operations that keep them consistent: batched crash-safe writes, garbage collection and
 //! verification ([`maintenance`]). It knows blocks and their public links, never keys or
 //! plaintext: opening manifests is the [`files`](crate::files) layer's job.
@@ -20,6 +21,7 @@ pub mod index;
 pub mod lock;
 pub mod maintenance;
 pub mod packs;
+pub mod rows;
 pub mod session;
 
 use std::io;
@@ -28,10 +30,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::content::{BlockAddress, ContentId, ConvergenceSecret};
 
-pub use blocks::BlockWriter;
-pub use index::{DhtTable, Holding, PinRecord, ReplicaRecord, StoreStats};
+pub use index::StoreStats;
 pub use maintenance::{BlockCheck, CheckedItem, GcReport, VerifyReport};
-pub use session::{Session, SessionKind, SessionRecord};
+pub use rows::{DhtTable, Holding, PinRecord, ReplicaRecord, SessionKind, SessionRecord};
+pub use session::{BlockWriter, Session};
 
 /// File in the data dir that holds the convergence secret (64 hex digits).
 pub const SECRET_FILE: &str = "convergence-secret";
@@ -278,7 +280,7 @@ impl Store {
     }
 
     /// The blocks kept in packs rather than in files of their own, and where each lies.
-    pub fn packed_blocks(&self) -> Result<Vec<(BlockAddress, packs::PackedAt)>> {
+    pub fn packed_blocks(&self) -> Result<Vec<(BlockAddress, rows::PackedAt)>> {
         self.parts.index.packed()
     }
 

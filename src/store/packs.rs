@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::content::BlockAddress;
 
+use super::rows::PackedAt;
 use super::{Result, StoreError};
 
 /// Blocks shorter than this (sealed bytes) are packed.
@@ -31,39 +32,9 @@ const PACK_MAX: u64 = 64 * 1024 * 1024;
 /// Bytes before each block in a pack: its SHA-256 digest and its length.
 pub const RECORD_HEADER: u64 = 36;
 
-/// Where a packed block lies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PackedAt {
-    pub pack: u64,
-    /// Offset of the block's bytes (after the record header).
-    pub offset: u64,
-    pub len: u32,
-}
-
+/// Where a packed block lies is an index row ([`PackedAt`], declared in `rows`); how much of
+/// its pack the record takes is the pack format, kept here.
 impl PackedAt {
-    pub(crate) fn to_bytes(self) -> [u8; 20] {
-        let mut b = [0u8; 20];
-        b[..8].copy_from_slice(&self.pack.to_le_bytes());
-        b[8..16].copy_from_slice(&self.offset.to_le_bytes());
-        b[16..].copy_from_slice(&self.len.to_le_bytes());
-        b
-    }
-
-    pub(crate) fn from_bytes(b: [u8; 20]) -> Self {
-        let u64_at = |i: usize| {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(x)
-        };
-        let mut l = [0u8; 4];
-        l.copy_from_slice(&b[16..]);
-        Self {
-            pack: u64_at(0),
-            offset: u64_at(8),
-            len: u32::from_le_bytes(l),
-        }
-    }
-
     /// The record's whole size in its pack.
     pub fn record_len(&self) -> u64 {
         RECORD_HEADER + u64::from(self.len)
@@ -302,15 +273,5 @@ mod tests {
         std::fs::write(dir.path().join("packs").join("zz.pack"), b"x").unwrap();
         assert_eq!(packs.list().unwrap().len(), 1);
         drop(w);
-    }
-
-    #[test]
-    fn a_place_round_trips_through_its_index_bytes() {
-        let at = PackedAt {
-            pack: 0x0123_4567_89ab_cdef,
-            offset: 77,
-            len: 4000,
-        };
-        assert_eq!(PackedAt::from_bytes(at.to_bytes()), at);
     }
 }

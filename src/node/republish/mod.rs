@@ -29,6 +29,7 @@ use crate::network::announce::MAX_ROOTS;
 use crate::network::{AnnounceResponse, Announcement, DhtStore, DHT_K};
 use crate::store::Store;
 
+use super::tasks::{periodic, Schedule};
 use super::{blocking, now_secs, Client, NodeError};
 use regions::KeyspaceMap;
 
@@ -320,7 +321,7 @@ impl Republisher {
     }
 
     /// Sweeps once the node knows some peers, then every `interval` (jittered ±10%) until
-    /// the node stops.
+    /// the node's tasks are stopped.
     pub(crate) async fn republish_loop(self) {
         let Some(every) = self.interval else {
             return;
@@ -333,14 +334,18 @@ impl Republisher {
                 Ok(_) => tokio::time::sleep(Duration::from_secs(2)).await,
             }
         }
-        loop {
-            self.sweep().await;
-            let jitter = 0.9 + rand::random::<f64>() * 0.2;
-            tokio::time::sleep(every.mul_f64(jitter)).await;
-            if self.client.info().await.is_err() {
-                return;
+        let schedule = Schedule {
+            every,
+            jitter: 0.1,
+            first_at_once: true,
+        };
+        periodic(schedule, || {
+            let me = self.clone();
+            async move {
+                me.sweep().await;
             }
-        }
+        })
+        .await
     }
 }
 

@@ -8,7 +8,7 @@
 //! 1. [`Store::session`] records the session in the index (`sessions` table, durably) before
 //!    the first block is touched, so a crash always leaves a trace that the next open cleans.
 //! 2. Each block is claimed *before* the session looks at the index for it ([`Session::claim`],
-//!    [`Session::claim_present`], and every [`BlockWriter::put`](super::BlockWriter::put)).
+//!    [`Session::claim_present`], and every [`BlockWriter::put`]).
 //!    GC decides what to delete under the same registry lock, so a block is either claimed
 //!    before GC's decision (and kept) or already gone from the index when the session looks
 //!    (and written again): a claim of a block GC has decided on but not yet deleted waits
@@ -20,49 +20,29 @@
 //!    handed to that GC, whose snapshot of the holdings may predate the commit.
 //!
 //! Claims live in memory: one process owns a data dir (the dir lock), so when the process
-//! dies every session dies with it, and its row is removed at the next open. This module must
-//! not decide what is reachable from holdings (that is `maintenance`).
+//! dies every session dies with it, and its row is removed at the next open. A session's
+//! batched block writes are its [`BlockWriter`] ([`writer`]); its row type is
+//! [`SessionRecord`] in `rows`. This module must not decide what is reachable from holdings
+//! (that is `maintenance`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use crate::content::manifest::{self, LinkKind, MAX_MANIFEST_BLOCK};
 use crate::content::BlockAddress;
 
-use super::blocks::{BlockFiles, BlockWriter};
-use super::index::{Holding, Index};
+use super::blocks::BlockFiles;
+use super::index::Index;
 use super::lock::DirLock;
+use super::packs::Packs;
+use super::rows::{Holding, PackedAt, PinRecord, SessionKind, SessionRecord};
 use super::{Result, StoreError};
 
-/// What a session is doing, for the log line a crash leaves and for `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SessionKind {
-    /// A local add.
-    Add,
-    /// A fetch from the network.
-    Fetch,
-    /// Pinning an item already held.
-    Pin,
-    /// Reading an item no holding protects (`cat` of an unpinned item through a node).
-    Read,
-    /// Taking an item in as a replica held for the network.
-    Replica,
-}
+pub mod writer;
 
-/// A session's row in the index: enough to say what a crash interrupted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRecord {
-    pub kind: SessionKind,
-    /// A path, a content ID, or whatever names the work for a person.
-    pub label: String,
-    /// Unix seconds.
-    pub started: u64,
-}
+pub use writer::BlockWriter;
 
 /// Claims of every live session, and GC's view of them.
 #[derive(Default)]
@@ -170,7 +150,7 @@ impl Drop for Doomed<'_> {
 pub(crate) struct Parts {
     pub dir: PathBuf,
     pub blocks: Arc<BlockFiles>,
-    pub packs: Arc<super::packs::Packs>,
+    pub packs: Arc<Packs>,
     pub index: Arc<Index>,
     pub registry: Arc<Registry>,
     pub max_storage: Option<u64>,
@@ -214,11 +194,7 @@ impl Parts {
     /// Keeps a bad block's bytes out of the way for inspection: its file is moved to
     /// `corrupt/`, a packed one is copied there (`at`: where the index said it lay, read
     /// before its row was removed). The caller unindexes it.
-    pub fn quarantine(
-        &self,
-        a: &BlockAddress,
-        at: Option<super::packs::PackedAt>,
-    ) -> Result<PathBuf> {
+    pub fn quarantine(&self, a: &BlockAddress, at: Option<PackedAt>) -> Result<PathBuf> {
         let Some(at) = at else {
             return self.blocks.quarantine(a);
         };
@@ -382,7 +358,7 @@ impl Session {
     }
 
     /// Ends the session by pinning the item: [`commit`](Self::commit) of a pin.
-    pub fn commit_pin(&self, record: &super::PinRecord) -> Result<()> {
+    pub fn commit_pin(&self, record: &PinRecord) -> Result<()> {
         self.commit(&Holding::Pin(record.clone()))
     }
 }

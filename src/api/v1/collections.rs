@@ -1,6 +1,7 @@
 //! `/api/v1/collections`: shared collections over HTTP — make, edit, publish, follow, show,
-//! history and search. Routed (and documented) by `v1::router`; the work is the node's
-//! collections service (`node::collections`).
+//! history and search. Routed (and documented) by [`v1::router`](super::router); the work is
+//! the node's collections service (`node::collections`). It must not import its sibling route
+//! files: the extractors it shares with them live in [`extract`](crate::api::extract).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -8,9 +9,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
-use super::v1::{ApiJson, ApiQuery};
-use super::Api;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::state::Api;
 use crate::collections::search::Hit;
 use crate::collections::{CollectionId, Entry};
 use crate::node::collections::{CollectionView, HistoryEntry, Published};

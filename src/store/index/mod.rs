@@ -1,141 +1,29 @@
-//! The index: a redb database of which blocks are held, which roots are pinned, and counters.
+//! The index: what the redb database (`index.redb`) says is here, and the transactions that
+//! keep it consistent. It names which blocks are held (and where a packed one lies), which
+//! roots are pinned or held as replicas for the network, the sessions in progress, and the
+//! `bytes` counter, updated in the same transaction as the blocks it counts; the network
+//! layer's DHT tables are in [`dht`].
 //!
-//! Tables (all keyed by the 32-byte SHA-256 digest of a block):
-//! - `blocks`: digest → stored size in bytes. A block is named here only once its file is
-//!   complete and synced.
-//! - `pins`: root digest → CBOR [`PinRecord`].
-//! - `meta`: name → u64 counters (`bytes`: total of `blocks`).
-//! - `replicas`: root digest → CBOR [`ReplicaRecord`]: items held for the network (the R
-//!   closest peers to an item's root each hold one), apart from the user's pins.
-//! - `sessions`: session number → CBOR [`SessionRecord`] of every session in progress
-//!   (`session`); rows found at open were left by a crash and are removed.
-//!
-//! Later tables (replicas held for others, provider records) sit beside these in the same
-//! file. This module must not touch block files.
+//! Table names and row types live in [`rows`](super::rows); this module only reads and writes
+//! them. It must not touch block or pack files, and knows a session only as its row (what a
+//! live session protects is [`session`](super::session)'s business).
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
 use crate::content::BlockAddress;
 
-use super::packs::PackedAt;
-use super::session::SessionRecord;
+use super::rows::{
+    DhtTable, Holding, PackedAt, PinRecord, ReplicaRecord, SessionKind, SessionRecord, BLOCKS,
+    BYTES, META, PACKED, PINS, REPLICAS, SESSIONS,
+};
 use super::{Result, StoreError};
 
-const BLOCKS: TableDefinition<[u8; 32], u64> = TableDefinition::new("blocks");
-/// Where each packed block lies (`packs`): pack id, offset, length.
-const PACKED: TableDefinition<[u8; 32], [u8; 20]> = TableDefinition::new("packed");
-const PINS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("pins");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// How little a row (key, value) is worth keeping when its prefix is full: higher goes first.
-pub type RowRank<'a> = dyn Fn(&[u8], &[u8]) -> [u8; 33] + 'a;
+mod dht;
 
-const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("sessions");
-const REPLICAS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("replicas");
-
-/// Tables the network layer keeps its DHT state in (records, provider records, keys this node
-/// provides). Opaque bytes to the store: the network layer owns their format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DhtTable {
-    Records,
-    Providers,
-    Provided,
-    /// Peers banned for misbehaving (`node::reputation`).
-    Bans,
-    /// The collections this node publishes or follows (`collections::book`); written durably
-    /// ([`Index::kv_write`]): it holds collection keys.
-    Collections,
-}
-
-impl DhtTable {
-    fn def(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
-        match self {
-            DhtTable::Records => TableDefinition::new("dht_records"),
-            DhtTable::Providers => TableDefinition::new("dht_providers"),
-            DhtTable::Provided => TableDefinition::new("dht_provided"),
-            DhtTable::Bans => TableDefinition::new("peer_bans"),
-            DhtTable::Collections => TableDefinition::new("collections"),
-        }
-    }
-}
-const BYTES: &str = "bytes";
-
-/// A pinned root as `ls` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PinRecord {
-    /// The content ID (read capability) of the item.
-    pub id: String,
-    pub name: String,
-    /// "file" or "dir".
-    pub kind: String,
-    /// Plaintext bytes of the item.
-    pub size: u64,
-    /// Unix seconds when it was pinned.
-    pub pinned_at: u64,
-    /// Still being fetched: the pin protects the blocks already here from GC so that an
-    /// interrupted fetch resumes instead of starting over.
-    #[serde(default)]
-    pub partial: bool,
-    /// A partial pin made by a read (`cat` or `get` through the node) in storgo 0.1; let go,
-    /// not resumed, after a restart. Reads write no pin now (their session is their lease),
-    /// so only rows an older version left carry it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub for_reading: bool,
-    /// Copies the network keeps of it (`add --replicas`); `None`: the node's `--replication`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<u8>,
-}
-
-/// An item held as a replica for the network, as `ls --replicas` shows it. Holders never
-/// have the item's key: only its root address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ReplicaRecord {
-    /// The item's root block address (`bafkrei…`).
-    #[schema(value_type = String)]
-    pub root: BlockAddress,
-    /// How many copies the network keeps of it.
-    pub replication: u8,
-    /// Stored bytes of its blocks, as the pusher declared them.
-    pub bytes: u64,
-    /// Unix seconds when this node took it in.
-    pub since: u64,
-    /// Every block is here.
-    pub complete: bool,
-    /// Unix seconds of the last check of its blocks against their addresses.
-    #[serde(default)]
-    pub last_verified: Option<u64>,
-    /// Unix seconds until which the copy is wanted (`replicate-v1.md`, "Leases"): renewed by
-    /// the item's pinners; once it passes, the replica is let go. `None`: a row from before
-    /// leases, given the node's default lease at its next repair round.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease_until: Option<u64>,
-}
-
-/// What keeps an item here: the user's pin, or a replica held for the network.
-#[derive(Debug, Clone)]
-pub enum Holding {
-    Pin(PinRecord),
-    Replica(ReplicaRecord),
-}
-
-impl Holding {
-    pub fn root(&self) -> Result<BlockAddress, crate::content::ContentError> {
-        match self {
-            Holding::Pin(p) => p.id.parse::<crate::content::ContentId>().map(|id| id.root),
-            Holding::Replica(r) => Ok(r.root),
-        }
-    }
-
-    /// Whether the item is still arriving (the holding keeps what has come, for resuming).
-    pub fn is_partial(&self) -> bool {
-        match self {
-            Holding::Pin(p) => p.partial,
-            Holding::Replica(r) => !r.complete,
-        }
-    }
-}
+pub use dht::RowRank;
 
 /// Counts for `status` and quotas.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -187,13 +75,7 @@ impl Index {
             tx.open_table(META).map_err(|e| me.err(e))?;
             tx.open_table(SESSIONS).map_err(|e| me.err(e))?;
             tx.open_table(REPLICAS).map_err(|e| me.err(e))?;
-            for t in [
-                DhtTable::Records,
-                DhtTable::Providers,
-                DhtTable::Provided,
-                DhtTable::Bans,
-                DhtTable::Collections,
-            ] {
+            for t in DhtTable::ALL {
                 tx.open_table(t.def()).map_err(|e| me.err(e))?;
             }
         }
@@ -525,7 +407,7 @@ impl Index {
                 match ciborium::from_reader::<SessionRecord, _>(v.value()) {
                     Ok(r) => out.push(r),
                     Err(e) => out.push(SessionRecord {
-                        kind: super::session::SessionKind::Add,
+                        kind: SessionKind::Add,
                         label: format!("(unreadable session row: {e})"),
                         started: 0,
                     }),
@@ -615,155 +497,6 @@ impl Index {
             pins: pins.len().map_err(|e| self.err(e))?,
             replicas: replicas.len().map_err(|e| self.err(e))?,
         })
-    }
-
-    /// Writes DHT rows without waiting for the disk: DHT state is soft (republished by its
-    /// owners), and this runs on the network event loop.
-    pub fn dht_apply(
-        &self,
-        table: DhtTable,
-        puts: &[(&[u8], &[u8])],
-        removes: &[&[u8]],
-    ) -> Result<()> {
-        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.set_durability(redb::Durability::None)
-            .map_err(|e| self.err(e))?;
-        {
-            let mut t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
-            for (k, v) in puts {
-                t.insert(*k, *v).map_err(|e| self.err(e))?;
-            }
-            for k in removes {
-                t.remove(*k).map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
-    }
-
-    /// Writes rows durably: on return they survive a crash (for state that is nobody else's
-    /// to republish, such as a collection's key and draft).
-    pub fn kv_write(
-        &self,
-        table: DhtTable,
-        puts: &[(&[u8], &[u8])],
-        removes: &[&[u8]],
-    ) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
-            for (k, v) in puts {
-                t.insert(*k, *v).map_err(|e| self.err(e))?;
-            }
-            for k in removes {
-                t.remove(*k).map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
-    }
-
-    /// Writes many rows in one transaction (without waiting for the disk, as [`dht_apply`]),
-    /// each row `(key, prefix_len, value)`: an existing row is overwritten; a new one is
-    /// skipped when its key's first `prefix_len` bytes already start `per_prefix` rows or the
-    /// table holds `max_rows`, or when `admit_new` (asked last, about new rows only) says no.
-    /// Returns how many rows were written.
-    ///
-    /// [`dht_apply`]: Self::dht_apply
-    /// `rank` (see [`RowRank`]) orders rows of one prefix by how little they are worth keeping (given the row's
-    /// key and value; higher goes first): when a prefix is full, a new row takes the place of
-    /// the highest-ranked one if it ranks lower itself.
-    pub fn dht_insert_bounded(
-        &self,
-        table: DhtTable,
-        rows: &[(Vec<u8>, usize, Vec<u8>)],
-        per_prefix: usize,
-        max_rows: u64,
-        admit_new: &mut dyn FnMut(&[u8]) -> bool,
-        rank: &RowRank<'_>,
-    ) -> Result<u32> {
-        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.set_durability(redb::Durability::None)
-            .map_err(|e| self.err(e))?;
-        let mut written = 0u32;
-        {
-            let mut t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
-            let mut len = t.len().map_err(|e| self.err(e))?;
-            for (key, prefix_len, value) in rows {
-                let exists = t.get(key.as_slice()).map_err(|e| self.err(e))?.is_some();
-                if !exists {
-                    let prefix = &key[..(*prefix_len).min(key.len())];
-                    let mut same = 0;
-                    let mut worst: Option<([u8; 33], Vec<u8>)> = None;
-                    for row in t.range(prefix..).map_err(|e| self.err(e))? {
-                        let (k, v) = row.map_err(|e| self.err(e))?;
-                        if !k.value().starts_with(prefix) || same >= per_prefix {
-                            break;
-                        }
-                        same += 1;
-                        let r = rank(k.value(), v.value());
-                        if worst.as_ref().is_none_or(|(w, _)| r > *w) {
-                            worst = Some((r, k.value().to_vec()));
-                        }
-                    }
-                    let replaces = match worst {
-                        Some((w, victim)) if same >= per_prefix => {
-                            if rank(key, value) >= w {
-                                continue;
-                            }
-                            Some(victim)
-                        }
-                        _ => None,
-                    };
-                    if (replaces.is_none() && len >= max_rows) || !admit_new(key) {
-                        continue;
-                    }
-                    match replaces {
-                        Some(victim) => {
-                            t.remove(victim.as_slice()).map_err(|e| self.err(e))?;
-                        }
-                        None => len += 1,
-                    }
-                }
-                t.insert(key.as_slice(), value.as_slice())
-                    .map_err(|e| self.err(e))?;
-                written += 1;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(written)
-    }
-
-    pub fn dht_get(&self, table: DhtTable, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
-        Ok(t.get(key)
-            .map_err(|e| self.err(e))?
-            .map(|v| v.value().to_vec()))
-    }
-
-    /// Rows whose key starts with `prefix` (all rows for an empty prefix), at most `limit`.
-    pub fn dht_scan(
-        &self,
-        table: DhtTable,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in t.range(prefix..).map_err(|e| self.err(e))? {
-            let (k, v) = row.map_err(|e| self.err(e))?;
-            if !k.value().starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            out.push((k.value().to_vec(), v.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    pub fn dht_len(&self, table: DhtTable) -> Result<u64> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
-        t.len().map_err(|e| self.err(e))
     }
 }
 

@@ -1,0 +1,341 @@
+//! The commands that ask the running node through its API: the store commands sent to it
+//! (`add` with `--wait-replicas`, `cat`, `get`, `ls`, `pin`, …), `status`, `repair`, `web` and
+//! the container's `healthcheck`.
+//!
+//! The node owns the data dir while it runs, so these never open the store; the same store
+//! commands without a node are in [`local`](super::local), and their reports are printed by
+//! [`print`](super::print) either way.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::args::{Cli, Command};
+use super::print::{
+    print_gc, print_pins, print_replicas, print_stat, print_verify, report_skipped,
+};
+use super::resolve::{absolute, data_dir, default_output, need_api, parse_id, urlencode};
+use crate::api::client::ApiClient;
+use crate::api::{self, AddRequest, AddResponse, GetRequest, Status};
+use crate::files::ItemStat;
+use crate::store::{GcReport, PinRecord, VerifyReport};
+
+/// The store commands, sent to the node that owns the data dir.
+pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
+    match &cli.command {
+        Command::Add {
+            path,
+            recursive,
+            name,
+            no_pin,
+            no_compress,
+            replicas,
+            wait_replicas,
+            wait_timeout,
+        } => {
+            let r: AddResponse = if path.as_os_str() == "-" {
+                let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut stdin = std::io::stdin().lock();
+                    loop {
+                        let mut buf = vec![0u8; 1 << 20];
+                        match stdin.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                buf.truncate(n);
+                                if tx.blocking_send(Ok(buf)).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.blocking_send(Err(e));
+                                break;
+                            }
+                        }
+                    }
+                });
+                let mut rx = rx;
+                let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+                let mut path = format!(
+                    "/upload?name={}&pin={}&compress={}",
+                    urlencode(name),
+                    !no_pin,
+                    !no_compress
+                );
+                if let Some(n) = replicas {
+                    path.push_str(&format!("&replicas={n}"));
+                }
+                api.post_stream(&path, reqwest::Body::wrap_stream(stream))
+                    .await?
+            } else {
+                let req = AddRequest {
+                    path: absolute(path)?,
+                    recursive: *recursive,
+                    pin: !no_pin,
+                    replicas: *replicas,
+                    compress: !no_compress,
+                };
+                api.post("/add", &req).await?
+            };
+            report_skipped(&r.skipped);
+            println!("{}", r.id);
+            if *wait_replicas {
+                wait_for_replicas(api, &r.id, *replicas, (*wait_timeout).into()).await?;
+            }
+        }
+        Command::Cat { id } => {
+            let id = parse_id(id)?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let r = api
+                .stream(reqwest::Method::GET, &format!("/cat/{id}"), |b| {
+                    out.write_all(b)
+                })
+                .await;
+            match r {
+                Err(crate::api::client::ApiClientError::Node(m)) if m.contains("Broken pipe") => {}
+                other => other?,
+            }
+            out.flush().ok();
+        }
+        Command::Get { id, output } => {
+            let id = parse_id(id)?;
+            let dest = match output {
+                Some(p) => p.clone(),
+                None => {
+                    let st: ItemStat = api.get(&format!("/stat/{id}")).await?;
+                    default_output(&id, &st.name)
+                }
+            };
+            let req = GetRequest {
+                id: id.to_string(),
+                output: absolute(&dest)?,
+            };
+            let _: serde_json::Value = api.post("/get", &req).await?;
+            eprintln!("storgo: wrote {}", dest.display());
+        }
+        Command::Ls { json, replicas } => {
+            if *replicas {
+                let r: Vec<crate::store::ReplicaRecord> = api.get("/replicas").await?;
+                print_replicas(&r, *json)?;
+            } else {
+                let pins: Vec<PinRecord> = api.get("/ls").await?;
+                print_pins(&pins, *json)?;
+            }
+        }
+        Command::Pin { id } => {
+            let id = parse_id(id)?;
+            let r: PinRecord = api.post(&format!("/pin/{id}"), &()).await?;
+            eprintln!("storgo: pinned {}", r.name);
+        }
+        Command::Unpin { id } => {
+            let id = parse_id(id)?;
+            let r: PinRecord = api.post(&format!("/unpin/{id}"), &()).await?;
+            eprintln!(
+                "storgo: unpinned {} (run `storgo gc` to free its blocks)",
+                r.name
+            );
+        }
+        Command::Gc { json } => {
+            let r: GcReport = api.post("/gc", &()).await?;
+            print_gc(&r, *json)?;
+        }
+        Command::Verify { json } => {
+            let r: VerifyReport = api.post("/verify", &()).await?;
+            print_verify(&r, *json, &data_dir(cli)?)?;
+        }
+        Command::Stat { id, sha256, json } => {
+            let id = parse_id(id)?;
+            let mut st: ItemStat = api.get(&format!("/stat/{id}")).await?;
+            if *sha256 {
+                use sha2::Digest;
+                let mut h = sha2::Sha256::new();
+                api.stream(reqwest::Method::GET, &format!("/cat/{id}"), |b| {
+                    h.update(b);
+                    Ok(())
+                })
+                .await?;
+                st.sha256 = Some(hex::encode(h.finalize()));
+            }
+            print_stat(&st, *json)?;
+        }
+        _ => bail!("not a store command"),
+    }
+    Ok(())
+}
+
+/// Streams `/replicas/{id}/wait` and shows how many peers hold the item whole; fails, naming
+/// how many did, when fewer than wanted do by the timeout.
+async fn wait_for_replicas(
+    api: &ApiClient,
+    id: &str,
+    replicas: Option<u8>,
+    timeout: Duration,
+) -> Result<()> {
+    let mut path = format!(
+        "/replicas/{id}/wait?timeout_secs={}",
+        timeout.as_secs().max(1)
+    );
+    if let Some(n) = replicas {
+        path.push_str(&format!("&replicas={n}"));
+    }
+    let mut pending = Vec::new();
+    let mut last = None;
+    api.stream(reqwest::Method::POST, &path, |b| {
+        pending.extend_from_slice(b);
+        while let Some(i) = pending.iter().position(|c| *c == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            match serde_json::from_slice::<api::ReplicaLine>(&line) {
+                Ok(api::ReplicaLine::Progress { confirmed, wanted }) => {
+                    eprintln!("storgo: {confirmed} of {wanted} replicas whole");
+                }
+                Ok(other) => last = Some(other),
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    match last {
+        Some(api::ReplicaLine::Done { confirmed, wanted }) if confirmed.len() >= wanted as usize => {
+            eprintln!("storgo: {} peers hold it: {}", confirmed.len(), confirmed.join(", "));
+            Ok(())
+        }
+        Some(api::ReplicaLine::Done { confirmed, wanted }) => bail!(
+            "only {} of {wanted} peers confirmed a replica of {id} within {} (too few peers, or they refused); it is safe on this node and the next repair round tries again",
+            confirmed.len(),
+            humantime::format_duration(timeout)
+        ),
+        Some(api::ReplicaLine::Error(e)) => bail!(e),
+        _ => bail!("the node ended the wait for replicas without an answer"),
+    }
+}
+
+pub async fn status(cli: &Cli, json: bool) -> Result<()> {
+    let s: Status = need_api(cli).await?.get("/status").await?;
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        println!("peer id: {}", s.node.peer_id);
+        println!("dht mode: {}", s.node.dht_mode);
+        println!("connected peers: {}", s.node.connected_peers);
+        println!("routing table: {} peers", s.node.routing_table_size);
+        println!("records provided: {}", s.node.records_provided);
+        println!(
+            "provider records held: {} ({} taken in since start, {} refused, {} dropped while busy)",
+            s.node.provider_records_held,
+            s.node.records_taken_in,
+            s.node.records_refused,
+            s.node.records_dropped
+        );
+        println!("items pinned: {}", s.store.pins);
+        println!(
+            "bytes stored: {} in {} blocks",
+            s.store.bytes, s.store.blocks
+        );
+        println!("bytes served: {}", s.node.bytes_served);
+        println!("bytes fetched: {}", s.node.bytes_fetched);
+        println!(
+            "store sessions: {} in progress, {} left by a crash removed at start",
+            s.sessions.live, s.sessions.interrupted_at_start
+        );
+        println!("replication: {} copies per item", s.replication.replication);
+        println!(
+            "replicas held for the network: {} whole, {} arriving",
+            s.replication.replicas_held, s.replication.replicas_arriving
+        );
+        match &s.replication.last_round {
+            Some(r) => println!(
+                "last repair round: {} ({} ms): {} items, {} under-replicated, {} pushed, {} handed off, {} failed",
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(r.started)
+                ),
+                r.duration_ms,
+                r.items,
+                r.under_replicated,
+                r.pushes,
+                r.handed_off,
+                r.failed.len()
+            ),
+            None => println!("last repair round: none yet"),
+        }
+        match &s.replication.last_republish {
+            Some(r) => println!(
+                "last republish: {} ({} ms): {} items to {} peers in {} batches, {} DHT walks, {} failed",
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(r.started)
+                ),
+                r.duration_ms,
+                r.roots,
+                r.peers,
+                r.batches,
+                r.walks,
+                r.failed.len()
+            ),
+            None => println!("last republish: none yet"),
+        }
+        println!(
+            "scrub: {} bytes re-checked, {} blocks repaired, {} failures",
+            s.replication.scrub.checked_bytes,
+            s.replication.scrub.repaired_blocks,
+            s.replication.scrub.failed
+        );
+    }
+    Ok(())
+}
+
+/// `storgo repair`: one repair round now.
+pub async fn repair(cli: &Cli, json: bool) -> Result<()> {
+    let r: crate::node::RepairReport = need_api(cli).await?.post("/repair", &()).await?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "repaired {} items in {} ms: {} replicas pushed, {} refusals, {} handed off, {} under-replicated, {} failed",
+            r.items, r.duration_ms, r.pushes, r.refusals, r.handed_off, r.under_replicated, r.failed.len()
+        );
+        for (root, why) in &r.failed {
+            println!("failed {root}: {why}");
+        }
+        if let Some(p) = &r.republish {
+            println!(
+                "provider records: {} sent to {} peers newly among their items' closest ({} batches, {} failed); {} DHT walks mapped the key space",
+                p.records_sent,
+                p.peers,
+                p.batches,
+                p.failed.len(),
+                r.walks
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A fresh one-time login URL for the node's web page.
+pub async fn web(cli: &Cli) -> Result<()> {
+    let link: api::LoginLink = need_api(cli).await?.post("/login-links", &()).await?;
+    println!("{}", link.url);
+    Ok(())
+}
+
+/// Whether the node on this data dir answers `/healthz` (within 3 s).
+pub async fn healthcheck(cli: &Cli) -> Result<()> {
+    let dir = data_dir(cli)?;
+    let text = std::fs::read_to_string(dir.join(api::API_FILE))
+        .with_context(|| format!("no node runs on {} (no api file)", dir.display()))?;
+    let url = text.lines().next().unwrap_or("").trim();
+    let ok = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()?
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if !ok {
+        bail!("the node at {url} does not answer /healthz");
+    }
+    Ok(())
+}

@@ -1,0 +1,546 @@
+//! Placement: where an item's copies go, and the repair of one item. A survey asks the
+//! closest peers what they hold; the pure `Plan::of` decides from it which peers take the R
+//! slots and which one pushes (its rules are unit-tested below); the pusher sends `Hold`s, a
+//! pinner renews the copies' leases, and a holder beyond R closer whole holders hands its
+//! replica off, but only once each of those has proven its copy by serving a block drawn at
+//! random by bytes. Leases that passed with no pinner renewing them are let go here too.
+//!
+//! It must not take replicas in (that is `intake`'s, answering the `Hold`s sent from here),
+//! nor drop a replica before R closer copies are proven.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::PeerId;
+
+use crate::content::BlockAddress;
+use crate::network::{
+    distance_order, ChunkRequest, ChunkResponse, RefuseReason, ReplicateRequest, ReplicateResponse,
+};
+use crate::node::{blocking, now_secs, NodeError, Offence};
+
+use super::{held_here, Held, ItemRepair, Replicator};
+
+/// How a peer answered a `Hold`.
+enum Asked {
+    Accepted,
+    Busy,
+    No,
+}
+
+/// Who does what for one item in a repair round, decided from what each peer said it holds
+/// (this node included): a pure function of the survey, so its rules are tested beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    /// Every surveyed peer with what it holds, closest to the item first.
+    order: Vec<(PeerId, Held)>,
+    /// Peers that may take a replica slot (they do not pin the item), closest first; the
+    /// first R of them are the slots.
+    candidates: Vec<PeerId>,
+    /// Whole copies among the R slots before this round.
+    whole_before: usize,
+    /// The one peer that pushes copies: the closest whole holder, pinner or not.
+    pusher: Option<PeerId>,
+    /// Slots closer than this node that claim a whole copy (a handoff proves them first).
+    closer_claims: Vec<PeerId>,
+}
+
+impl Plan {
+    fn of(root: &BlockAddress, r: usize, me: PeerId, known: &[(PeerId, Held)]) -> Plan {
+        let mut peers: Vec<PeerId> = known.iter().map(|(p, _)| *p).collect();
+        distance_order(root, &mut peers);
+        peers.dedup();
+        let held_by = |p: &PeerId| {
+            known
+                .iter()
+                .find(|(q, _)| q == p)
+                .map(|(_, h)| *h)
+                .unwrap_or(Held::No)
+        };
+        let order: Vec<(PeerId, Held)> = peers.iter().map(|p| (*p, held_by(p))).collect();
+        let candidates: Vec<PeerId> = order
+            .iter()
+            .filter(|(_, h)| !h.pinned())
+            .map(|(p, _)| *p)
+            .collect();
+        let whole_before = candidates
+            .iter()
+            .take(r)
+            .filter(|p| held_by(p).whole())
+            .count();
+        let pusher = order.iter().find(|(_, h)| h.whole()).map(|(p, _)| *p);
+        let closer_claims = candidates
+            .iter()
+            .take_while(|p| **p != me)
+            .filter(|p| held_by(p).whole())
+            .copied()
+            .collect();
+        Plan {
+            order,
+            candidates,
+            whole_before,
+            pusher,
+            closer_claims,
+        }
+    }
+
+    fn held(&self, p: &PeerId) -> Held {
+        self.order
+            .iter()
+            .find(|(q, _)| q == p)
+            .map(|(_, h)| *h)
+            .unwrap_or(Held::No)
+    }
+}
+
+impl Replicator {
+    /// Asks `peers` what they hold of `root`, at most eight at a time; unreachable peers
+    /// are left out.
+    async fn survey(&self, root: BlockAddress, peers: &[PeerId]) -> Vec<(PeerId, Held)> {
+        let asks: Vec<_> = peers
+            .iter()
+            .copied()
+            .map(|p| {
+                let c = self.client.clone();
+                async move {
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        c.replicate(p, ReplicateRequest::Query { root }),
+                    )
+                    .await;
+                    match r {
+                        Ok(Ok(resp)) => Held::from_response(&resp).map(|h| (p, h)),
+                        _ => None,
+                    }
+                }
+            })
+            .collect();
+        futures::stream::iter(asks)
+            .buffered(8)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await
+    }
+
+    /// Places `root` on the R peers closest to it (found with a DHT walk); see the module docs.
+    pub async fn repair_item(
+        &self,
+        root: BlockAddress,
+        replication: u8,
+    ) -> Result<ItemRepair, NodeError> {
+        let closest = self.client.closest_peers(root).await?;
+        self.place(root, replication, closest).await
+    }
+
+    /// Places `root` given the live peers closest to it, closest first.
+    pub(super) async fn place(
+        &self,
+        root: BlockAddress,
+        replication: u8,
+        closest: Vec<PeerId>,
+    ) -> Result<ItemRepair, NodeError> {
+        let r = replication.max(1) as usize;
+        let me = self.client.peer_id();
+        let store = Arc::clone(&self.store);
+        let lease_secs = self.cfg.replica_lease.as_secs();
+        // The lease this node passes on: a pinner grants a full one; a holder its own.
+        let (mine, grant) = blocking(move || -> Result<_, crate::store::StoreError> {
+            let h = held_here(&store, &root)?;
+            let grant = if h.pinned() {
+                Some(now_secs() + lease_secs)
+            } else {
+                store.replica_of(&root)?.and_then(|r| r.lease_until)
+            };
+            Ok((h, grant))
+        })
+        .await??;
+        let mut known = self
+            .survey(root, &closest[..closest.len().min(r + 8)])
+            .await;
+        known.push((me, mine));
+        let plan = Plan::of(&root, r, me, &known);
+        let held = |p: &PeerId| plan.held(p);
+        let candidates = &plan.candidates;
+        let mut report = ItemRepair {
+            root: root.to_string(),
+            replication,
+            whole_before: plan.whole_before,
+            ..ItemRepair::default()
+        };
+        let pusher = plan.pusher;
+        let bytes = if pusher == Some(me) || mine.pinned() {
+            let store = Arc::clone(&self.store);
+            blocking(move || store.item_bytes(&root)).await??
+        } else {
+            0
+        };
+        if pusher == Some(me) {
+            let targets: Vec<(PeerId, Held)> = candidates.iter().map(|p| (*p, held(p))).collect();
+            let ask = ReplicateRequest::Hold {
+                root,
+                replication,
+                bytes,
+                lease_until: grant,
+            };
+            let filled = self.push_copies(root, &ask, &targets, r, &mut report).await;
+            report.under_replicated = filled < r;
+        } else {
+            let filled = candidates
+                .iter()
+                .take(r)
+                .filter(|p| held(p).whole())
+                .count();
+            report.under_replicated = filled < r;
+        }
+        if mine.pinned() {
+            // A pinner renews the copies' leases: a `Hold` to a holder is a renewal.
+            let holders: Vec<PeerId> = candidates
+                .iter()
+                .take(r)
+                .filter(|p| held(p).whole() && **p != me)
+                .copied()
+                .collect();
+            for p in holders {
+                let renew = ReplicateRequest::Hold {
+                    root,
+                    replication,
+                    bytes,
+                    lease_until: grant,
+                };
+                if let Err(e) = self.client.replicate(p, renew).await {
+                    tracing::debug!(peer = %p, cid = %root, error = %e, "lease renewal failed");
+                }
+            }
+        }
+        // Handoff: a replica beyond R closer whole holders is no longer needed here. A holder
+        // counts as whole only once it has served a block picked at random from the item:
+        // R peers answering "whole" without the data would otherwise make every honest
+        // farther holder drop its copy.
+        if mine == (Held::Whole { pinned: false }) {
+            let claimed = plan.closer_claims.clone();
+            let closer_whole = if claimed.len() >= r {
+                self.proven_holders(root, &claimed, r).await?
+            } else {
+                claimed.len()
+            };
+            tracing::debug!(
+                cid = %root,
+                closer_whole,
+                asked = closest.len().min(r + 8),
+                answered = known.len() - 1,
+                "replica placement seen by a holder"
+            );
+            if closer_whole >= r {
+                let store = Arc::clone(&self.store);
+                blocking(move || store.drop_replica(&root)).await??;
+                self.client.stop_providing(root).await?;
+                report.handed_off = true;
+                tracing::info!(cid = %root, "replica handed off to closer peers");
+            }
+        }
+        Ok(report)
+    }
+
+    /// Sends `ask` (a `Hold`) to `targets` in order until `r` of them hold the item whole or
+    /// have accepted it; a peer that refuses as busy is asked again after a pause (twice at
+    /// most, 1 s then 2 s), when the others did not make up the count. Returns the count.
+    async fn push_copies(
+        &self,
+        root: BlockAddress,
+        ask: &ReplicateRequest,
+        targets: &[(PeerId, Held)],
+        r: usize,
+        report: &mut ItemRepair,
+    ) -> usize {
+        let mut filled = 0;
+        let mut busy = Vec::new();
+        for (p, h) in targets {
+            if filled == r {
+                return filled;
+            }
+            // Only a whole copy counts. A partial holder is sent `Hold` too: it answers
+            // "accepted" while its intake runs, and restarts an intake that is stuck.
+            if h.whole() {
+                filled += 1;
+                continue;
+            }
+            match self.ask_to_hold(root, *p, ask, report).await {
+                Asked::Accepted => filled += 1,
+                Asked::Busy => busy.push(*p),
+                Asked::No => {}
+            }
+        }
+        for pause in [Duration::from_secs(1), Duration::from_secs(2)] {
+            if filled >= r || busy.is_empty() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            for p in std::mem::take(&mut busy) {
+                if filled == r {
+                    break;
+                }
+                match self.ask_to_hold(root, p, ask, report).await {
+                    Asked::Accepted => filled += 1,
+                    Asked::Busy => busy.push(p),
+                    Asked::No => {}
+                }
+            }
+        }
+        filled
+    }
+
+    async fn ask_to_hold(
+        &self,
+        root: BlockAddress,
+        p: PeerId,
+        ask: &ReplicateRequest,
+        report: &mut ItemRepair,
+    ) -> Asked {
+        tracing::debug!(cid = %root, peer = %p, "asking to hold");
+        match self.client.replicate(p, ask.clone()).await {
+            Ok(ReplicateResponse::Accepted) => {
+                report.pushed.push(p.to_string());
+                Asked::Accepted
+            }
+            Ok(ReplicateResponse::Refused { reason, message }) => {
+                tracing::info!(peer = %p, cid = %root, ?reason, message, "replica refused");
+                report
+                    .refused
+                    .push((p.to_string(), format!("{reason:?}: {message}")));
+                if reason == RefuseReason::Busy {
+                    Asked::Busy
+                } else {
+                    Asked::No
+                }
+            }
+            Ok(other) => {
+                tracing::debug!(peer = %p, response = ?other, "unexpected answer to hold");
+                Asked::No
+            }
+            Err(e) => {
+                tracing::debug!(peer = %p, error = %e, "hold request failed");
+                Asked::No
+            }
+        }
+    }
+
+    /// How many of `claimed` (peers that said they hold `root` whole) prove it, checking until
+    /// `enough` have: each is asked for one block of the item picked at random from this
+    /// node's own whole copy, and the answer is checked against its address. A peer that
+    /// sends other bytes, or says it does not have the block, is booked.
+    async fn proven_holders(
+        &self,
+        root: BlockAddress,
+        claimed: &[PeerId],
+        enough: usize,
+    ) -> Result<usize, NodeError> {
+        let store = Arc::clone(&self.store);
+        let blocks = blocking(move || store.item_blocks_sized(&root)).await??;
+        let total: u64 = blocks.iter().map(|(_, s)| *s).sum();
+        if total == 0 {
+            return Ok(0);
+        }
+        let mut proven = 0;
+        for peer in claimed {
+            if proven >= enough {
+                break;
+            }
+            let Some(pick) = block_at_byte(&blocks, rand::random::<u64>() % total) else {
+                break;
+            };
+            let answer = tokio::time::timeout(
+                Duration::from_secs(30),
+                self.client.request(*peer, ChunkRequest::GetChunk(pick)),
+            )
+            .await;
+            match answer {
+                Ok(Ok(ChunkResponse::Block(b))) if pick.matches(&b) => proven += 1,
+                Ok(Ok(ChunkResponse::Block(_))) => {
+                    tracing::warn!(peer = %peer, cid = %root, block = %pick, "a peer claiming a whole replica sent wrong bytes");
+                    self.client.report(*peer, Offence::BadBlock).await;
+                }
+                Ok(Ok(ChunkResponse::NotFound)) => {
+                    tracing::info!(peer = %peer, cid = %root, block = %pick, "a peer claiming a whole replica does not have one of its blocks");
+                    self.client.report(*peer, Offence::ClaimedButMissing).await;
+                }
+                Ok(Ok(other)) => {
+                    tracing::debug!(peer = %peer, cid = %root, answer = ?other, "no proof of a whole replica");
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, cid = %root, error = %e, "no proof of a whole replica");
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, cid = %root, "no proof of a whole replica: no answer in time");
+                }
+            }
+        }
+        Ok(proven)
+    }
+
+    /// Waits until `replication` peers that do not pin `root` hold it whole, or `timeout`
+    /// passes; `progress` is told each count as it changes. Returns the peers that do.
+    pub async fn wait_for_replicas(
+        &self,
+        root: BlockAddress,
+        replication: u8,
+        timeout: Duration,
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<Vec<PeerId>, NodeError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = usize::MAX;
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            poll.tick().await;
+            let closest = self.client.closest_peers(root).await?;
+            let held = self
+                .survey(
+                    root,
+                    &closest[..closest.len().min(replication as usize + 8)],
+                )
+                .await;
+            let whole: Vec<PeerId> = held
+                .iter()
+                .filter(|(_, h)| *h == Held::Whole { pinned: false })
+                .map(|(p, _)| *p)
+                .collect();
+            if whole.len() != last {
+                last = whole.len();
+                progress(last);
+            }
+            if whole.len() >= replication as usize || Instant::now() >= deadline {
+                return Ok(whole);
+            }
+        }
+    }
+
+    /// Lets go of replicas whose lease has passed (nobody pinning the item renewed it) and
+    /// gives rows from before leases a lease from now. Returns how many were let go.
+    pub(super) async fn expire_leases(&self) -> Result<usize, NodeError> {
+        let store = Arc::clone(&self.store);
+        let lease = self.cfg.replica_lease.as_secs();
+        let expired = blocking(
+            move || -> Result<Vec<BlockAddress>, crate::store::StoreError> {
+                let now = now_secs();
+                let mut gone = Vec::new();
+                for r in store.replicas()? {
+                    match r.lease_until {
+                        None => {
+                            store.renew_replica(&r.root, now + lease)?;
+                        }
+                        Some(until) if until < now => {
+                            store.drop_replica(&r.root)?;
+                            gone.push(r.root);
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok(gone)
+            },
+        )
+        .await??;
+        for root in &expired {
+            // Still provided while a pin of it is here.
+            let (store, at) = (Arc::clone(&self.store), *root);
+            let pinned = blocking(move || store.pin_of(&at))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten()
+                .is_some();
+            if !pinned {
+                self.client.stop_providing(*root).await?;
+            }
+            tracing::info!(cid = %root, "replica let go: its lease passed with no pinner renewing it");
+        }
+        Ok(expired.len())
+    }
+}
+
+/// The block that holds byte `at` of the blocks laid end to end: a pick weighted by size, so
+/// the small manifest blocks a lying holder might keep are rarely what it is asked for.
+fn block_at_byte(blocks: &[(BlockAddress, u64)], mut at: u64) -> Option<BlockAddress> {
+    for (a, size) in blocks {
+        if at < *size {
+            return Some(*a);
+        }
+        at -= size;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` peers in the order of their distance to `root`, closest first.
+    fn peers_by_distance(root: &BlockAddress, n: usize) -> Vec<PeerId> {
+        let mut v: Vec<PeerId> = (0..n).map(|_| PeerId::random()).collect();
+        distance_order(root, &mut v);
+        v
+    }
+
+    #[test]
+    fn the_closest_holders_that_do_not_pin_take_the_slots_and_the_closest_whole_one_pushes() {
+        let root = BlockAddress::of(b"lecture");
+        let p = peers_by_distance(&root, 6);
+        // p0 pins it (the adder), p2 holds a whole replica, p1 a partial one, the rest nothing.
+        let known = vec![
+            (p[3], Held::No),
+            (p[0], Held::Whole { pinned: true }),
+            (p[2], Held::Whole { pinned: false }),
+            (p[1], Held::Partial { pinned: false }),
+            (p[4], Held::No),
+            (p[5], Held::No),
+        ];
+        let plan = Plan::of(&root, 3, p[4], &known);
+        assert_eq!(plan.candidates, p[1..].to_vec(), "a pinner takes no slot");
+        assert_eq!(plan.whole_before, 1, "a partial copy does not count");
+        assert_eq!(
+            plan.pusher,
+            Some(p[0]),
+            "the closest whole holder pushes, pinner or not"
+        );
+        assert_eq!(
+            plan.closer_claims,
+            vec![p[2]],
+            "slots closer than p4 that claim a copy"
+        );
+    }
+
+    #[test]
+    fn a_joining_closer_peer_takes_a_slot_and_the_farthest_holder_may_hand_off() {
+        let root = BlockAddress::of(b"notes");
+        let p = peers_by_distance(&root, 5);
+        // R = 2 held by p2 and p3; p0 and p1 joined and took copies: p3 is now beyond R.
+        let known: Vec<(PeerId, Held)> = [p[0], p[1], p[2], p[3]]
+            .iter()
+            .map(|q| (*q, Held::Whole { pinned: false }))
+            .chain([(p[4], Held::Whole { pinned: true })])
+            .collect();
+        let plan = Plan::of(&root, 2, p[3], &known);
+        assert_eq!(plan.whole_before, 2);
+        assert_eq!(
+            plan.closer_claims,
+            vec![p[0], p[1], p[2]],
+            "three closer claims to prove"
+        );
+        // Nobody holds it yet: no pusher, no claims.
+        let empty: Vec<(PeerId, Held)> = p.iter().map(|q| (*q, Held::No)).collect();
+        let plan = Plan::of(&root, 2, p[0], &empty);
+        assert_eq!((plan.pusher, plan.whole_before), (None, 0));
+        assert!(plan.closer_claims.is_empty());
+    }
+
+    #[test]
+    fn a_proof_is_drawn_by_bytes_not_by_blocks() {
+        let small = BlockAddress::of(b"manifest");
+        let big = BlockAddress::of(b"chunk");
+        let blocks = [(small, 10), (big, 990)];
+        assert_eq!(block_at_byte(&blocks, 0), Some(small));
+        assert_eq!(block_at_byte(&blocks, 9), Some(small));
+        assert_eq!(block_at_byte(&blocks, 10), Some(big));
+        assert_eq!(block_at_byte(&blocks, 999), Some(big));
+        assert_eq!(block_at_byte(&blocks, 1000), None);
+    }
+}
