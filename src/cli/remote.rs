@@ -219,7 +219,9 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string(&s)?);
     } else {
         println!("peer id: {}", s.node.peer_id);
+        println!("role: {}", s.node.role);
         println!("dht mode: {}", s.node.dht_mode);
+        println!("background tasks: {}", s.node.background_tasks.join(", "));
         println!("connected peers: {}", s.node.connected_peers);
         println!("routing table: {} peers", s.node.routing_table_size);
         println!("records provided: {}", s.node.records_provided);

@@ -29,6 +29,20 @@ pub struct Inbound {
     pub outcome: &'static str,
 }
 
+/// Labels of `storgo_background_tasks`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Task {
+    /// `replica service`, `repair`, `scrub`, `republish`, `collections` or `resume`.
+    pub task: &'static str,
+}
+
+/// Labels of `storgo_node_role`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabel {
+    /// `resident` or `temporary`.
+    pub role: &'static str,
+}
+
 /// Counters shared between the event loop, the client and the API.
 #[derive(Debug)]
 pub struct Counters {
@@ -57,6 +71,12 @@ pub struct Counters {
     pub items_pinned: Gauge,
     pub replicas_held: Gauge,
     pub items_under_replicated: Gauge,
+    /// What the node is for (`resident` or `temporary`), 1 on its one label.
+    pub role: Family<RoleLabel, Gauge>,
+    /// Background tasks besides the swarm's loop: 1 while one runs, 0 once it has ended.
+    pub background_tasks: Family<Task, Gauge>,
+    /// The names in `background_tasks`, in the order they started (a family cannot be listed).
+    task_names: std::sync::Mutex<Vec<&'static str>>,
     /// Set when the node begins to stop: new holds and announcements are refused. (Not a
     /// metric; it lives here because everything that needs it holds the counters.)
     pub stopping: AtomicBool,
@@ -82,6 +102,9 @@ impl Default for Counters {
             items_pinned: Gauge::default(),
             replicas_held: Gauge::default(),
             items_under_replicated: Gauge::default(),
+            role: Family::default(),
+            background_tasks: Family::default(),
+            task_names: std::sync::Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
         }
     }
@@ -96,6 +119,41 @@ impl Counters {
 
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Records what the node is for (once, at start).
+    pub fn set_role(&self, role: &'static str) {
+        self.role.get_or_create(&RoleLabel { role }).set(1);
+    }
+
+    /// The role set by [`set_role`](Self::set_role), if any.
+    pub fn role(&self) -> Option<&'static str> {
+        ["resident", "temporary"]
+            .into_iter()
+            .find(|role| self.role.get_or_create(&RoleLabel { role }).get() == 1)
+    }
+
+    /// Marks a background task as running (`true`) or ended (`false`).
+    pub fn task_running(&self, task: &'static str, running: bool) {
+        if running {
+            let mut names = self.task_names.lock().unwrap_or_else(|e| e.into_inner());
+            if !names.contains(&task) {
+                names.push(task);
+            }
+        }
+        self.background_tasks
+            .get_or_create(&Task { task })
+            .set(running as i64);
+    }
+
+    /// The background tasks running now, in the order they started.
+    pub fn running_tasks(&self) -> Vec<&'static str> {
+        let names = self.task_names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .copied()
+            .filter(|&task| self.background_tasks.get_or_create(&Task { task }).get() == 1)
+            .collect()
     }
 
     fn register(&self, r: &mut Registry) {
@@ -172,6 +230,16 @@ impl Counters {
             "Bytes of blocks held in the store",
             Unit::Bytes,
             self.stored_bytes.clone(),
+        );
+        r.register(
+            "node_role",
+            "What this node is for: resident (storgo node) or temporary (a lone fetch)",
+            self.role.clone(),
+        );
+        r.register(
+            "background_tasks",
+            "Background tasks besides the swarm's loop: 1 running, 0 ended",
+            self.background_tasks.clone(),
         );
         r.register(
             "items_pinned",

@@ -150,6 +150,14 @@ pub struct NodeInfo {
     #[serde(default)]
     pub connections_made: u64,
     pub dht_mode: String,
+    /// What the node is for: `resident` (`storgo node`) or `temporary` (the node of a lone
+    /// `storgo fetch`, which runs nothing but the fetch).
+    #[serde(default)]
+    pub role: String,
+    /// Background tasks running now besides the swarm's loop (`replica service`, `repair`,
+    /// `scrub`, `republish`, `collections`, `resume`).
+    #[serde(default)]
+    pub background_tasks: Vec<String>,
 }
 
 pub use swarm::reputation::{Ban, Offence};
@@ -203,6 +211,14 @@ pub enum Role {
 }
 
 impl Role {
+    /// As `storgo status` and `storgo_node_role` show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Resident => "resident",
+            Role::Temporary => "temporary",
+        }
+    }
+
     /// A node that is no DHT server is a temporary one (`NetworkConfig::dht_server`).
     pub fn of(cfg: &NetworkConfig) -> Self {
         if cfg.dht_server {
@@ -281,8 +297,10 @@ impl Node {
             replicator.clone(),
         )
         .map_err(|e| NetworkError::Build(e.to_string()))?;
-        let mut helpers = tasks::Tasks::default();
-        if Role::of(&cfg) == Role::Resident {
+        let role = Role::of(&cfg);
+        counters.set_role(role.name());
+        let mut helpers = tasks::Tasks::new(Arc::clone(&counters));
+        if role == Role::Resident {
             let r = &replicator;
             helpers.spawn("replica service", r.clone().serve(replica_rx));
             helpers.spawn("repair", r.clone().repair_loop());

@@ -6,21 +6,31 @@
 //! [`periodic`] loop whose timing is tested here.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The background tasks of one node, by name.
-#[derive(Default)]
+use super::metrics::Counters;
+
+/// The background tasks of one node, by name; which run is shown in the node's counters
+/// (`storgo status`, `storgo_background_tasks`).
 pub(crate) struct Tasks {
     tracker: TaskTracker,
     cancel: CancellationToken,
-    running: Vec<(&'static str, JoinHandle<()>)>,
+    counters: Arc<Counters>,
 }
 
 impl Tasks {
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        Self {
+            tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            counters,
+        }
+    }
+
     /// Runs `work` until it ends or the tasks are stopped, whichever is first.
     pub(crate) fn spawn(
         &mut self,
@@ -28,22 +38,20 @@ impl Tasks {
         work: impl Future<Output = ()> + Send + 'static,
     ) {
         let cancel = self.cancel.clone();
-        let handle = self.tracker.spawn(async move {
+        let counters = Arc::clone(&self.counters);
+        counters.task_running(name, true);
+        self.tracker.spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 _ = work => {}
             }
+            counters.task_running(name, false);
         });
-        self.running.push((name, handle));
     }
 
     /// The tasks that have not ended, by name.
     pub(crate) fn names(&self) -> Vec<&'static str> {
-        self.running
-            .iter()
-            .filter(|(_, h)| !h.is_finished())
-            .map(|(name, _)| *name)
-            .collect()
+        self.counters.running_tasks()
     }
 
     /// Stops every task and waits until each has ended.
@@ -111,7 +119,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_periodic_job_runs_once_per_interval_and_stops_with_its_tasks() {
         let runs = Arc::new(AtomicU32::new(0));
-        let mut tasks = Tasks::default();
+        let mut tasks = Tasks::new(Default::default());
         for (name, first_at_once) in [("later", false), ("at once", true)] {
             let r = Arc::clone(&runs);
             let schedule = Schedule {
@@ -149,7 +157,8 @@ mod tests {
     #[tokio::test]
     async fn stop_returns_once_every_task_has_dropped_what_it_held() {
         let held = std::sync::Arc::new(());
-        let mut tasks = Tasks::default();
+        let counters = Arc::new(Counters::default());
+        let mut tasks = Tasks::new(Arc::clone(&counters));
         for name in ["a", "b"] {
             let mine = std::sync::Arc::clone(&held);
             tasks.spawn(name, async move {
@@ -164,5 +173,10 @@ mod tests {
         assert!(names.starts_with(&["a", "b"]), "{names:?}");
         tasks.stop().await;
         assert_eq!(std::sync::Arc::strong_count(&held), 1, "every task let go");
+        assert!(
+            counters.running_tasks().is_empty(),
+            "stopped tasks are shown as ended: {:?}",
+            counters.running_tasks()
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Roles are explicit: the node a lone `storgo fetch` starts (no DHT server, one job) fetches
 //! and runs nothing else — no replica service, repair, scrub, republish, collections or
 //! resume — while a resident node runs all of them; and `stop` returns only once every task
-//! has let go of the data dir (it opens again at once).
+//! has let go of the data dir (it opens again at once). Both show it where an operator
+//! looks: `storgo status` (the node's info) and `/metrics`.
 
 use std::sync::Arc;
 
@@ -31,6 +32,18 @@ async fn a_temporary_node_runs_only_what_a_fetch_needs() {
         ],
         "a resident node keeps items and copies"
     );
+    let info = resident.client.info().await.unwrap();
+    assert_eq!(info.role, "resident");
+    let mut shown = info.background_tasks.clone();
+    shown.retain(|t| t != "resume");
+    shown.sort();
+    assert_eq!(shown, tasks, "status shows what runs");
+    let metrics = resident.metrics.encode().unwrap();
+    assert!(metrics.contains(r#"storgo_node_role{role="resident"} 1"#), "{metrics}");
+    for t in &tasks {
+        let line = format!(r#"storgo_background_tasks{{task="{t}"}} 1"#);
+        assert!(metrics.contains(&line), "no {line} in {metrics}");
+    }
     let notes = tmp.path().join("notes.txt");
     let data = write_random(&notes, 200_000, 3);
     let id = add_and_provide(&resident, &notes).await;
@@ -47,6 +60,15 @@ async fn a_temporary_node_runs_only_what_a_fetch_needs() {
         temporary.background_tasks().is_empty(),
         "a temporary node runs {:?}",
         temporary.background_tasks()
+    );
+    let info = temporary.client.info().await.unwrap();
+    assert_eq!(info.role, "temporary");
+    assert!(info.background_tasks.is_empty(), "{info:?}");
+    let metrics = temporary.metrics.encode().unwrap();
+    assert!(metrics.contains(r#"storgo_node_role{role="temporary"} 1"#), "{metrics}");
+    assert!(
+        !metrics.contains("storgo_background_tasks{"),
+        "a temporary node shows no task: {metrics}"
     );
     wait_routing(&temporary, 1).await;
     let out = tmp.path().join("out");

@@ -37,7 +37,7 @@ use crate::store::{Holding, PinRecord, Session, SessionKind, Store, StoreError};
 use crate::files::Output;
 
 use super::{blocking, now_secs, Client, NodeError};
-use transfer::{bring, Pace, Streaming};
+use transfer::{bring, Bring, Pace, Streaming};
 
 /// How a fetch behaves.
 #[derive(Debug, Clone)]
@@ -146,26 +146,25 @@ pub async fn fetch_in(
         for_reading: false,
         replicas: already.as_ref().and_then(|p| p.replicas),
     };
-    let brought = bring(
-        client,
-        session,
-        id.root,
-        Some(id.key),
-        &|w| pin_partial.then(|| Holding::Pin(record(w))),
-        Pace {
+    let partial = |w: &walk::Walked| pin_partial.then(|| Holding::Pin(record(w)));
+    let what = Bring {
+        root: id.root,
+        key: Some(id.key),
+        partial: &partial,
+        pace: Pace {
             window: opts.window,
             stall_timeout: opts.stall_timeout,
             deadline: opts.deadline,
             max_bytes: None,
         },
         progress,
-        output.map(|output| Streaming {
+        streaming: output.map(|output| Streaming {
             store: Arc::clone(store),
             id: *id,
             output,
         }),
-    )
-    .await?;
+    };
+    let brought = bring(client, session, what).await?;
     let (walked, pulled, mut dropped) = (brought.walked, brought.pulled, brought.dropped);
     let record = record(&walked);
 

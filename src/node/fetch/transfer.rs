@@ -406,26 +406,48 @@ pub(crate) struct Streaming {
     pub output: Output,
 }
 
-/// Brings the item rooted at `root` into `session`: finds providers, walks its manifests
-/// (opening them with `key` when given), stores the new manifests, commits the holding
-/// `partial` returns (so that what arrives survives a restart and is resumed), then pulls
-/// every chunk not yet here — writing `streaming`'s output meanwhile, when given. The caller
-/// commits the whole holding.
-#[allow(clippy::too_many_arguments)]
+/// What [`bring`] brings and how: the item rooted at `root` (its manifests opened with `key`
+/// when given), the holding `partial` returns (committed once the manifests are here), the
+/// pace, progress reports, and the output to write while chunks arrive, if any.
+pub(crate) struct Bring<'a> {
+    pub root: BlockAddress,
+    pub key: Option<BlockKey>,
+    pub partial: &'a (dyn Fn(&Walked) -> Option<Holding> + Sync),
+    pub pace: Pace,
+    pub progress: &'a (dyn Fn(FetchProgress) + Send + Sync),
+    pub streaming: Option<Streaming>,
+}
+
+impl<'a> Bring<'a> {
+    /// A copy of someone else's item (sealed blocks only: no key, no output, no progress).
+    pub fn copy(
+        root: BlockAddress,
+        partial: &'a (dyn Fn(&Walked) -> Option<Holding> + Sync),
+        pace: Pace,
+    ) -> Self {
+        Self {
+            root,
+            key: None,
+            partial,
+            pace,
+            progress: &|_| {},
+            streaming: None,
+        }
+    }
+}
+
+/// Brings an item into `session`: finds providers, walks its manifests, stores the new
+/// manifests, commits the holding `partial` returns (so that what arrives survives a restart
+/// and is resumed), then pulls every chunk not yet here — writing the output meanwhile, when
+/// there is one. The caller commits the whole holding.
 pub(crate) async fn bring(
     client: &Client,
     session: &Arc<Session>,
-    root: BlockAddress,
-    key: Option<BlockKey>,
-    partial: &(dyn Fn(&Walked) -> Option<Holding> + Sync),
-    pace: Pace,
-    progress: &(dyn Fn(FetchProgress) + Send + Sync),
-    streaming: Option<Streaming>,
+    what: Bring<'_>,
 ) -> Result<Brought, NodeError> {
-    let bringing = bring_unbounded(
-        client, session, root, key, partial, pace, progress, streaming,
-    );
-    match pace.deadline {
+    let (root, deadline) = (what.root, what.pace.deadline);
+    let bringing = bring_unbounded(client, session, what);
+    match deadline {
         None => bringing.await,
         Some(limit) => {
             tokio::time::timeout(limit, bringing)
@@ -453,17 +475,19 @@ pub(crate) struct Pace {
     pub max_bytes: Option<u64>,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn bring_unbounded(
     client: &Client,
     session: &Arc<Session>,
-    root: BlockAddress,
-    key: Option<BlockKey>,
-    partial: &(dyn Fn(&Walked) -> Option<Holding> + Sync),
-    pace: Pace,
-    progress: &(dyn Fn(FetchProgress) + Send + Sync),
-    streaming: Option<Streaming>,
+    what: Bring<'_>,
 ) -> Result<Brought, NodeError> {
+    let Bring {
+        root,
+        key,
+        partial,
+        pace,
+        progress,
+        streaming,
+    } = what;
     let Pace {
         window,
         stall_timeout,

@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use crate::content::BlockAddress;
 use crate::network::{RefuseReason, ReplicateRequest, ReplicateResponse};
 use crate::node::fetch::begin_session;
-use crate::node::fetch::transfer::bring;
+use crate::node::fetch::transfer::{bring, Bring};
+use crate::node::fetch::walk::Walked;
 use crate::node::{blocking, now_secs, NodeError, Offence};
 use crate::store::{Holding, ReplicaRecord, SessionKind};
 
@@ -291,17 +292,9 @@ impl Replicator {
             last_verified: complete.then(now_secs),
             lease_until: Some(lease),
         };
-        let brought = bring(
-            &self.client,
-            &session,
-            root,
-            None,
-            &|_| Some(Holding::Replica(record(false))),
-            self.pace(Some(bytes)),
-            &|_| {},
-            None,
-        )
-        .await;
+        let partial = |_: &Walked| Some(Holding::Replica(record(false)));
+        let what = Bring::copy(root, &partial, self.pace(Some(bytes)));
+        let brought = bring(&self.client, &session, what).await;
         if let Err(e) = brought {
             // Nothing keeps a failed intake: the next repair round pushes it again.
             let store = Arc::clone(&self.store);

@@ -1,12 +1,16 @@
 //! Placement: where an item's copies go, and the repair of one item. A survey asks the
 //! closest peers what they hold; the pure `Plan::of` decides from it which peers take the R
-//! slots and which one pushes (its rules are unit-tested below); the pusher sends `Hold`s, a
+//! slots and which one pushes, and the pure `fill_slots` which peers are asked in turn when
+//! some refuse (their rules are unit-tested below); the pusher sends `Hold`s, a
 //! pinner renews the copies' leases, and a holder beyond R closer whole holders hands its
 //! replica off, but only once each of those has proven its copy by serving a block drawn at
 //! random by bytes. Leases that passed with no pinner renewing them are let go here too.
 //!
 //! It must not take replicas in (that is `intake`'s, answering the `Hold`s sent from here),
 //! nor drop a replica before R closer copies are proven.
+//!
+//! Past 600 lines on purpose: a third of the file is the unit tests of the plan and of slot
+//! filling, which stay beside the rules they pin down.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +27,13 @@ use crate::node::{blocking, now_secs, NodeError, Offence};
 use super::{held_here, Held, ItemRepair, Replicator};
 
 /// How a peer answered a `Hold`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Asked {
     Accepted,
-    Busy,
-    No,
+    /// Refused, with the reason as the report shows it; a busy peer is asked again.
+    Refused { busy: bool, why: String },
+    /// No answer, or one that makes no sense for a `Hold`.
+    Failed,
 }
 
 /// Who does what for one item in a repair round, decided from what each peer said it holds
@@ -243,8 +250,8 @@ impl Replicator {
     }
 
     /// Sends `ask` (a `Hold`) to `targets` in order until `r` of them hold the item whole or
-    /// have accepted it; a peer that refuses as busy is asked again after a pause (twice at
-    /// most, 1 s then 2 s), when the others did not make up the count. Returns the count.
+    /// have accepted it (see [`fill_slots`]), noting every answer in `report`. Returns the
+    /// count.
     async fn push_copies(
         &self,
         root: BlockAddress,
@@ -253,74 +260,35 @@ impl Replicator {
         r: usize,
         report: &mut ItemRepair,
     ) -> usize {
-        let mut filled = 0;
-        let mut busy = Vec::new();
-        for (p, h) in targets {
-            if filled == r {
-                return filled;
-            }
-            // Only a whole copy counts. A partial holder is sent `Hold` too: it answers
-            // "accepted" while its intake runs, and restarts an intake that is stuck.
-            if h.whole() {
-                filled += 1;
-                continue;
-            }
-            match self.ask_to_hold(root, *p, ask, report).await {
-                Asked::Accepted => filled += 1,
-                Asked::Busy => busy.push(*p),
-                Asked::No => {}
-            }
-        }
-        for pause in [Duration::from_secs(1), Duration::from_secs(2)] {
-            if filled >= r || busy.is_empty() {
-                break;
-            }
-            tokio::time::sleep(pause).await;
-            for p in std::mem::take(&mut busy) {
-                if filled == r {
-                    break;
-                }
-                match self.ask_to_hold(root, p, ask, report).await {
-                    Asked::Accepted => filled += 1,
-                    Asked::Busy => busy.push(p),
-                    Asked::No => {}
-                }
+        let (filled, answers) = fill_slots(targets, r, move |p| self.ask_to_hold(root, p, ask)).await;
+        for (p, answer) in answers {
+            match answer {
+                Asked::Accepted => report.pushed.push(p.to_string()),
+                Asked::Refused { why, .. } => report.refused.push((p.to_string(), why)),
+                Asked::Failed => {}
             }
         }
         filled
     }
 
-    async fn ask_to_hold(
-        &self,
-        root: BlockAddress,
-        p: PeerId,
-        ask: &ReplicateRequest,
-        report: &mut ItemRepair,
-    ) -> Asked {
+    async fn ask_to_hold(&self, root: BlockAddress, p: PeerId, ask: &ReplicateRequest) -> Asked {
         tracing::debug!(cid = %root, peer = %p, "asking to hold");
         match self.client.replicate(p, ask.clone()).await {
-            Ok(ReplicateResponse::Accepted) => {
-                report.pushed.push(p.to_string());
-                Asked::Accepted
-            }
+            Ok(ReplicateResponse::Accepted) => Asked::Accepted,
             Ok(ReplicateResponse::Refused { reason, message }) => {
                 tracing::info!(peer = %p, cid = %root, ?reason, message, "replica refused");
-                report
-                    .refused
-                    .push((p.to_string(), format!("{reason:?}: {message}")));
-                if reason == RefuseReason::Busy {
-                    Asked::Busy
-                } else {
-                    Asked::No
+                Asked::Refused {
+                    busy: reason == RefuseReason::Busy,
+                    why: format!("{reason:?}: {message}"),
                 }
             }
             Ok(other) => {
                 tracing::debug!(peer = %p, response = ?other, "unexpected answer to hold");
-                Asked::No
+                Asked::Failed
             }
             Err(e) => {
                 tracing::debug!(peer = %p, error = %e, "hold request failed");
-                Asked::No
+                Asked::Failed
             }
         }
     }
@@ -469,6 +437,59 @@ fn block_at_byte(blocks: &[(BlockAddress, u64)], mut at: u64) -> Option<BlockAdd
     None
 }
 
+/// Which peers are asked to hold a copy: `targets` in order (closest first) until `r` of them
+/// hold it whole or have accepted. A whole holder fills its slot without being asked; a
+/// partial holder is asked too (it answers "accepted" while its intake runs, and restarts one
+/// that is stuck); a refusal moves on to the next peer; a peer that refuses as busy is asked
+/// again after a pause (twice at most, 1 s then 2 s) when the others did not make up the
+/// count. Returns the count and every answer, in the order asked.
+async fn fill_slots<F, Fut>(
+    targets: &[(PeerId, Held)],
+    r: usize,
+    mut ask: F,
+) -> (usize, Vec<(PeerId, Asked)>)
+where
+    F: FnMut(PeerId) -> Fut,
+    Fut: std::future::Future<Output = Asked>,
+{
+    let mut filled = 0;
+    let mut answers = Vec::new();
+    let mut busy = Vec::new();
+    let mut note = |p: PeerId, a: Asked, filled: &mut usize, busy: &mut Vec<PeerId>| {
+        match &a {
+            Asked::Accepted => *filled += 1,
+            Asked::Refused { busy: true, .. } => busy.push(p),
+            Asked::Refused { .. } | Asked::Failed => {}
+        }
+        answers.push((p, a));
+    };
+    for (p, h) in targets {
+        if filled == r {
+            break;
+        }
+        if h.whole() {
+            filled += 1;
+            continue;
+        }
+        let a = ask(*p).await;
+        note(*p, a, &mut filled, &mut busy);
+    }
+    for pause in [Duration::from_secs(1), Duration::from_secs(2)] {
+        if filled >= r || busy.is_empty() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        for p in std::mem::take(&mut busy) {
+            if filled == r {
+                break;
+            }
+            let a = ask(p).await;
+            note(p, a, &mut filled, &mut busy);
+        }
+    }
+    (filled, answers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,5 +563,103 @@ mod tests {
         assert_eq!(block_at_byte(&blocks, 10), Some(big));
         assert_eq!(block_at_byte(&blocks, 999), Some(big));
         assert_eq!(block_at_byte(&blocks, 1000), None);
+    }
+
+    /// A peer that answers from a script, one answer per time it is asked.
+    fn scripted(
+        answers: Vec<(PeerId, Vec<Asked>)>,
+    ) -> impl FnMut(PeerId) -> std::future::Ready<Asked> {
+        let mut answers: std::collections::HashMap<PeerId, std::collections::VecDeque<Asked>> =
+            answers.into_iter().map(|(p, a)| (p, a.into())).collect();
+        move |p| {
+            let a = answers
+                .get_mut(&p)
+                .and_then(|q| q.pop_front())
+                .unwrap_or(Asked::Failed);
+            std::future::ready(a)
+        }
+    }
+
+    fn full() -> Asked {
+        Asked::Refused {
+            busy: false,
+            why: "Full: no room".into(),
+        }
+    }
+
+    fn busy() -> Asked {
+        Asked::Refused {
+            busy: true,
+            why: "Busy: intake full".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_passes_the_copy_to_the_next_closest_and_whole_holders_are_not_asked() {
+        let p: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        let targets = vec![
+            (p[0], Held::Whole { pinned: false }),
+            (p[1], Held::No),
+            (p[2], Held::Partial { pinned: false }),
+            (p[3], Held::No),
+            (p[4], Held::No),
+            (p[5], Held::No),
+        ];
+        let ask = scripted(vec![
+            (p[1], vec![full()]),
+            (p[2], vec![Asked::Accepted]),
+            (p[3], vec![Asked::Failed]),
+            (p[4], vec![Asked::Accepted]),
+        ]);
+        let (filled, answers) = fill_slots(&targets, 3, ask).await;
+        assert_eq!(filled, 3);
+        assert_eq!(
+            answers,
+            vec![
+                (p[1], full()),
+                (p[2], Asked::Accepted),
+                (p[3], Asked::Failed),
+                (p[4], Asked::Accepted),
+            ],
+            "p0 holds it already; p5 is not needed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_peer_is_asked_again_after_a_pause_only_when_the_others_fall_short() {
+        let p: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        let none: Vec<(PeerId, Held)> = p.iter().map(|q| (*q, Held::No)).collect();
+        // Busy, then accepted on the second ask: the copies are made up.
+        let ask = scripted(vec![
+            (p[0], vec![busy(), Asked::Accepted]),
+            (p[1], vec![Asked::Accepted]),
+            (p[2], vec![full()]),
+            (p[3], vec![full()]),
+        ]);
+        let started = tokio::time::Instant::now();
+        let (filled, answers) = fill_slots(&none, 2, ask).await;
+        assert_eq!(filled, 2);
+        assert_eq!(answers.last(), Some(&(p[0], Asked::Accepted)));
+        assert_eq!(answers.len(), 5);
+        assert_eq!(started.elapsed(), Duration::from_secs(1), "one pause");
+
+        // The others make up the count: the busy one is not asked again.
+        let ask = scripted(vec![
+            (p[0], vec![busy()]),
+            (p[1], vec![Asked::Accepted]),
+            (p[2], vec![Asked::Accepted]),
+        ]);
+        let started = tokio::time::Instant::now();
+        let (filled, answers) = fill_slots(&none, 2, ask).await;
+        assert_eq!((filled, answers.len()), (2, 3));
+        assert_eq!(started.elapsed(), Duration::ZERO, "no pause");
+
+        // Busy every time: asked three times in all, 3 s of pauses, and the round falls short.
+        let ask = scripted(vec![(p[0], vec![busy(), busy(), busy(), busy()])]);
+        let started = tokio::time::Instant::now();
+        let (filled, answers) = fill_slots(&none[..1], 1, ask).await;
+        assert_eq!(filled, 0);
+        assert_eq!(answers, vec![(p[0], busy()); 3]);
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::content::BlockAddress;
 use crate::node::fetch::begin_session;
-use crate::node::fetch::transfer::bring;
+use crate::node::fetch::transfer::{bring, Bring};
 use crate::node::{blocking, now_secs, NodeError};
 use crate::store::{Holding, SessionKind};
 
@@ -74,17 +74,8 @@ impl Replicator {
                     total: checked.lacking.len(),
                 })
             } else {
-                bring(
-                    &self.client,
-                    &session,
-                    root,
-                    None,
-                    &|_| None,
-                    self.pace(None),
-                    &|_| {},
-                    None,
-                )
-                .await
+                let what = Bring::copy(root, &|_| None, self.pace(None));
+                bring(&self.client, &session, what).await
             };
             match brought {
                 Ok(b) => {

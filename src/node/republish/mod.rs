@@ -223,33 +223,15 @@ impl Republisher {
                 &built
             }
         };
-        let per_peer = {
+        let (peers, batches) = {
             let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
             if scope == Scope::All {
                 announced.clear();
             }
-            let mut per_peer: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
-            for root in roots {
-                let had = announced.get(root);
-                for peer in map.closest(root, DHT_K) {
-                    if had.is_none_or(|h| !h.contains(&short(&peer))) {
-                        per_peer.entry(peer).or_default().push(*root);
-                    }
-                }
-            }
-            per_peer
+            plan_batches(roots, |root| map.closest(root, DHT_K), &announced)
         };
-        report.peers = per_peer.len();
+        report.peers = peers;
         let addrs = self.addresses();
-        let batches: Vec<(PeerId, Vec<BlockAddress>)> = per_peer
-            .into_iter()
-            .flat_map(|(peer, roots)| {
-                roots
-                    .chunks(MAX_ROOTS)
-                    .map(|c| (peer, c.to_vec()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
         report.batches = batches.len();
         let client = &self.client;
         let mut sent = futures::stream::iter(batches)
@@ -349,6 +331,36 @@ impl Republisher {
     }
 }
 
+/// Which records go to which peer, in batches the announce protocol carries (at most
+/// [`MAX_ROOTS`] roots each): every root to each of its `closest` peers, less the peers that
+/// `announced` says have stored it. Returns how many peers are sent anything, and the batches.
+fn plan_batches(
+    roots: &[BlockAddress],
+    closest: impl Fn(&BlockAddress) -> Vec<PeerId>,
+    announced: &HashMap<BlockAddress, Vec<u64>>,
+) -> (usize, Vec<(PeerId, Vec<BlockAddress>)>) {
+    let mut per_peer: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
+    for root in roots {
+        let had = announced.get(root);
+        for peer in closest(root) {
+            if had.is_none_or(|h| !h.contains(&short(&peer))) {
+                per_peer.entry(peer).or_default().push(*root);
+            }
+        }
+    }
+    let peers = per_peer.len();
+    let batches = per_peer
+        .into_iter()
+        .flat_map(|(peer, roots)| {
+            roots
+                .chunks(MAX_ROOTS)
+                .map(|c| (peer, c.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    (peers, batches)
+}
+
 /// The roots of every item held whole: the user's pins and the network's replicas.
 pub(crate) fn held_roots(store: &Store) -> Result<Vec<BlockAddress>, crate::store::StoreError> {
     let mut roots: Vec<BlockAddress> = store
@@ -368,4 +380,70 @@ pub(crate) fn held_roots(store: &Store) -> Result<Vec<BlockAddress>, crate::stor
     roots.sort_unstable_by_key(|r| *r.digest());
     roots.dedup();
     Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(i: u32) -> BlockAddress {
+        let mut d = [0u8; 32];
+        d[..4].copy_from_slice(&i.to_be_bytes());
+        BlockAddress::from_digest(d)
+    }
+
+    /// Each root's closest peers: three of `peers`, chosen by the root's number.
+    fn three_of(peers: &[PeerId]) -> impl Fn(&BlockAddress) -> Vec<PeerId> + '_ {
+        |r: &BlockAddress| {
+            let i = u32::from_be_bytes(r.digest()[..4].try_into().unwrap()) as usize;
+            (0..3).map(|k| peers[(i + k) % peers.len()]).collect()
+        }
+    }
+
+    fn sent(batches: &[(PeerId, Vec<BlockAddress>)]) -> Vec<(PeerId, BlockAddress)> {
+        let mut v: Vec<_> = batches
+            .iter()
+            .flat_map(|(p, roots)| roots.iter().map(move |r| (*p, *r)))
+            .collect();
+        v.sort_by_key(|(p, r)| (p.to_bytes(), *r.digest()));
+        v
+    }
+
+    #[test]
+    fn every_root_goes_once_to_each_of_its_closest_peers_in_bounded_batches() {
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        let roots: Vec<BlockAddress> = (0..(MAX_ROOTS as u32 * 2 + 7)).map(root).collect();
+        let closest = three_of(&peers);
+        let (n, batches) = plan_batches(&roots, &closest, &HashMap::new());
+        assert_eq!(n, 4);
+        assert!(batches.iter().all(|(_, b)| !b.is_empty() && b.len() <= MAX_ROOTS));
+        let mut want: Vec<(PeerId, BlockAddress)> = roots
+            .iter()
+            .flat_map(|r| closest(r).into_iter().map(move |p| (p, *r)))
+            .collect();
+        want.sort_by_key(|(p, r)| (p.to_bytes(), *r.digest()));
+        assert_eq!(sent(&batches), want, "each (peer, root) once, nothing else");
+        // Each peer has ~3/4 of 2·MAX_ROOTS+7 roots: two batches each, not one per root.
+        assert_eq!(batches.len(), 8);
+    }
+
+    #[test]
+    fn peers_that_stored_a_root_are_not_sent_it_again() {
+        let peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+        let roots: Vec<BlockAddress> = (0..10).map(root).collect();
+        let closest = three_of(&peers);
+        let mut announced = HashMap::new();
+        // Root 0's closest all stored it; root 1's first closest did.
+        announced.insert(roots[0], closest(&roots[0]).iter().map(short).collect());
+        announced.insert(roots[1], vec![short(&closest(&roots[1])[0])]);
+        let (_, batches) = plan_batches(&roots, &closest, &announced);
+        let sent = sent(&batches);
+        assert!(!sent.iter().any(|(_, r)| *r == roots[0]), "root 0 is everywhere");
+        let to_1: Vec<PeerId> = sent.iter().filter(|(_, r)| *r == roots[1]).map(|(p, _)| *p).collect();
+        assert_eq!(to_1.len(), 2);
+        assert!(!to_1.contains(&closest(&roots[1])[0]));
+        assert_eq!(sent.len(), 3 * 10 - 3 - 1);
+        let (n, none) = plan_batches(&[], &closest, &announced);
+        assert_eq!((n, none.len()), (0, 0));
+    }
 }

@@ -217,6 +217,13 @@ impl EventLoop {
             bytes_fetched: self.counters.bytes_fetched.get(),
             connections_made: self.counters.connections_made.get(),
             dht_mode: format!("{mode:?}").to_lowercase(),
+            role: self.counters.role().unwrap_or_default().to_string(),
+            background_tasks: self
+                .counters
+                .running_tasks()
+                .into_iter()
+                .map(String::from)
+                .collect(),
         }
     }
 

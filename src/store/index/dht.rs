@@ -22,19 +22,7 @@ impl Index {
         puts: &[(&[u8], &[u8])],
         removes: &[&[u8]],
     ) -> Result<()> {
-        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.set_durability(redb::Durability::None)
-            .map_err(|e| self.err(e))?;
-        {
-            let mut t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
-            for (k, v) in puts {
-                t.insert(*k, *v).map_err(|e| self.err(e))?;
-            }
-            for k in removes {
-                t.remove(*k).map_err(|e| self.err(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
+        self.write_rows(table, puts, removes, redb::Durability::None)
     }
 
     /// Writes rows durably: on return they survive a crash (for state that is nobody else's
@@ -45,7 +33,18 @@ impl Index {
         puts: &[(&[u8], &[u8])],
         removes: &[&[u8]],
     ) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        self.write_rows(table, puts, removes, redb::Durability::Immediate)
+    }
+
+    fn write_rows(
+        &self,
+        table: DhtTable,
+        puts: &[(&[u8], &[u8])],
+        removes: &[&[u8]],
+        durability: redb::Durability,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.set_durability(durability).map_err(|e| self.err(e))?;
         {
             let mut t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
             for (k, v) in puts {

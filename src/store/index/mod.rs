@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::content::BlockAddress;
@@ -354,12 +354,22 @@ impl Index {
     }
 
     pub fn remove_replica(&self, root: &BlockAddress) -> Result<Option<ReplicaRecord>> {
+        self.remove_record(REPLICAS, root, Self::decode_replica)
+    }
+
+    /// Removes `root`'s row of a table of CBOR records (pins, replicas), returning it.
+    fn remove_record<T>(
+        &self,
+        table: TableDefinition<'static, [u8; 32], &'static [u8]>,
+        root: &BlockAddress,
+        decode: fn(&Self, &[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let old = {
-            let mut t = tx.open_table(REPLICAS).map_err(|e| self.err(e))?;
+            let mut t = tx.open_table(table).map_err(|e| self.err(e))?;
             let v = t.remove(root.digest()).map_err(|e| self.err(e))?;
             match v {
-                Some(v) => Some(self.decode_replica(v.value())?),
+                Some(v) => Some(decode(self, v.value())?),
                 None => None,
             }
         };
@@ -427,17 +437,7 @@ impl Index {
     }
 
     pub fn remove_pin(&self, root: &BlockAddress) -> Result<Option<PinRecord>> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let old = {
-            let mut t = tx.open_table(PINS).map_err(|e| self.err(e))?;
-            let v = t.remove(root.digest()).map_err(|e| self.err(e))?;
-            match v {
-                Some(v) => Some(self.decode_pin(v.value())?),
-                None => None,
-            }
-        };
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(old)
+        self.remove_record(PINS, root, Self::decode_pin)
     }
 
     fn decode_pin(&self, bytes: &[u8]) -> Result<PinRecord> {
