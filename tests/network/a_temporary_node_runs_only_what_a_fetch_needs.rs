@@ -39,7 +39,10 @@ async fn a_temporary_node_runs_only_what_a_fetch_needs() {
     shown.sort();
     assert_eq!(shown, tasks, "status shows what runs");
     let metrics = resident.metrics.encode().unwrap();
-    assert!(metrics.contains(r#"storgo_node_role{role="resident"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"storgo_node_role{role="resident"} 1"#),
+        "{metrics}"
+    );
     for t in &tasks {
         let line = format!(r#"storgo_background_tasks{{task="{t}"}} 1"#);
         assert!(metrics.contains(&line), "no {line} in {metrics}");
@@ -65,7 +68,10 @@ async fn a_temporary_node_runs_only_what_a_fetch_needs() {
     assert_eq!(info.role, "temporary");
     assert!(info.background_tasks.is_empty(), "{info:?}");
     let metrics = temporary.metrics.encode().unwrap();
-    assert!(metrics.contains(r#"storgo_node_role{role="temporary"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"storgo_node_role{role="temporary"} 1"#),
+        "{metrics}"
+    );
     assert!(
         !metrics.contains("storgo_background_tasks{"),
         "a temporary node shows no task: {metrics}"

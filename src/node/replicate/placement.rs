@@ -31,7 +31,10 @@ use super::{held_here, Held, ItemRepair, Replicator};
 enum Asked {
     Accepted,
     /// Refused, with the reason as the report shows it; a busy peer is asked again.
-    Refused { busy: bool, why: String },
+    Refused {
+        busy: bool,
+        why: String,
+    },
     /// No answer, or one that makes no sense for a `Hold`.
     Failed,
 }
@@ -260,7 +263,8 @@ impl Replicator {
         r: usize,
         report: &mut ItemRepair,
     ) -> usize {
-        let (filled, answers) = fill_slots(targets, r, move |p| self.ask_to_hold(root, p, ask)).await;
+        let (filled, answers) =
+            fill_slots(targets, r, move |p| self.ask_to_hold(root, p, ask)).await;
         for (p, answer) in answers {
             match answer {
                 Asked::Accepted => report.pushed.push(p.to_string()),

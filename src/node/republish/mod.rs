@@ -416,7 +416,9 @@ mod tests {
         let closest = three_of(&peers);
         let (n, batches) = plan_batches(&roots, &closest, &HashMap::new());
         assert_eq!(n, 4);
-        assert!(batches.iter().all(|(_, b)| !b.is_empty() && b.len() <= MAX_ROOTS));
+        assert!(batches
+            .iter()
+            .all(|(_, b)| !b.is_empty() && b.len() <= MAX_ROOTS));
         let mut want: Vec<(PeerId, BlockAddress)> = roots
             .iter()
             .flat_map(|r| closest(r).into_iter().map(move |p| (p, *r)))
@@ -438,8 +440,15 @@ mod tests {
         announced.insert(roots[1], vec![short(&closest(&roots[1])[0])]);
         let (_, batches) = plan_batches(&roots, &closest, &announced);
         let sent = sent(&batches);
-        assert!(!sent.iter().any(|(_, r)| *r == roots[0]), "root 0 is everywhere");
-        let to_1: Vec<PeerId> = sent.iter().filter(|(_, r)| *r == roots[1]).map(|(p, _)| *p).collect();
+        assert!(
+            !sent.iter().any(|(_, r)| *r == roots[0]),
+            "root 0 is everywhere"
+        );
+        let to_1: Vec<PeerId> = sent
+            .iter()
+            .filter(|(_, r)| *r == roots[1])
+            .map(|(p, _)| *p)
+            .collect();
         assert_eq!(to_1.len(), 2);
         assert!(!to_1.contains(&closest(&roots[1])[0]));
         assert_eq!(sent.len(), 3 * 10 - 3 - 1);
