@@ -79,8 +79,9 @@ docker-image:
     cargo build --release
     docker/make-base.sh
     rm -rf target/docker-context && mkdir -p target/docker-context/prebuilt
-    cp Cargo.toml Cargo.lock target/docker-context/ && cp target/release/storgo target/docker-context/prebuilt/
+    cp Cargo.toml Cargo.lock target/docker-context/ && strip -o target/docker-context/prebuilt/storgo target/release/storgo
     DOCKER_BUILDKIT=0 docker build -f docker/Dockerfile -t storgo:latest --build-arg BASE=storgo-base:bookworm --build-arg BUILDER=storgo-base:bookworm target/docker-context
+    docker image prune -f --filter label=storgo.stage=build
 
 # Shared collections: publish → follower push time, latest-version resolution through the DHT
 # on 30 in-process nodes, and search over 10,000 entries in 100 collections (3 runs, with peak

@@ -20,7 +20,11 @@ command -v debootstrap >/dev/null || { echo "make-base: debootstrap is not insta
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 debootstrap --variant=minbase "$suite" "$root" "$mirror" >&2
-# Smaller: no package lists, docs or caches in the image.
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/usr/share/doc/* "$root"/usr/share/man/*
+# Smaller: no package lists, docs, caches, translations or character-set converters in the
+# image (storgo prints English and UTF-8 only; glibc needs gconv only for iconv to other
+# charsets). About 60 MB instead of 106.
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old \
+  "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+  "$root"/usr/share/locale/* "$root"/usr/share/i18n/* "$root"/usr/lib/*-linux-gnu/gconv
 tar -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' - "$tag" >&2
 echo "$tag"

@@ -132,7 +132,9 @@ impl From<FilesError> for ApiError {
             FilesError::IsFolder { .. }
             | FilesError::NotAFolder { .. }
             | FilesError::Exists { .. } => Self::new(StatusCode::CONFLICT, "conflict", e),
-            FilesError::Incomplete { .. } => Self::new(StatusCode::NOT_FOUND, "not_held", e),
+            FilesError::Incomplete { .. } | FilesError::NotHeld { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "not_held", e)
+            }
             FilesError::Corrupt { .. } => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt", e)
             }
@@ -154,6 +156,7 @@ impl From<NodeError> for ApiError {
                 Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", e)
             }
             NodeError::Stopped => Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+            NodeError::Dial { .. } => Self::new(StatusCode::BAD_GATEWAY, "dial_failed", e),
             _ => Self::new(StatusCode::BAD_GATEWAY, "fetch_failed", e),
         }
     }
@@ -166,6 +169,12 @@ impl From<JsonRejection> for ApiError {
             _ => "bad_request",
         };
         Self::new(r.status(), code, r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        Self::bad_request(r.body_text())
     }
 }
 

@@ -24,6 +24,39 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
+/// Path segments whose rejection (a job number that is not one) is an [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// A number from a query string or body, refused (400 `bad_request`, naming the field and the
+/// range) outside `range`: what the document declares as its minimum and maximum.
+pub(super) fn within<T>(
+    field: &str,
+    value: Option<T>,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>, ApiError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    match value {
+        Some(v) if !range.contains(&v) => Err(ApiError::bad_request(format!(
+            "{field} = {v} is not in {}..={}",
+            range.start(),
+            range.end()
+        ))),
+        _ => Ok(value),
+    }
+}
+
+/// Copies the network should keep of an item: 1 to 16, as `--replication` and the replicate
+/// protocol take.
+pub(super) const REPLICAS: std::ops::RangeInclusive<u8> =
+    1..=crate::network::replicate::MAX_REPLICATION;
+
+/// Seconds a fetch may go without progress, or take in all: at most a day.
+pub(super) const FETCH_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
+
 /// Refuses the request unless it came through a loopback listener: the route reads or writes
 /// a path on the node's own disk, which no remote user may name.
 pub(super) fn local_only(api: &Api) -> Result<(), ApiError> {

@@ -38,7 +38,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 pub use error::{ApiError, ErrorBody};
-pub use v1::{AddRequest, AddResponse, GetRequest, ReplicaLine, Status, Unbanned, Written};
+pub use v1::{
+    AddRequest, AddResponse, Connect, Connected, GetRequest, ReplicaLine, Status, Unbanned, Written,
+};
 pub use web::LoginLink;
 
 use crate::node::{Client, FetchOptions, Replicator};
@@ -106,9 +108,24 @@ pub async fn serve(node: NodeParts, http: &HttpConfig) -> std::io::Result<Servin
         jobs: jobs::Jobs::new(),
         logins: logins::Logins::new(addr.port()),
         loopback: addr.ip().is_loopback(),
+        page: None,
     };
+    // The URL local commands use (`storgo add`, `get`, `fetch -o` name paths on this disk).
+    let mut local_url = format!("http://{}", display_host(addr));
     if !api.loopback {
-        tracing::warn!(address = %addr, "the API listens beyond this machine: every request needs the token, and routes that name paths on this disk are refused");
+        tracing::warn!(address = %addr, "the API listens beyond this machine: every request needs the token, and routes that name paths on this disk are refused there");
+        // A loopback companion, same token, for commands run on this machine (or with
+        // `docker exec` in this container): only they can reach it, so path routes are safe.
+        let local = local_listener(addr).await?;
+        let at = local.local_addr()?;
+        let companion = Api {
+            loopback: true,
+            page: Some(addr),
+            ..api.clone()
+        };
+        spawn_server(local, api_router(companion));
+        local_url = format!("http://{at}");
+        tracing::info!(address = %at, "local commands use a loopback listener of their own");
     }
     let gateway = match http.gateway {
         Some(g) => Some(serve_gateway(api.clone(), g).await?),
@@ -120,16 +137,24 @@ pub async fn serve(node: NodeParts, http: &HttpConfig) -> std::io::Result<Servin
         api.logins.new_code()
     );
     spawn_server(listener, api_router(api));
-    write_api_file(
-        node.store.dir(),
-        &format!("http://{}", display_host(addr)),
-        &token,
-    )?;
+    write_api_file(node.store.dir(), &local_url, &token)?;
     Ok(Serving {
         api: addr,
         gateway,
         login_url,
     })
+}
+
+/// A loopback listener beside an API listening on `public`, in the same family: a free port.
+async fn local_listener(public: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let lo: std::net::IpAddr = if public.is_ipv6() {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    };
+    tokio::net::TcpListener::bind(SocketAddr::new(lo, 0))
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("local API address {lo}: {e}")))
 }
 
 /// An address as a browser reaches it: a wildcard listener is reached at loopback.

@@ -56,9 +56,18 @@ pub(super) struct Opened {
 
 /// Claims `id` for reading, fetching it first (unpinned) when it is not held whole.
 pub(super) async fn open(api: &Api, id: &ContentId) -> Result<Opened, ApiError> {
+    open_within(api, id, None).await
+}
+
+/// [`open`], giving up a fetch after `stall` without progress (default: the node's).
+pub(super) async fn open_within(
+    api: &Api,
+    id: &ContentId,
+    stall: Option<std::time::Duration>,
+) -> Result<Opened, ApiError> {
     let session = begin_session(&api.store, SessionKind::Read, id.to_string()).await?;
     if !claim_whole(api, &session, id).await? {
-        fetch_through(api, &session, id, None).await?;
+        fetch_through(api, &session, id, None, stall).await?;
     }
     let (store, i) = (Arc::clone(&api.store), *id);
     let head = tokio::task::spawn_blocking(move || files::browse::head(&store, &i)).await??;
@@ -98,7 +107,10 @@ async fn claim_whole(api: &Api, session: &Arc<Session>, id: &ContentId) -> Resul
     .await??;
     match stat {
         Ok(st) => Ok(st.chunks_local == st.chunks),
-        Err(files::FilesError::Store(crate::store::StoreError::Missing { .. })) => Ok(false),
+        Err(
+            files::FilesError::NotHeld { .. }
+            | files::FilesError::Store(crate::store::StoreError::Missing { .. }),
+        ) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -106,14 +118,16 @@ async fn claim_whole(api: &Api, session: &Arc<Session>, id: &ContentId) -> Resul
 /// Fetches `id` into `session` without pinning it, writing `output` as the chunks arrive when
 /// given. A read touches no pin: the session holds what it fetched while it is read, and a
 /// pinned item's missing blocks, once here, are kept by its pin.
-async fn fetch_through(
+pub(super) async fn fetch_through(
     api: &Api,
     session: &Arc<Session>,
     id: &ContentId,
     output: Option<files::Output>,
+    stall: Option<std::time::Duration>,
 ) -> Result<(), ApiError> {
     let opts = FetchOptions {
         pin: false,
+        stall_timeout: stall.unwrap_or(api.fetch.stall_timeout),
         ..api.fetch.clone()
     };
     fetch_in(&api.client, &api.store, session, id, &opts, &|_| {}, output).await?;
@@ -185,7 +199,11 @@ pub(super) fn body(api: &Api, opened: Opened, range: Option<Range<u64>>) -> Body
 
 /// A file's bytes as they arrive: held here, read from the store; not held, streamed while
 /// it is fetched. Fails with a status (not a cut-off body) when it cannot be read at all.
-pub(super) async fn streaming_body(api: &Api, id: &ContentId) -> Result<Body, ApiError> {
+pub(super) async fn streaming_body(
+    api: &Api,
+    id: &ContentId,
+    stall: Option<std::time::Duration>,
+) -> Result<Body, ApiError> {
     let session = begin_session(&api.store, SessionKind::Read, id.to_string()).await?;
     if claim_whole(api, &session, id).await? {
         let (store, i) = (Arc::clone(&api.store), *id);
@@ -205,7 +223,7 @@ pub(super) async fn streaming_body(api: &Api, id: &ContentId) -> Result<Body, Ap
     let (api2, id2) = (api.clone(), *id);
     tokio::spawn(async move {
         let output = files::Output::Stream(Box::new(out));
-        if let Err(e) = fetch_through(&api2, &session, &id2, Some(output)).await {
+        if let Err(e) = fetch_through(&api2, &session, &id2, Some(output), stall).await {
             let _ = tx.send(Err(std::io::Error::other(e))).await;
         }
     });

@@ -29,6 +29,10 @@ pub(crate) struct Api {
     /// The listener is on a loopback address: routes that name paths on this machine's disk
     /// are allowed.
     pub(super) loopback: bool,
+    /// Where the web page is served, when this listener is not that one: the loopback
+    /// companion of an API that listens beyond this machine links logins to the page's own
+    /// listener.
+    pub(super) page: Option<std::net::SocketAddr>,
 }
 
 impl Api {

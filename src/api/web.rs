@@ -15,7 +15,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
 use super::state::Api;
 
 const INDEX_HTML: &str = include_str!("web/index.html");
@@ -95,12 +94,16 @@ struct LoginQuery {
 /// Redeems a one-time code: sets the session cookie and goes to the page.
 async fn login(State(api): State<Api>, Query(q): Query<LoginQuery>) -> Response {
     let Some(session) = api.logins.redeem(q.code.trim()) else {
-        return ApiError::new(
+        // A person followed this link in a browser: answer with a page, not the API's JSON.
+        return (
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this login link was used already or is not this node's: run `storgo web` for a new one",
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!doctype html><meta charset=utf-8><title>storgo: login link used</title>\
+             <body style=\"font:16px system-ui;max-width:40rem;margin:3rem auto\">\
+             <h1>This login link has been used</h1><p>A login link opens the page once. \
+             Run <code>storgo web</code> on the node's machine for a new one.</p></body>",
         )
-        .into_response();
+            .into_response();
     };
     let cookie = format!(
         "{}={session}; Path=/; HttpOnly; SameSite=Strict",
@@ -133,7 +136,8 @@ pub struct LoginLink {
 
 /// A login link for the page at `host` (the Host the request came to).
 pub(super) fn login_link(api: &Api, host: Option<&str>) -> LoginLink {
-    let host = host.unwrap_or("127.0.0.1");
+    let page = api.page.map(|a| super::display_host(a).to_string());
+    let host = page.as_deref().or(host).unwrap_or("127.0.0.1");
     LoginLink {
         url: format!("http://{host}/login?code={}", api.logins.new_code()),
     }

@@ -48,6 +48,7 @@ pub enum ConfigCommand {
     /// Prints every setting `storgo node` would start with, and where each came from (flag,
     /// env, file or default).
     Show {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -93,12 +94,14 @@ pub enum Command {
     },
     /// Add a file (or with -r a folder; `-` for stdin); prints its content ID last.
     Add {
+        /// A file, a folder (with -r), or `-` for stdin.
+        #[arg(value_name = "PATH")]
         path: PathBuf,
         /// Add a folder and everything in it.
         #[arg(short, long)]
         recursive: bool,
-        /// Name to record when reading stdin.
-        #[arg(long, default_value = "")]
+        /// Name to record when reading stdin (what `ls` and the page show for it).
+        #[arg(long, default_value = "stdin")]
         name: String,
         /// Do not pin (the blocks go at the next gc).
         #[arg(long)]
@@ -119,42 +122,70 @@ pub enum Command {
         wait_timeout: humantime::Duration,
     },
     /// Write a file's bytes to stdout.
-    Cat { id: String },
+    Cat {
+        /// The item's content ID (`sg1…`, as `add` printed it).
+        id: String,
+        /// Through a running node, give up fetching what is not here after this long
+        /// without progress (default 60 s).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+    },
     /// Write a file or folder to disk, restoring modes and mtimes.
     Get {
+        /// The item's content ID (`sg1…`, as `add` printed it).
         id: String,
         /// Where to write it (default: its own name in the current directory).
-        #[arg(short, long)]
+        #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Through a running node, give up fetching what is not here after this long
+        /// without progress (default 60 s).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
     },
     /// List pinned items (with --replicas: the replicas this node holds for the network).
     Ls {
+        /// Print JSON (one array) instead of a table.
         #[arg(long)]
         json: bool,
+        /// List the copies this node keeps for other people's items instead of its pins.
         #[arg(long)]
         replicas: bool,
     },
     /// Pin an item (fetching it first when a node runs and it is not all here).
-    Pin { id: String },
+    Pin {
+        /// The item's content ID (`sg1…`, as `add` printed it).
+        id: String,
+        /// Give up fetching what is not here after this long without progress (default:
+        /// 60 s).
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+    },
     /// Unpin an item (its blocks go at the next gc unless something else needs them).
-    Unpin { id: String },
+    Unpin {
+        /// The item's content ID (`sg1…`, as `add` printed it).
+        id: String,
+    },
     /// Remove blocks no pinned item needs.
     Gc {
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Re-hash every block; move corrupt ones aside; check pinned items are complete.
     Verify {
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show an item's name, size, and how many of its chunks are held here.
     Stat {
+        /// The item's content ID (`sg1…`, as `add` printed it).
         id: String,
         /// Also compute the SHA-256 of a file's contents (reads the whole file), to compare
         /// with a published checksum.
         #[arg(long)]
         sha256: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -168,19 +199,31 @@ pub enum Command {
     Config(ConfigCommand),
     /// The running node's PeerId and addresses.
     Id {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Peers the running node is connected to (with --banned: the peers it refuses, why and
     /// until when).
     Peers {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
         #[arg(long)]
         banned: bool,
     },
     /// Lifts a peer's ban (see `peers --banned`).
-    Unban { peer: String },
+    Unban {
+        /// The banned peer's PeerId (`12D3KooW…`).
+        peer: String,
+    },
+    /// Connects the running node to peers (as `--bootstrap` does at start), e.g.
+    /// `storgo connect /ip4/192.0.2.7/tcp/4815/p2p/12D3KooW…`.
+    Connect {
+        /// Addresses ending in /p2p/PEERID.
+        #[arg(required = true, value_name = "MULTIADDR")]
+        addrs: Vec<String>,
+    },
     /// Makes a key: `swarm` writes a private network's key (IPFS swarm.key format, mode 0600)
     /// to PATH, by default DATA_DIR/swarm.key; give the same file to every node with
     /// `--swarm-key`.
@@ -190,9 +233,13 @@ pub enum Command {
         path: Option<PathBuf>,
     },
     /// PeerIds that provide an item, one per line.
-    Providers { id: String },
+    Providers {
+        /// The item's content ID (`sg1…`).
+        id: String,
+    },
     /// Routing-table size, records provided, bytes stored and served, replication health.
     Status {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -205,6 +252,7 @@ pub enum Command {
         id: String,
         #[arg(long)]
         auto_fetch: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -218,6 +266,7 @@ pub enum Command {
         tag: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -225,6 +274,7 @@ pub enum Command {
     /// closest to it, replicas no longer needed here are handed off, and provider records go
     /// to peers newly among their items' closest.
     Repair {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -260,18 +310,21 @@ pub enum CollectionCommand {
     /// Publishes the draft as the next version: to the DHT and to followers.
     Publish {
         name: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// The verified history of a collection (by ID or local name), newest first.
     Log {
         collection: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// A collection's newest version (by ID or local name).
     Show {
         collection: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -284,6 +337,7 @@ pub enum CollectionCommand {
     Rotate { name: String },
     /// Collections this node publishes or follows.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -327,14 +381,22 @@ mod tests {
         let uncommented: String = text
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
-            .filter(|l| l.contains(" = ") && !l.ends_with("= \"\"") && !l.ends_with("= []"))
+            .filter(|l| l.contains(" = "))
             .map(|l| format!("{l}\n"))
             .collect();
         assert!(uncommented.contains("replication = 3"), "{uncommented}");
+        assert!(
+            !uncommented.contains("= \"\""),
+            "every setting has an example that parses: {uncommented}"
+        );
         assert_eq!(
             crate::config::check_text::<Cli>(&uncommented),
             Ok(()),
-            "every default, uncommented"
+            "every line, uncommented"
         );
+        // Each on its own too (two settings may not be valid together, one alone must be).
+        for line in uncommented.lines() {
+            assert_eq!(crate::config::check_text::<Cli>(line), Ok(()), "{line}");
+        }
     }
 }

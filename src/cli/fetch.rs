@@ -23,9 +23,13 @@ fn network_config(net: &NetArgs, dht_server: bool) -> Result<NetworkConfig> {
     Ok(crate::config::network(net, dht_server)?)
 }
 
-/// A spinner while providers are looked for, then a bar once the item's size is known.
-fn fetch_spinner() -> indicatif::ProgressBar {
+/// A spinner while providers are looked for, then a bar once the item's size is known
+/// (hidden when stderr is not a terminal).
+pub(super) fn fetch_spinner() -> indicatif::ProgressBar {
     let pb = progress_bar(None, "");
+    if pb.is_hidden() {
+        return pb;
+    }
     pb.set_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} looking for peers that hold it (DHT, LAN, connected peers) {elapsed}",
@@ -60,12 +64,12 @@ fn fetch_bar(pb: &indicatif::ProgressBar, p: node::FetchProgress) {
 
 fn report_fetch(r: &FetchReport, output: Option<&Path>) {
     eprintln!(
-        "storgo: fetched {} ({} bytes; {} of {} chunks from the network, {} peers){}",
+        "storgo: fetched {} ({}; {} of {} chunks from the network, {}){}",
         if r.name.is_empty() { &r.id } else { &r.name },
-        r.size,
+        bytesize::ByteSize(r.size),
         r.chunks_fetched,
         r.chunks_total,
-        r.peers_used.len(),
+        super::print::count(r.peers_used.len() as u64, "peer"),
         output
             .map(|o| format!(", wrote {}", o.display()))
             .unwrap_or_default()
@@ -90,6 +94,15 @@ pub async fn fetch(
     }
     let pb = fetch_spinner();
     if let Some(api) = ApiClient::discover(&dir).await {
+        // The running node is asked to reach the peers named here before it looks.
+        for b in &net.bootstrap {
+            let asked = crate::api::Connect {
+                address: b.to_string(),
+            };
+            if let Err(e) = api.post::<crate::api::Connected>("/peers", &asked).await {
+                pb.suspend(|| eprintln!("storgo: bootstrap peer {b} unreachable: {e}"));
+            }
+        }
         let mut path = format!(
             "/fetch/{id}?pin={}&timeout_secs={}",
             !no_pin,

@@ -40,6 +40,7 @@ pub(super) fn run_local(cli: &Cli) -> Result<()> {
                 pin: !no_pin,
                 replicas: *replicas,
                 compress: !no_compress,
+                internal: false,
             };
             let added = if path.as_os_str() == "-" {
                 let pb = progress_bar(None, "adding");
@@ -63,18 +64,18 @@ pub(super) fn run_local(cli: &Cli) -> Result<()> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", added.id)?;
         }
-        Command::Cat { id } => {
+        Command::Cat { id, .. } => {
             let id = parse_id(id)?;
             let store = open_store(cli)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
             files::cat(&store, &id, &mut out, &|_| {})?;
         }
-        Command::Get { id, output } => {
+        Command::Get { id, output, .. } => {
             let id = parse_id(id)?;
             let store = open_store(cli)?;
             // The root manifest alone names the item and its size; no need to walk it all.
-            let (name, total) = match files::load_manifest(&store, id.root, &id.key)? {
+            let (name, total) = match files::load_root(&store, &id)? {
                 crate::content::Manifest::File(f) => (f.name, f.size),
                 crate::content::Manifest::Dir(d) => (d.name, d.size),
                 _ => (String::new(), 0),
@@ -94,10 +95,10 @@ pub(super) fn run_local(cli: &Cli) -> Result<()> {
             if *replicas {
                 print_replicas(&store.replicas()?, *json)?;
             } else {
-                print_pins(&store.pins()?, *json)?;
+                print_pins(&store.user_pins()?, *json)?;
             }
         }
-        Command::Pin { id } => {
+        Command::Pin { id, .. } => {
             let id = parse_id(id)?;
             let store = open_store(cli)?;
             files::pin_complete(&store, &id)?;

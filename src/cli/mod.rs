@@ -68,11 +68,14 @@ pub fn main() -> std::process::ExitCode {
         };
     }
     // A node is a long-running service: say what it does. One-shot commands stay quiet.
+    // kad's periodic bootstrap warns on every tick while the routing table is empty (a first
+    // node, a LAN not found yet), which storgo's own status says better: its warnings are
+    // shown only when asked for (RUST_LOG).
     init_tracing(
         if matches!(cli.command, Command::Node(_)) {
-            "warn,storgo=info"
+            "warn,storgo=info,libp2p_kad=error"
         } else {
-            "warn"
+            "warn,libp2p_kad=error"
         },
         cli.log_format,
     );
@@ -149,8 +152,13 @@ fn one_line(e: &anyhow::Error) -> String {
 fn init_tracing(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person at a terminal: a log file or `docker logs` gets plain text
+    // (NO_COLOR is honoured too: https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => logs.try_init(),
@@ -205,6 +213,7 @@ async fn run_async(cli: Cli) -> Result<()> {
             }
         }
         Command::Unban { peer } => return peers::unban(&cli, peer).await,
+        Command::Connect { addrs } => return peers::connect(&cli, addrs).await,
         Command::Keygen { path, .. } => {
             let path = match path {
                 Some(p) => p.clone(),

@@ -45,6 +45,10 @@ pub async fn peers(cli: &Cli, json: bool) -> Result<()> {
     let peers: Vec<PeerInfo> = need_api(cli).await?.get("/peers").await?;
     if json {
         println!("{}", serde_json::to_string(&peers)?);
+    } else if peers.is_empty() {
+        eprintln!(
+            "no peers connected (on a LAN, others are found by mDNS; elsewhere `storgo connect MULTIADDR`)"
+        );
     } else {
         for p in peers {
             let rtt = p
@@ -115,8 +119,27 @@ pub async fn providers(cli: &Cli, id: &str) -> Result<()> {
         .await?
         .get(&format!("/providers/{id}"))
         .await?;
+    if list.is_empty() {
+        eprintln!("no peer provides {} (searched for 30 s)", id.short());
+    }
     for p in list {
         println!("{p}");
+    }
+    Ok(())
+}
+
+/// `storgo connect`: the running node dials each address and answers once connected.
+pub async fn connect(cli: &Cli, addrs: &[String]) -> Result<()> {
+    let Some(api) = ApiClient::discover(&data_dir(cli)?).await else {
+        anyhow::bail!(
+            "no node runs on this data dir: start one with `storgo node --bootstrap ADDR`"
+        );
+    };
+    for a in addrs {
+        let c: crate::api::Connected = api
+            .post("/peers", &crate::api::Connect { address: a.clone() })
+            .await?;
+        println!("connected to {} at {}", c.peer_id, c.address);
     }
     Ok(())
 }

@@ -88,11 +88,14 @@ pub(super) fn print_verify(r: &crate::store::VerifyReport, json: bool, dir: &Pat
         for m in &r.missing {
             println!("missing {m}");
         }
-        for (id, n) in &r.damaged_items {
-            println!("damaged item {id}: {n} blocks missing");
+        for i in &r.damaged_items {
+            println!("damaged item {}: {} blocks missing", i.id, i.blocks);
         }
-        for (id, n) in &r.incomplete_items {
-            println!("still being fetched: {id} ({n} blocks to come)");
+        for i in &r.incomplete_items {
+            println!(
+                "still being fetched: {} ({} blocks to come)",
+                i.id, i.blocks
+            );
         }
     }
     if !r.is_clean() {
@@ -128,15 +131,18 @@ pub(super) fn print_replicas(replicas: &[crate::store::ReplicaRecord], json: boo
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string(replicas)?)?;
+    } else if replicas.is_empty() {
+        eprintln!("no replicas held here for other peers' items");
     } else {
+        writeln!(out, "ROOT\tSTATE\tCOPIES\tSIZE\tSINCE")?;
         for r in replicas {
             let state = if r.complete { "whole" } else { "arriving" };
             writeln!(
                 out,
-                "{}\t{state}\tR={}\t{} bytes\tsince {}",
+                "{}\t{state}\tR={}\t{}\t{}",
                 r.root,
                 r.replication,
-                r.bytes,
+                bytesize::ByteSize(r.bytes),
                 humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.since)
                 )
@@ -150,15 +156,44 @@ pub(super) fn print_pins(pins: &[PinRecord], json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string(pins)?)?;
-    } else {
-        for p in pins {
-            let kind = if p.partial {
-                format!("{} (partial)", p.kind)
-            } else {
-                p.kind.clone()
-            };
-            writeln!(out, "{}\t{}\t{}\t{}", p.id, kind, p.size, p.name)?;
-        }
+        return Ok(());
+    }
+    if pins.is_empty() {
+        eprintln!("nothing pinned here (add a file with `storgo add PATH`)");
+        return Ok(());
+    }
+    // A header and sizes people read; `--json` has the exact bytes.
+    writeln!(out, "ID\tKIND\tSIZE\tPINNED\tNAME")?;
+    for p in pins {
+        let kind = if p.partial {
+            format!("{} (partial)", p.kind)
+        } else {
+            p.kind.clone()
+        };
+        let pinned = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(p.pinned_at),
+        );
+        let name = if p.name.is_empty() {
+            "(from stdin)"
+        } else {
+            &p.name
+        };
+        writeln!(
+            out,
+            "{}\t{kind}\t{}\t{pinned}\t{name}",
+            p.id,
+            bytesize::ByteSize(p.size)
+        )?;
     }
     Ok(())
+}
+
+/// `n` and `noun`, plural unless `n` is 1: "1 peer", "3 peers".
+pub(super) fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }

@@ -85,22 +85,33 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                 wait_for_replicas(api, &r.id, *replicas, (*wait_timeout).into()).await?;
             }
         }
-        Command::Cat { id } => {
+        Command::Cat { id, timeout } => {
             let id = parse_id(id)?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
+            // The spinner shows while the node looks for the item; the first bytes end it.
+            let pb = super::fetch::fetch_spinner();
+            let path = format!("/cat/{id}{}", timeout_query(*timeout, '?'));
             let r = api
-                .stream(reqwest::Method::GET, &format!("/cat/{id}"), |b| {
+                .stream(reqwest::Method::GET, &path, |b| {
+                    if !pb.is_finished() {
+                        pb.finish_and_clear();
+                    }
                     out.write_all(b)
                 })
                 .await;
+            pb.finish_and_clear();
             match r {
                 Err(crate::api::client::ApiClientError::Node(m)) if m.contains("Broken pipe") => {}
                 other => other?,
             }
             out.flush().ok();
         }
-        Command::Get { id, output } => {
+        Command::Get {
+            id,
+            output,
+            timeout,
+        } => {
             let id = parse_id(id)?;
             let dest = match output {
                 Some(p) => p.clone(),
@@ -112,8 +123,12 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
             let req = GetRequest {
                 id: id.to_string(),
                 output: absolute(&dest)?,
+                timeout_secs: timeout.map(|t| t.as_secs().max(1)),
             };
-            let _: serde_json::Value = api.post("/get", &req).await?;
+            let pb = super::fetch::fetch_spinner();
+            let r = api.post::<serde_json::Value>("/get", &req).await;
+            pb.finish_and_clear();
+            r?;
             eprintln!("storgo: wrote {}", dest.display());
         }
         Command::Ls { json, replicas } => {
@@ -125,9 +140,13 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                 print_pins(&pins, *json)?;
             }
         }
-        Command::Pin { id } => {
+        Command::Pin { id, timeout } => {
             let id = parse_id(id)?;
-            let r: PinRecord = api.post(&format!("/pin/{id}"), &()).await?;
+            let pb = super::fetch::fetch_spinner();
+            let path = format!("/pin/{id}{}", timeout_query(*timeout, '?'));
+            let r = api.post::<PinRecord>(&path, &()).await;
+            pb.finish_and_clear();
+            let r = r?;
             eprintln!("storgo: pinned {}", r.name);
         }
         Command::Unpin { id } => {
@@ -200,7 +219,11 @@ async fn wait_for_replicas(
     .await?;
     match last {
         Some(api::ReplicaLine::Done { confirmed, wanted }) if confirmed.len() >= wanted as usize => {
-            eprintln!("storgo: {} peers hold it: {}", confirmed.len(), confirmed.join(", "));
+            eprintln!(
+                "storgo: {} hold it: {}",
+                super::print::count(confirmed.len() as u64, "peer"),
+                confirmed.join(", ")
+            );
             Ok(())
         }
         Some(api::ReplicaLine::Done { confirmed, wanted }) => bail!(
@@ -223,7 +246,10 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
         println!("dht mode: {}", s.node.dht_mode);
         println!("background tasks: {}", s.node.background_tasks.join(", "));
         println!("connected peers: {}", s.node.connected_peers);
-        println!("routing table: {} peers", s.node.routing_table_size);
+        println!(
+            "routing table: {}",
+            super::print::count(s.node.routing_table_size as u64, "peer")
+        );
         println!("records provided: {}", s.node.records_provided);
         println!(
             "provider records held: {} ({} taken in since start, {} refused, {} dropped while busy)",
@@ -243,7 +269,16 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
             "store sessions: {} in progress, {} left by a crash removed at start",
             s.sessions.live, s.sessions.interrupted_at_start
         );
-        println!("replication: {} copies per item", s.replication.replication);
+        println!(
+            "replication: {} copies per item; {} item{} short of copies now",
+            s.replication.replication,
+            s.replication.under_replicated,
+            if s.replication.under_replicated == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
         println!(
             "replicas held for the network: {} whole, {} arriving",
             s.replication.replicas_held, s.replication.replicas_arriving
@@ -265,13 +300,13 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
         }
         match &s.replication.last_republish {
             Some(r) => println!(
-                "last republish: {} ({} ms): {} items to {} peers in {} batches, {} DHT walks, {} failed",
+                "last republish: {} ({} ms): {} items to {} in {} batches, {} DHT walks, {} failed",
                 humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + Duration::from_secs(r.started)
                 ),
                 r.duration_ms,
                 r.roots,
-                r.peers,
+                super::print::count(r.peers as u64, "peer"),
                 r.batches,
                 r.walks,
                 r.failed.len()
@@ -340,4 +375,11 @@ pub async fn healthcheck(cli: &Cli) -> Result<()> {
         bail!("the node at {url} does not answer /healthz");
     }
     Ok(())
+}
+
+/// `?timeout_secs=N` (after `sep`) for a timeout given on the command line, else nothing.
+fn timeout_query(timeout: Option<Duration>, sep: char) -> String {
+    timeout
+        .map(|t| format!("{sep}timeout_secs={}", t.as_secs().max(1)))
+        .unwrap_or_default()
 }

@@ -28,6 +28,7 @@ pub const MAX_TAG: usize = 64;
 
 /// One entry of a collection: an item and what the publisher says about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = CollectionEntry)]
 pub struct Entry {
     /// The item's content ID.
     pub id: String,

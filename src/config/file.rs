@@ -35,6 +35,8 @@ pub(super) struct Key {
     pub(super) switch: bool,
     /// Set on `node`, not globally.
     pub(super) on_node: bool,
+    /// The value's name in `--help` (`SIZE`, `ADDR`…), for an example that parses.
+    pub(super) value_name: Option<String>,
 }
 
 /// The settings a file may hold: every argument with an environment variable, global or of
@@ -67,6 +69,10 @@ pub(super) fn keys(cmd: &clap::Command) -> Vec<Key> {
                     clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
                 ),
                 on_node,
+                value_name: a
+                    .get_value_names()
+                    .and_then(|n| n.first())
+                    .map(|n| n.to_string()),
             });
         }
     };
@@ -315,11 +321,30 @@ pub fn init_text<C: CommandFactory>() -> String {
         let example = match (&k.default, k.multiple) {
             (Some(d), m) => toml_literal(d, m),
             (None, true) => "[]".to_owned(),
-            (None, false) => "\"\"".to_owned(),
+            (None, false) => toml_literal(&example_value(&k), false),
         };
         out.push_str(&format!("# {} = {example}\n", k.key));
     }
     out
+}
+
+/// A value for a setting without a default that is valid once uncommented (what it should be
+/// for this node is the user's to say: the help above it says what it means).
+fn example_value(k: &Key) -> String {
+    if k.switch {
+        return "false".into();
+    }
+    match k.value_name.as_deref() {
+        Some("SIZE") => "20GiB".into(),
+        Some("DURATION") => "30m".into(),
+        Some("N") => "3".into(),
+        Some("ADDR") => "127.0.0.1:8080".into(),
+        Some("DIR") => "/srv/storgo".into(),
+        Some("FILE" | "PATH") => format!("/etc/storgo/{}", k.key),
+        // A fresh secret: valid as it stands, and nobody else's.
+        Some("HEX") => hex::encode(rand::random::<[u8; 32]>()),
+        _ => String::new(),
+    }
 }
 
 /// Writes the commented default file to `path`, refusing to replace one unless `force`.

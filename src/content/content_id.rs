@@ -33,6 +33,8 @@ pub const VERSION: u8 = 1;
 pub const BINARY_LEN: usize = 1 + 32 + 32 + 4;
 /// Longest text accepted before decoding anything (the real length is 113).
 const MAX_TEXT_LEN: usize = 256;
+/// Letters after the prefix: the binary form in base32 without padding (111).
+const BODY_LEN: usize = (BINARY_LEN * 8).div_ceil(5);
 
 /// The address of an item's root manifest and the key that opens it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,6 +88,24 @@ impl fmt::Display for ContentId {
     }
 }
 
+impl ContentId {
+    /// The ID as logs show it: its first letters, which a user recognises as the start of
+    /// the ID they hold. They encode only the version and the root's address (the key starts
+    /// at letter 53 after `sg1`), so a log never carries a read capability.
+    pub fn short(&self) -> String {
+        let mut s = self.to_string();
+        s.truncate(PREFIX.len() + SHORT_LETTERS);
+        s.push('…');
+        s
+    }
+}
+
+/// Letters of the ID after `sg1` in [`ContentId::short`]: 65 bits of the root's address.
+const SHORT_LETTERS: usize = 14;
+// The short form's letters (5 bits each) end before the key, which starts at bit 264 of the
+// binary form (after the version byte and the 32-byte root).
+const _: () = assert!(SHORT_LETTERS * 5 < 264);
+
 impl fmt::Debug for ContentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the key in debug output: logs must not leak read capabilities.
@@ -104,6 +124,27 @@ impl FromStr for ContentId {
         let body = lower
             .strip_prefix(PREFIX)
             .ok_or(ContentError::MalformedContentId("does not start with sg1"))?;
+        if !body
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+        {
+            return Err(ContentError::MalformedContentId(
+                "not base32: it holds a character other than a-z and 2-7",
+            ));
+        }
+        match body.len().cmp(&BODY_LEN) {
+            std::cmp::Ordering::Less => {
+                return Err(ContentError::MalformedContentId(
+                    "too short: an ID is sg1 and 111 letters; part of it was lost in copying",
+                ))
+            }
+            std::cmp::Ordering::Greater => {
+                return Err(ContentError::MalformedContentId(
+                    "too long: an ID is sg1 and 111 letters; something was added in copying",
+                ))
+            }
+            std::cmp::Ordering::Equal => {}
+        }
         let bytes = multibase::Base::Base32Lower
             .decode(body)
             .map_err(|_| ContentError::MalformedContentId("not base32"))?;
@@ -125,6 +166,26 @@ mod tests {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         assert_eq!(s.parse::<ContentId>().unwrap(), id);
         assert_eq!(s.to_uppercase().parse::<ContentId>().unwrap(), id);
+    }
+
+    #[test]
+    fn the_short_form_is_the_start_of_the_id_and_holds_no_key() {
+        let a = ContentId::new(BlockAddress::of(b"r"), BlockKey::from_bytes([3; 32]));
+        let b = ContentId::new(BlockAddress::of(b"r"), BlockKey::from_bytes([4; 32]));
+        let short = a.short();
+        assert!(a.to_string().starts_with(short.trim_end_matches('…')));
+        assert_eq!(short, b.short(), "the key changes nothing in it");
+    }
+
+    #[test]
+    fn a_cut_or_padded_id_says_which() {
+        let id = ContentId::new(BlockAddress::of(b"r"), BlockKey::from_bytes([3; 32]));
+        let s = id.to_string();
+        assert_eq!(s.len(), 3 + BODY_LEN);
+        let err = |t: &str| t.parse::<ContentId>().unwrap_err().to_string();
+        assert!(err(&s[..60]).contains("too short"), "{}", err(&s[..60]));
+        assert!(err(&format!("{s}a")).contains("too long"));
+        assert!(err(&s.replace('a', "1")).contains("not base32"));
     }
 
     #[test]

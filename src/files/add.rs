@@ -27,6 +27,8 @@ pub struct AddOptions {
     pub replicas: Option<u8>,
     /// Compress chunks that shrink (`protocols/block-v2.md`); off stores every chunk raw.
     pub compress: bool,
+    /// The pin is storgo's own (a collection's version), not the user's: not listed by `ls`.
+    pub internal: bool,
 }
 
 impl Default for AddOptions {
@@ -36,6 +38,7 @@ impl Default for AddOptions {
             pin: true,
             replicas: None,
             compress: true,
+            internal: false,
         }
     }
 }
@@ -237,6 +240,7 @@ fn finish(
             partial: false,
             for_reading: false,
             replicas: opts.replicas,
+            internal: opts.internal,
         })?;
     }
     tracing::info!(cid = %address, bytes = size, new_bytes = stats.new_bytes, "added");

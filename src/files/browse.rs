@@ -33,6 +33,7 @@ pub struct Head {
 
 /// One entry of a folder, with the ID that reads it on its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = FolderEntry)]
 pub struct Entry {
     pub name: String,
     /// `file`, `dir` or `link`.
@@ -53,7 +54,7 @@ fn malformed(address: BlockAddress, reason: &str) -> FilesError {
 
 /// The head of the item `id`.
 pub fn head(store: &Store, id: &ContentId) -> Result<Head> {
-    match load_manifest(store, id.root, &id.key)? {
+    match super::read::load_root(store, id)? {
         Manifest::File(f) => Ok(Head {
             name: f.name,
             kind: "file".into(),
@@ -78,7 +79,7 @@ pub fn head(store: &Store, id: &ContentId) -> Result<Head> {
 
 /// The entries of the folder `id`, in name order.
 pub fn entries(store: &Store, id: &ContentId) -> Result<Vec<Entry>> {
-    let Manifest::Dir(d) = load_manifest(store, id.root, &id.key)? else {
+    let Manifest::Dir(d) = super::read::load_root(store, id)? else {
         return Err(FilesError::NotAFolder { id: id.to_string() });
     };
     let mut out = Vec::new();
@@ -190,7 +191,7 @@ fn range_walk(
     range: Range<u64>,
     visit: &mut dyn FnMut(&ChunkRef, Range<usize>) -> Result<()>,
 ) -> Result<()> {
-    let Manifest::File(f) = load_manifest(store, id.root, &id.key)? else {
+    let Manifest::File(f) = super::read::load_root(store, id)? else {
         return Err(FilesError::IsFolder { id: id.to_string() });
     };
     if range.start > range.end || range.end > f.size {

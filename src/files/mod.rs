@@ -22,8 +22,8 @@ use crate::store::StoreError;
 
 pub use add::{add_path, add_reader, AddOptions, Added, Skipped};
 pub use read::{
-    cat, get, load_manifest, pin_complete, sha256, stat, write_output, ChunkSource, ItemStat,
-    Output,
+    cat, get, load_manifest, load_root, pin_complete, sha256, stat, write_output, ChunkSource,
+    ItemStat, Output,
 };
 
 /// Errors of adding and reading items.
@@ -59,6 +59,8 @@ pub enum FilesError {
     Corrupt { what: String, reason: String },
     #[error("{id} is not complete here ({have} of {total} chunks held); fetch it first")]
     Incomplete { id: String, have: u64, total: u64 },
+    #[error("{id} is not held here; `storgo fetch ID` brings it from the network")]
+    NotHeld { id: String },
     #[error("writing output: {0}")]
     Output(std::io::Error),
 }

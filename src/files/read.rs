@@ -31,6 +31,17 @@ pub fn load_manifest(store: &Store, address: BlockAddress, key: &BlockKey) -> Re
     Ok(Manifest::open(address, key, &block)?)
 }
 
+/// The root manifest of the item `id` names; an item whose root is not here is named by the
+/// ID the user gave (not by the root's block address, which they never saw).
+pub fn load_root(store: &Store, id: &ContentId) -> Result<Manifest> {
+    load_manifest(store, id.root, &id.key).map_err(|e| match e {
+        FilesError::Store(StoreError::Missing { address }) if address == id.root => {
+            FilesError::NotHeld { id: id.short() }
+        }
+        e => e,
+    })
+}
+
 fn too_deep(address: BlockAddress) -> FilesError {
     FilesError::Content(ContentError::MalformedManifest {
         address,
@@ -146,7 +157,7 @@ pub fn cat_from(
     out: &mut dyn Write,
     progress: Progress<'_>,
 ) -> Result<u64> {
-    match load_manifest(store, id.root, &id.key)? {
+    match load_root(store, id)? {
         Manifest::File(f) => write_file(store, source, &f, out, progress),
         Manifest::Dir(_) => Err(FilesError::IsFolder { id: id.to_string() }),
         _ => Err(wrong_kind(id.root, "a file or folder")),
@@ -349,7 +360,7 @@ pub fn get_from(
     let mut done = 0u64;
     // A folder may name the same subtree many times; hold the output to the size the root
     // declares (what `stat` showed the user) so a crafted item cannot fill the disk.
-    let limit = match load_manifest(store, id.root, &id.key)? {
+    let limit = match load_root(store, id)? {
         Manifest::File(f) => f.size,
         Manifest::Dir(d) => d.size,
         _ => return Err(wrong_kind(id.root, "a file or folder")),
@@ -593,7 +604,7 @@ pub fn sha256(store: &Store, id: &ContentId) -> Result<[u8; 32]> {
 /// Counts an item's files and chunks and how many chunks are held here. Manifests must be
 /// held; chunks need not be.
 pub fn stat(store: &Store, id: &ContentId) -> Result<ItemStat> {
-    let root = load_manifest(store, id.root, &id.key)?;
+    let root = load_root(store, id)?;
     let mut st = ItemStat {
         id: id.to_string(),
         name: String::new(),
@@ -682,6 +693,7 @@ pub fn pin_complete(store: &Store, id: &ContentId) -> Result<crate::store::PinRe
         partial: false,
         for_reading: false,
         replicas: store.pin_of(&id.root)?.and_then(|p| p.replicas),
+        internal: false,
     };
     session.commit_pin(&rec)?;
     Ok(rec)

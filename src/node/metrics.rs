@@ -77,6 +77,9 @@ pub struct Counters {
     pub background_tasks: Family<Task, Gauge>,
     /// The names in `background_tasks`, in the order they started (a family cannot be listed).
     task_names: std::sync::Mutex<Vec<&'static str>>,
+    /// Woken when a new peer joins the routing table: what is short of copies is placed then.
+    /// (Not a metric either.)
+    pub peer_joined: tokio::sync::Notify,
     /// Set when the node begins to stop: new holds and announcements are refused. (Not a
     /// metric; it lives here because everything that needs it holds the counters.)
     pub stopping: AtomicBool,
@@ -105,6 +108,7 @@ impl Default for Counters {
             role: Family::default(),
             background_tasks: Family::default(),
             task_names: std::sync::Mutex::new(Vec::new()),
+            peer_joined: tokio::sync::Notify::new(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -315,9 +319,8 @@ impl Metrics {
             c.replicas_held
                 .set(r.iter().filter(|r| r.complete).count() as i64);
         }
-        if let Some(round) = replicator.last_round() {
-            c.items_under_replicated.set(round.under_replicated as i64);
-        }
+        c.items_under_replicated
+            .set(replicator.under_replicated() as i64);
     }
 
     /// The Prometheus text format (OpenMetrics).

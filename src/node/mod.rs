@@ -50,7 +50,7 @@ use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::content::{BlockAddress, ContentError};
+use crate::content::{BlockAddress, ContentError, ContentId};
 use crate::files::FilesError;
 use crate::network::{self, NetworkConfig, NetworkError};
 use crate::store::{Store, StoreError};
@@ -63,18 +63,18 @@ pub enum NodeError {
     Stopped,
     #[error("request to peer {peer} failed: {reason}")]
     Request { peer: PeerId, reason: String },
-    #[error("no peer provides {root} (searched for {secs} s; is a node holding it running and reachable?)")]
-    NoProviders { root: BlockAddress, secs: u64 },
-    #[error("fetch of {root} incomplete: {missing} of {total} chunks could not be had from any provider; run the same fetch again to resume")]
+    #[error("no peer provides {item} (searched for {secs} s; is a node holding it running and reachable?)")]
+    NoProviders { item: Item, secs: u64 },
+    #[error("fetch of {item} incomplete: {missing} of {total} chunks could not be had from any provider; run the same fetch again to resume")]
     Incomplete {
-        root: BlockAddress,
+        item: Item,
         missing: usize,
         total: usize,
     },
-    #[error("fetch of {root} stopped: it took longer than its deadline of {secs} s; run it again to resume")]
-    DeadlinePassed { root: BlockAddress, secs: u64 },
-    #[error("{root} came to more than the {limit} bytes declared for it; stopped taking it in")]
-    OverDeclared { root: BlockAddress, limit: u64 },
+    #[error("fetch of {item} stopped: it took longer than its deadline of {secs} s; run it again to resume")]
+    DeadlinePassed { item: Item, secs: u64 },
+    #[error("{item} came to more than the {limit} bytes declared for it; stopped taking it in")]
+    OverDeclared { item: Item, limit: u64 },
     #[error("dialing {addr}: {reason}")]
     Dial { addr: Multiaddr, reason: String },
     #[error(transparent)]
@@ -85,6 +85,65 @@ pub enum NodeError {
     Files(#[from] FilesError),
     #[error(transparent)]
     Content(#[from] ContentError),
+}
+
+/// What an error names: an item by the content ID the user gave, or a block by its address
+/// where only that is known (a replica of someone else's item, a manifest deep in a tree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    Id(ContentId),
+    Block(BlockAddress),
+}
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The start of the ID: recognisable, and no read capability in a log line.
+            Item::Id(id) => write!(f, "{}", id.short()),
+            Item::Block(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl From<BlockAddress> for Item {
+    fn from(b: BlockAddress) -> Self {
+        Item::Block(b)
+    }
+}
+
+impl NodeError {
+    /// The same error naming `id` where it named `id`'s root block: what a user reads is the
+    /// ID they gave, not an address they never saw.
+    pub fn naming(self, id: &ContentId) -> Self {
+        let name = |item: Item| match item {
+            Item::Block(b) if b == id.root => Item::Id(*id),
+            other => other,
+        };
+        match self {
+            NodeError::NoProviders { item, secs } => NodeError::NoProviders {
+                item: name(item),
+                secs,
+            },
+            NodeError::Incomplete {
+                item,
+                missing,
+                total,
+            } => NodeError::Incomplete {
+                item: name(item),
+                missing,
+                total,
+            },
+            NodeError::DeadlinePassed { item, secs } => NodeError::DeadlinePassed {
+                item: name(item),
+                secs,
+            },
+            NodeError::OverDeclared { item, limit } => NodeError::OverDeclared {
+                item: name(item),
+                limit,
+            },
+            other => other,
+        }
+    }
 }
 
 /// A connected peer, as `storgo peers` shows it.
@@ -304,6 +363,7 @@ impl Node {
             let r = &replicator;
             helpers.spawn("replica service", r.clone().serve(replica_rx));
             helpers.spawn("repair", r.clone().repair_loop());
+            helpers.spawn("catch-up", r.clone().catch_up_loop());
             helpers.spawn("scrub", r.clone().scrub_loop());
             helpers.spawn("republish", republisher.clone().republish_loop());
             let refresh = cfg

@@ -26,6 +26,8 @@ pub struct GcReport {
     /// Pinned items whose manifests could not be walked (missing, or not matching their
     /// address): GC cannot tell which blocks they need, so it removed nothing at all.
     #[serde(default)]
+    /// (As pairs of strings: `[who or what, why]`.)
+    #[schema(value_type = Vec<Vec<String>>)]
     pub unwalkable_items: Vec<(String, String)>,
     /// Packs of small blocks rewritten without their dead records, or removed.
     #[serde(default)]
@@ -48,11 +50,20 @@ pub struct VerifyReport {
     pub adopted: u64,
     /// Held items (pins by content ID, replicas by root) that can no longer be read in full,
     /// and how many blocks they lack.
-    pub damaged_items: Vec<(String, u64)>,
+    pub damaged_items: Vec<ItemLacking>,
     /// Items still arriving (partial pins and replicas) and the blocks still to come. Not
     /// damage.
     #[serde(default)]
-    pub incomplete_items: Vec<(String, u64)>,
+    pub incomplete_items: Vec<ItemLacking>,
+}
+
+/// An item held here that lacks blocks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ItemLacking {
+    /// The item: a pin's content ID, or a replica's root block address.
+    pub id: String,
+    /// Blocks it lacks.
+    pub blocks: u64,
 }
 
 impl VerifyReport {
@@ -497,9 +508,15 @@ impl Store {
             };
             if lacking > 0 {
                 if h.partial {
-                    report.incomplete_items.push((h.name, lacking));
+                    report.incomplete_items.push(ItemLacking {
+                        id: h.name,
+                        blocks: lacking,
+                    });
                 } else {
-                    report.damaged_items.push((h.name, lacking));
+                    report.damaged_items.push(ItemLacking {
+                        id: h.name,
+                        blocks: lacking,
+                    });
                 }
             }
         }

@@ -271,6 +271,11 @@ impl Store {
     }
 
     /// Every pinned root, sorted by name.
+    /// The pins a user made (what `ls` lists): every pin but storgo's own.
+    pub fn user_pins(&self) -> Result<Vec<PinRecord>> {
+        Ok(self.pins()?.into_iter().filter(|p| !p.internal).collect())
+    }
+
     pub fn pins(&self) -> Result<Vec<PinRecord>> {
         self.parts.index.pins()
     }

@@ -96,6 +96,10 @@ pub struct PinRecord {
     /// Copies the network keeps of it (`add --replicas`); `None`: the node's `--replication`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u8>,
+    /// Kept by storgo itself (a collection's published or followed version), not by the
+    /// user: held, provided and replicated like any pin, but not listed by `ls` or the page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
 }
 
 /// An item held as a replica for the network, as `ls --replicas` shows it. Holders never

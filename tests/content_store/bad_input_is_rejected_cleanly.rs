@@ -38,9 +38,21 @@ fn malformed_unknown_and_missing_inputs_fail_with_one_line() {
         storgo::content::BlockAddress::of(b"x"),
         BlockKey::from_bytes([1; 32]),
     );
+    // It is named by the ID the user gave, never by a block address they did not see.
+    for cmd in ["cat", "stat"] {
+        let mut c = storgo(&d);
+        c.args([cmd, &other.to_string()]);
+        let line = fails(c);
+        assert!(
+            line.contains(&format!("{} is not held here", other.short())) && !line.contains("bafk"),
+            "{line}"
+        );
+    }
+    // A truncated ID says so.
     let mut c = storgo(&d);
-    c.args(["cat", &other.to_string()]);
-    assert!(fails(c).contains("not held locally"));
+    c.args(["cat", &id[..60]]);
+    let line = fails(c);
+    assert!(line.contains("too short"), "{line}");
 
     let mut c = storgo(&d);
     c.args(["add"]).arg(tmp.path().join("does-not-exist"));
@@ -180,7 +192,8 @@ fn a_second_process_on_the_same_data_dir_is_refused_with_the_owner_pid() {
     assert!(child.wait_with_output().unwrap().status.success());
     let mut ls = storgo(&d);
     ls.arg("ls");
-    assert_eq!(ok(ls).lines().count(), 1);
+    // The header, then the one item.
+    assert_eq!(ok(ls).lines().count(), 2);
 }
 
 #[test]

@@ -221,4 +221,15 @@ fn stdin_adds_like_a_file_and_the_id_is_the_last_stdout_line() {
     let mut cat = storgo(&data_dir);
     cat.args(["cat", &id]);
     assert!(run(cat).stdout == data);
+    // Listed by a name, not as nameless.
+    let mut ls = storgo(&data_dir);
+    ls.args(["ls"]);
+    let listed = ok(ls);
+    assert!(listed.starts_with("ID\tKIND\tSIZE"), "{listed}");
+    let line = listed.lines().find(|l| l.starts_with(&id)).expect("listed");
+    assert!(line.ends_with("\tstdin"), "{line}");
+    assert!(
+        !line.contains(&data.len().to_string()),
+        "a size people read: {line}"
+    );
 }

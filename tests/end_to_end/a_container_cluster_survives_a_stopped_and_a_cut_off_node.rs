@@ -102,15 +102,27 @@ async fn ready(api: &Http) {
     }
 }
 
-/// A build context with the sources and this build's binary as `prebuilt/storgo`.
+/// A build context with the sources and this build's binary, stripped as `just docker-image`
+/// strips it, as `prebuilt/storgo`.
 fn context(dir: &Path) -> PathBuf {
     let ctx = dir.join("context");
     std::fs::create_dir_all(ctx.join("prebuilt")).unwrap();
     for f in ["Cargo.toml", "Cargo.lock"] {
         std::fs::copy(Path::new(PROJECT_DIR).join(f), ctx.join(f)).unwrap();
     }
-    std::fs::copy(bin(), ctx.join("prebuilt/storgo")).unwrap();
+    must({
+        let mut c = Command::new("strip");
+        c.arg("-o").arg(ctx.join("prebuilt/storgo")).arg(bin());
+        c
+    });
     ctx
+}
+
+/// Runs `args` inside `node`'s container and gives its standard output.
+fn exec(cluster: &Cluster, node: &str, args: &[&str]) -> String {
+    let mut all = vec!["exec", "-T", node];
+    all.extend_from_slice(args);
+    cluster.run(&all)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,6 +157,36 @@ async fn add_fetch_lose_the_bootstrap_node_cut_one_off_and_fetch_again() {
             .arg(context(tmp.path()));
         c
     });
+    // The build stage leaves no dangling image behind (`just docker-image` prunes it the same
+    // way), and the image is small: a stripped binary on a trimmed Debian minbase.
+    must({
+        let mut c = Command::new("docker");
+        c.args([
+            "image",
+            "prune",
+            "-f",
+            "--filter",
+            "label=storgo.stage=build",
+        ]);
+        c
+    });
+    let left = must({
+        let mut c = Command::new("docker");
+        c.args(["images", "-q", "--filter", "label=storgo.stage=build"]);
+        c
+    });
+    assert!(left.trim().is_empty(), "build stages left: {left}");
+    let size: u64 = must({
+        let mut c = Command::new("docker");
+        c.args(["image", "inspect", "--format", "{{.Size}}"])
+            .arg(format!("{}:latest", cluster.project));
+        c
+    })
+    .trim()
+    .parse()
+    .expect("an image size");
+    eprintln!("image: {} MB", size / 1_000_000);
+    assert!(size < 120_000_000, "the image is {size} bytes");
     cluster.run(&["up", "-d", "--no-build"]);
     let (n1, n2, n3) = (
         cluster.api("node1"),
@@ -174,6 +216,59 @@ async fn add_fetch_lose_the_bootstrap_node_cut_one_off_and_fetch_again() {
     let id = n1.upload("week1.pdf", first.clone()).await;
     let job = n2.fetch(&id).await;
     assert_eq!(job["state"], "done", "{job}");
+
+    // Inside the containers, the commands that name paths work (they reach the node through
+    // its loopback companion listener): add a file on node1, get it back out, fetch it to a
+    // file on node2.
+    exec(
+        &cluster,
+        "node1",
+        &[
+            "sh",
+            "-c",
+            "head -c 1500000 /dev/urandom > /tmp/lecture.bin",
+        ],
+    );
+    let added = exec(&cluster, "node1", &["storgo", "add", "/tmp/lecture.bin"]);
+    let lecture = added
+        .lines()
+        .last()
+        .expect("add prints the ID")
+        .trim()
+        .to_owned();
+    assert!(lecture.starts_with("sg1"), "{added}");
+    exec(
+        &cluster,
+        "node1",
+        &["storgo", "get", &lecture, "-o", "/tmp/got.bin"],
+    );
+    exec(
+        &cluster,
+        "node2",
+        &[
+            "storgo",
+            "fetch",
+            &lecture,
+            "-o",
+            "/tmp/fetched.bin",
+            "--timeout",
+            "60s",
+        ],
+    );
+    let sum = |node: &str, path: &str| {
+        exec(&cluster, node, &["sha256sum", path])
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let original = sum("node1", "/tmp/lecture.bin");
+    assert_eq!(
+        sum("node1", "/tmp/got.bin"),
+        original,
+        "get gives the same bytes"
+    );
+    assert_eq!(sum("node2", "/tmp/fetched.bin"), original, "fetch -o too");
 
     // node1, the bootstrap node, stops: node3 still fetches (from node2).
     cluster.run(&["stop", "--timeout", "10", "node1"]);

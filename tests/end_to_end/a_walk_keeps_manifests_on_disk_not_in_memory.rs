@@ -124,6 +124,7 @@ fn craft(dir: &std::path::Path, leaf_file: &std::path::Path) -> (ContentId, u64)
             partial: false,
             for_reading: false,
             replicas: None,
+            internal: false,
         })
         .unwrap();
     (id, manifest_bytes)

@@ -1,6 +1,7 @@
 //! `/healthz` and `/readyz` answer without the API token (a container's health check has
 //! none); a node given a bootstrap peer it has not reached is alive but not ready, and ready
-//! once it has; `--log-format json` writes one JSON object a line, with the event's fields.
+//! once it has; `--log-format json` writes one JSON object a line, with the event's fields;
+//! a log written to a file holds no colour codes.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -82,4 +83,26 @@ fn health_and_readiness_need_no_token_and_readiness_waits_for_the_network() {
             && l["address"].as_str().is_some_and(|a| a.contains("/p2p/"))),
         "{log}"
     );
+    // A first node alone is not warned about at every tick; and a log written to a file (as
+    // `docker logs` and a service manager keep it) has no colour codes.
+    assert!(!log.contains("Failed to trigger bootstrap"), "{log}");
+    // An empty answer says so, on stderr (stdout stays empty for scripts).
+    let mut peers = storgo(&lonely.data_dir);
+    peers.arg("peers");
+    let out = run(peers);
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no peers connected"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in [&lonely, &joined] {
+        let text = node.log();
+        assert!(text.contains("listening"), "{text}");
+        assert!(
+            !text.contains('\x1b'),
+            "escape codes in a log file: {text:?}"
+        );
+    }
 }

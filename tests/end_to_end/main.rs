@@ -21,6 +21,7 @@ mod partition_heals_to_r_holders;
 mod replicas_outlive_a_killed_adder;
 mod settings_come_from_flags_env_file_then_defaults;
 mod slow_readers_do_not_stall_the_node;
+mod the_api_document_holds_under_a_fuzzer;
 mod the_gateway_serves_what_a_browser_expects;
 mod the_http_api_answers_as_documented;
 mod the_web_page_works_in_chromium;

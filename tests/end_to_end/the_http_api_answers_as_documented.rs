@@ -251,6 +251,56 @@ async fn every_route_answers_with_its_status_and_a_json_error() {
         "{first:?}"
     );
 
+    // A login link is good once; a second visit gets a page saying so, not the API's JSON.
+    let browser = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let first = browser.get(&a.login_url).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    let again = browser.get(&a.login_url).send().await.unwrap();
+    assert_eq!(again.status(), 401);
+    assert!(again.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+
+    // A deleted job is gone; a job number that is not one is the JSON error.
+    let job = api.fetch(&unknown_id()).await;
+    let n = job["job"].as_u64().unwrap();
+    let (status, _) = api
+        .send_json(api.req(Method::DELETE, &format!("/api/v1/jobs/{n}")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        error_code(&api.get(&format!("/api/v1/jobs/{n}")).await, 404),
+        "not_found"
+    );
+    assert_eq!(
+        error_code(&api.get("/api/v1/jobs/-1").await, 400),
+        "bad_request"
+    );
+    // Limits the document states are the ones enforced.
+    for bad in [
+        format!("/api/v1/fetch/{}?timeout_secs=1796460047", unknown_id()),
+        "/api/v1/upload?name=x&replicas=17".to_string(),
+    ] {
+        let (status, body) = api.post(&bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("is not in"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        error_code(
+            &api.get("/api/v1/collections/search?q=x&limit=0").await,
+            400
+        ),
+        "bad_request"
+    );
+
     // A node with a storage limit refuses an upload that would pass it.
     let small = NodeProc::start_args(&tmp.path().join("small"), None, &["--max-storage", "1MB"]);
     let small_api = Http::of(&small);
@@ -310,6 +360,32 @@ async fn an_api_beyond_loopback_needs_the_token_and_refuses_routes_naming_this_d
     assert!(!std::path::Path::new("/tmp/storgo-should-not-exist").exists());
     let (status, _) = api.get(&format!("/api/v1/stat/{id}")).await;
     assert_eq!(status, 200, "the token opens everything else");
+
+    // Commands run on this machine (or by `docker exec` in a container) reach the node
+    // through the loopback companion DATA_DIR/api names, where routes naming paths work.
+    let named = std::fs::read_to_string(a.data_dir.join("api")).unwrap();
+    let local = named.lines().next().unwrap().trim().to_owned();
+    assert!(
+        local.starts_with("http://127.0.0.1:") && local != base,
+        "{local}"
+    );
+    let mut local_api = Http::of(&a);
+    local_api.base = local;
+    let add = local_api
+        .req(Method::POST, "/api/v1/add")
+        .json(&serde_json::json!({"path": file}));
+    let (status, added) = local_api.send_json(add).await;
+    assert_eq!(status, 200, "{added}");
+    // Its login links open the page on the public listener, not on the companion.
+    let (status, link) = local_api.post("/api/v1/login-links").await;
+    assert_eq!(status, 200, "{link}");
+    assert!(
+        link["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{base}/login?code=")),
+        "{link}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,8 +401,35 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_has() {
         "{}",
         doc["openapi"]
     );
+    assert_eq!(doc["info"]["title"], "storgo node API", "{}", doc["info"]);
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 25, "{} paths", paths.len());
+    // Tools can trust it: a path parameter is in its path, every operation documents 401 and
+    // every response has a description; no two types share a name.
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: {name} is no path parameter"
+                    );
+                }
+            }
+            let answers = op["responses"].as_object().unwrap();
+            assert!(answers.contains_key("401"), "{method} {path}");
+            for (code, r) in answers {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {code}"
+                );
+            }
+        }
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    assert!(schemas.contains_key("FolderEntry") && schemas.contains_key("CollectionEntry"));
 
     // Every documented route is routed: with placeholder parameters each answers something
     // other than "no such route" (a bad ID is 400, an unknown job 404 `not_found`…).

@@ -129,8 +129,11 @@ fn unreachable_bootstrap_and_unknown_ids_fail_cleanly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     let last = err.lines().last().unwrap_or_default();
+    // Named by the start of the ID the user gave, not by a block address they never saw.
     assert!(
-        last.starts_with("storgo: ") && last.contains("no peer provides"),
+        last.starts_with("storgo: ")
+            && last.contains(&format!("no peer provides {}", id.short()))
+            && !last.contains("bafk"),
         "{err}"
     );
     assert!(err.contains("bootstrap peer unreachable"), "{err}");

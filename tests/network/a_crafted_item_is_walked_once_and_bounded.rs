@@ -61,6 +61,7 @@ async fn a_folder_of_shared_subtrees_is_fetched_once_per_manifest() {
                 partial: false,
                 for_reading: false,
                 replicas: None,
+                internal: false,
             })
             .unwrap();
         below

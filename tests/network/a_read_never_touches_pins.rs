@@ -171,6 +171,7 @@ async fn an_unpin_during_a_read_is_not_undone() {
             partial: true,
             for_reading: false,
             replicas: None,
+            internal: false,
         }))
         .unwrap();
     drop(session);

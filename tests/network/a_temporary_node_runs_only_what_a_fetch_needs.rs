@@ -1,6 +1,6 @@
 //! Roles are explicit: the node a lone `storgo fetch` starts (no DHT server, one job) fetches
-//! and runs nothing else — no replica service, repair, scrub, republish, collections or
-//! resume — while a resident node runs all of them; and `stop` returns only once every task
+//! and runs nothing else — no replica service, repair, catch-up, scrub, republish,
+//! collections or resume — while a resident node runs all of them; and `stop` returns only once every task
 //! has let go of the data dir (it opens again at once). Both show it where an operator
 //! looks: `storgo status` (the node's info) and `/metrics`.
 
@@ -24,6 +24,7 @@ async fn a_temporary_node_runs_only_what_a_fetch_needs() {
     assert_eq!(
         tasks,
         [
+            "catch-up",
             "collections",
             "repair",
             "replica service",

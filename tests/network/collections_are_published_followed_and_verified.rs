@@ -103,6 +103,20 @@ async fn versions_reach_followers_by_push_and_through_the_dht_and_outlive_the_pu
     push_ms.push(t.elapsed().as_millis());
     assert_eq!(e1.name, "algo-101");
     assert_eq!(e1.new_entries.len(), 1);
+    // The version is an item storgo keeps (pinned, provided, replicated) but not the user's:
+    // `ls` and the page list only what people pinned.
+    let pins = publisher.store.pins().unwrap();
+    assert!(
+        pins.iter()
+            .any(|p| p.internal && p.name == "collection-version"),
+        "{pins:?}"
+    );
+    assert!(publisher
+        .store
+        .user_pins()
+        .unwrap()
+        .iter()
+        .all(|p| !p.internal && p.name != "collection-version"));
 
     let notes2 = tmp.path().join("assignment1.pdf");
     write_random(&notes2, 200_000, 2);

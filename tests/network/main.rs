@@ -14,6 +14,7 @@ mod a_read_never_touches_pins;
 mod a_taken_port_is_replaced_or_named;
 mod a_temporary_node_runs_only_what_a_fetch_needs;
 mod an_interrupted_fetch_is_resumed_or_let_go_at_restart;
+mod an_item_added_alone_is_placed_when_peers_appear;
 mod an_offline_unpin_is_no_longer_provided;
 mod bad_requests_are_answered_bad_request;
 mod collections_are_published_followed_and_verified;

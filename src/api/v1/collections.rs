@@ -3,14 +3,14 @@
 //! the node's collections service (`node::collections`). It must not import its sibling route
 //! files: the extractors it shares with them live in [`extract`](crate::api::extract).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::extract::{within, ApiJson, ApiPath, ApiQuery};
 use crate::api::state::Api;
 use crate::collections::search::Hit;
 use crate::collections::{CollectionId, Entry};
@@ -78,7 +78,7 @@ pub(super) async fn create(
         (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(api): State<Api>,
-    Path(which): Path<String>,
+    ApiPath(which): ApiPath<String>,
 ) -> Result<Json<CollectionView>, ApiError> {
     Ok(Json(api.collections.show(which.trim()).await?))
 }
@@ -90,7 +90,7 @@ pub(super) async fn show(
         (status = 422, body = ErrorBody)))]
 pub(super) async fn log(
     State(api): State<Api>,
-    Path(which): Path<String>,
+    ApiPath(which): ApiPath<String>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     Ok(Json(api.collections.log(which.trim()).await?))
 }
@@ -114,7 +114,7 @@ pub struct NewEntry {
         (status = 404, body = ErrorBody)))]
 pub(super) async fn add_entry(
     State(api): State<Api>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<NewEntry>,
 ) -> Result<Json<Entry>, ApiError> {
     let entry = Entry {
@@ -134,7 +134,7 @@ pub(super) async fn add_entry(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(super) async fn remove_entry(
     State(api): State<Api>,
-    Path((name, id)): Path<(String, String)>,
+    ApiPath((name, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     api.collections.remove(&name, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -152,7 +152,7 @@ pub struct NewDelegate {
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn delegate(
     State(api): State<Api>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<NewDelegate>,
 ) -> Result<StatusCode, ApiError> {
     let key = delegate_key(&req.key)?;
@@ -182,7 +182,7 @@ pub fn delegate_key(s: &str) -> Result<[u8; 32], ApiError> {
         (status = 404, body = ErrorBody)))]
 pub(super) async fn publish(
     State(api): State<Api>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Published>, ApiError> {
     Ok(Json(api.collections.publish(&name).await?))
 }
@@ -192,10 +192,11 @@ pub(super) async fn publish(
 #[utoipa::path(post, path = "/collections/{name}/rotate", tag = "collections",
     params(("name" = String, Path, description = "local name")),
     responses((status = 200, body = CreatedCollection), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody)))]
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "no collection of that name here")))]
 pub(super) async fn rotate(
     State(api): State<Api>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<CreatedCollection>, ApiError> {
     let id = api.collections.rotate(&name).await?;
     Ok(Json(CreatedCollection { id: id.to_string() }))
@@ -216,7 +217,7 @@ pub struct FollowRequest {
         (status = 422, body = ErrorBody)))]
 pub(super) async fn follow(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<FollowRequest>,
 ) -> Result<Json<CollectionView>, ApiError> {
     let id = parse_collection(&id)?;
@@ -227,10 +228,11 @@ pub(super) async fn follow(
 /// Stops following a collection (its pinned items stay pinned).
 #[utoipa::path(delete, path = "/collections/{id}/follow", tag = "collections",
     params(("id" = String, Path, description = "collection ID")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "published from this node: its publisher always follows it")))]
 pub(super) async fn unfollow(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_collection(&id)?;
     if api.collections.unfollow(&id).await? {
@@ -241,6 +243,7 @@ pub(super) async fn unfollow(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Words to find in titles, tags and notes.
     #[serde(default)]
@@ -250,6 +253,7 @@ pub struct SearchQuery {
     pub tag: Option<String>,
     /// Most results (default 50, at most 1000).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -260,7 +264,7 @@ pub(super) async fn search(
     State(api): State<Api>,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<Vec<Hit>>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = within("limit", q.limit, 1..=1000)?.unwrap_or(50);
     Ok(Json(
         api.collections
             .search(&q.q, q.tag.as_deref(), limit)

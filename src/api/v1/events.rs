@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::ApiPath;
 use crate::api::jobs::{Event, Job, StatusEvent};
 use crate::api::state::Api;
 
@@ -36,27 +37,40 @@ fn no_such_job(job: u64) -> ApiError {
     responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
 pub(super) async fn job(
     State(api): State<Api>,
-    Path(job): Path<u64>,
+    ApiPath(job): ApiPath<u64>,
 ) -> Result<Json<Job>, ApiError> {
     api.jobs.get(job).map(Json).ok_or_else(|| no_such_job(job))
 }
 
-/// Cancels a running job (what it fetched stays, and a new fetch resumes from it); a
-/// finished job is forgotten (dismissed from the list). Answers the job as it ended.
-#[utoipa::path(delete, path = "/jobs/{job}", tag = "fetch",
+/// Cancels a running job: what it fetched stays, and a new fetch resumes from it. The job
+/// stays listed, `cancelled`, until it is deleted. Answers the job as it ended (a job that had
+/// already ended is answered as it is).
+#[utoipa::path(post, path = "/jobs/{job}/cancel", tag = "fetch",
     params(("job" = u64, Path, description = "job number")),
     responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
 pub(super) async fn cancel_job(
     State(api): State<Api>,
-    Path(job): Path<u64>,
+    ApiPath(job): ApiPath<u64>,
 ) -> Result<Json<Job>, ApiError> {
-    let before = api.jobs.get(job).ok_or_else(|| no_such_job(job))?;
-    if before.finished() {
-        api.jobs.forget(job);
-        return Ok(Json(before));
-    }
+    api.jobs.get(job).ok_or_else(|| no_such_job(job))?;
     api.jobs.cancel(job);
     api.jobs.get(job).map(Json).ok_or_else(|| no_such_job(job))
+}
+
+/// Deletes a job: cancels it if it runs (what it fetched stays), then forgets it — it is gone
+/// from `/jobs` and answers 404 from then on. Answers the job as it ended.
+#[utoipa::path(delete, path = "/jobs/{job}", tag = "fetch",
+    params(("job" = u64, Path, description = "job number")),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+pub(super) async fn delete_job(
+    State(api): State<Api>,
+    ApiPath(job): ApiPath<u64>,
+) -> Result<Json<Job>, ApiError> {
+    api.jobs.get(job).ok_or_else(|| no_such_job(job))?;
+    api.jobs.cancel(job);
+    let ended = api.jobs.get(job).ok_or_else(|| no_such_job(job))?;
+    api.jobs.forget(job);
+    Ok(Json(ended))
 }
 
 fn sse_json(name: &str, v: &impl Serialize) -> Result<SseEvent, std::convert::Infallible> {
@@ -73,7 +87,7 @@ fn sse_json(name: &str, v: &impl Serialize) -> Result<SseEvent, std::convert::In
         (status = 404, body = ErrorBody)))]
 pub(super) async fn job_events(
     State(api): State<Api>,
-    Path(job): Path<u64>,
+    ApiPath(job): ApiPath<u64>,
 ) -> Result<Response, ApiError> {
     let rx = api.jobs.watch(job).ok_or_else(|| no_such_job(job))?;
     // The current state first, then each change, until one that is final.

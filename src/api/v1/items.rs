@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequest, Multipart, Path, State};
+use axum::extract::{FromRequest, Multipart, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -21,7 +21,9 @@ use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{blocking, local_only, parse_id, ApiJson, ApiQuery};
+use crate::api::extract::{
+    blocking, local_only, parse_id, within, ApiJson, ApiPath, ApiQuery, FETCH_SECS, REPLICAS,
+};
 use crate::api::jobs::{Event, Job};
 use crate::api::state::Api;
 use crate::api::{gateway, reading};
@@ -40,6 +42,7 @@ pub struct AddRequest {
     pub pin: bool,
     /// Copies the network should keep (default: the node's `--replication`).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 16)]
     pub replicas: Option<u8>,
     /// Compress chunks that shrink (default on).
     #[serde(default = "yes")]
@@ -69,12 +72,14 @@ pub(super) async fn add(
     ApiJson(req): ApiJson<AddRequest>,
 ) -> Result<Json<AddResponse>, ApiError> {
     local_only(&api)?;
+    within("replicas", req.replicas, REPLICAS)?;
     let store = Arc::clone(&api.store);
     let opts = AddOptions {
         recursive: req.recursive,
         pin: req.pin,
         replicas: req.replicas,
         compress: req.compress,
+        internal: false,
     };
     let pin = opts.pin.then_some(req.replicas);
     let added = blocking(move || Ok(files::add_path(&store, &req.path, &opts, &|_| {})?)).await?;
@@ -110,6 +115,7 @@ async fn announce_added(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct UploadQuery {
     /// The file's name (a multipart upload takes it from the part's filename instead).
     #[serde(default)]
@@ -119,6 +125,7 @@ pub(super) struct UploadQuery {
     pin: bool,
     /// Copies the network should keep (default: the node's `--replication`).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 16)]
     replicas: Option<u8>,
     /// Compress chunks that shrink (default true).
     #[serde(default = "yes")]
@@ -140,6 +147,7 @@ pub(super) async fn upload(
     ApiQuery(q): ApiQuery<UploadQuery>,
     request: axum::extract::Request,
 ) -> Result<Json<AddResponse>, ApiError> {
+    within("replicas", q.replicas, REPLICAS)?;
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -150,6 +158,7 @@ pub(super) async fn upload(
         pin: q.pin,
         replicas: q.replicas,
         compress: q.compress,
+        internal: false,
     };
     let pin = opts.pin.then_some(q.replicas);
     let added = if multipart {
@@ -230,7 +239,7 @@ fn safe_upload_name(name: &str) -> String {
 /// A file's bytes, or `Range: bytes=…` of them (206). An item not held here is fetched
 /// (without pinning it) and streamed as it arrives.
 #[utoipa::path(get, path = "/cat/{id}", tag = "items",
-    params(("id" = String, Path, description = "content ID of a file"),
+    params(("id" = String, Path, description = "content ID of a file"), ReadQuery,
         ("Range" = Option<String>, Header, description = "one byte range, `bytes=START-END`")),
     responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream"),
         (status = 206, description = "the range asked for"),
@@ -239,27 +248,47 @@ fn safe_upload_name(name: &str) -> String {
         (status = 416, body = ErrorBody)))]
 pub(super) async fn cat(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    let stall = q.stall()?;
     let Some(range) = headers.get(header::RANGE) else {
-        let body = reading::streaming_body(&api, &id).await?;
+        let body = reading::streaming_body(&api, &id, stall).await?;
         return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response());
     };
-    let opened = reading::open(&api, &id).await?;
+    let opened = reading::open_within(&api, &id, stall).await?;
     if opened.head.kind != "file" {
         return Err(files::FilesError::IsFolder { id: id.to_string() }.into());
     }
     let size = opened.head.size;
     match gateway::parse_range(range.to_str().unwrap_or(""), size) {
         gateway::RangeAsked::Whole => Ok((
-            [(header::CONTENT_LENGTH, size.to_string())],
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (header::CONTENT_LENGTH, size.to_string()),
+            ],
             reading::body(&api, opened, None),
         )
             .into_response()),
         gateway::RangeAsked::Part(r) => Ok(gateway::partial(&api, opened, r)),
         gateway::RangeAsked::Unsatisfiable => Ok(gateway::unsatisfiable(size)),
+    }
+}
+
+/// How long a read of an item not held here may look for it.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ReadQuery {
+    /// Give up fetching after this many seconds without progress (default: the node's).
+    #[param(minimum = 1, maximum = 86400)]
+    timeout_secs: Option<u64>,
+}
+
+impl ReadQuery {
+    fn stall(&self) -> Result<Option<Duration>, ApiError> {
+        Ok(within("timeout_secs", self.timeout_secs, FETCH_SECS)?.map(Duration::from_secs))
     }
 }
 
@@ -269,6 +298,10 @@ pub struct GetRequest {
     pub id: String,
     #[schema(value_type = String)]
     pub output: PathBuf,
+    /// Give up fetching after this many seconds without progress (default: the node's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub timeout_secs: Option<u64>,
 }
 
 /// What was written.
@@ -289,6 +322,7 @@ pub(super) async fn get_item(
 ) -> Result<Json<Written>, ApiError> {
     local_only(&api)?;
     let id = parse_id(&req.id)?;
+    let stall = within("timeout_secs", req.timeout_secs, FETCH_SECS)?.map(Duration::from_secs);
     let session = begin_session(&api.store, SessionKind::Read, id.to_string()).await?;
     let (s, store, i) = (Arc::clone(&session), Arc::clone(&api.store), id);
     let whole = blocking(move || {
@@ -306,21 +340,17 @@ pub(super) async fn get_item(
         .await?;
     } else {
         // A read: it pins nothing (a pin of this item is the user's alone; see fetch_through).
-        let opts = FetchOptions {
-            pin: false,
-            ..api.fetch.clone()
-        };
         let out = Some(files::Output::Path(output));
-        fetch_in(&api.client, &api.store, &session, &id, &opts, &|_| {}, out).await?;
+        reading::fetch_through(&api, &session, &id, out, stall).await?;
     }
     Ok(Json(Written { output: req.output }))
 }
 
-/// Items pinned here.
+/// Items pinned here by the user (storgo's own pins, collections' versions, are not listed).
 #[utoipa::path(get, path = "/ls", tag = "items", responses((status = 200, body = Vec<PinRecord>)))]
 pub(super) async fn ls(State(api): State<Api>) -> Result<Json<Vec<PinRecord>>, ApiError> {
     let store = Arc::clone(&api.store);
-    blocking(move || Ok(Json(store.pins()?))).await
+    blocking(move || Ok(Json(store.user_pins()?))).await
 }
 
 /// An item's size, files and chunks, and how many of them are held here.
@@ -330,7 +360,7 @@ pub(super) async fn ls(State(api): State<Api>) -> Result<Json<Vec<PinRecord>>, A
         (status = 404, body = ErrorBody)))]
 pub(super) async fn stat(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<files::ItemStat>, ApiError> {
     let id = parse_id(&id)?;
     let store = Arc::clone(&api.store);
@@ -344,7 +374,7 @@ pub(super) async fn stat(
         (status = 409, body = ErrorBody)))]
 pub(super) async fn entries(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<files::browse::Entry>>, ApiError> {
     let id = parse_id(&id)?;
     let store = Arc::clone(&api.store);
@@ -353,14 +383,16 @@ pub(super) async fn entries(
 
 /// Pins an item, fetching what is not held here first.
 #[utoipa::path(post, path = "/pin/{id}", tag = "items",
-    params(("id" = String, Path, description = "content ID")),
+    params(("id" = String, Path, description = "content ID"), ReadQuery),
     responses((status = 200, body = PinRecord), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub(super) async fn pin(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<Json<PinRecord>, ApiError> {
     let id = parse_id(&id)?;
+    let stall = q.stall()?;
     let store = Arc::clone(&api.store);
     let local = blocking(move || Ok(files::pin_complete(&store, &id).ok())).await?;
     if let Some(rec) = local {
@@ -370,6 +402,7 @@ pub(super) async fn pin(
     }
     let opts = FetchOptions {
         pin: true,
+        stall_timeout: stall.unwrap_or(api.fetch.stall_timeout),
         ..api.fetch.clone()
     };
     fetch(&api.client, &api.store, &id, &opts, &|_| {}, None).await?;
@@ -385,7 +418,7 @@ pub(super) async fn pin(
     responses((status = 200, body = PinRecord), (status = 404, body = ErrorBody)))]
 pub(super) async fn unpin(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<PinRecord>, ApiError> {
     let id = parse_id(&id)?;
     let store = Arc::clone(&api.store);
@@ -396,6 +429,7 @@ pub(super) async fn unpin(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct FetchQuery {
     /// Pin it when complete (default true).
     #[serde(default = "yes")]
@@ -404,8 +438,10 @@ pub(super) struct FetchQuery {
     #[param(value_type = Option<String>)]
     output: Option<PathBuf>,
     /// Give up after this many seconds without progress (default: the node's).
+    #[param(minimum = 1, maximum = 86400)]
     timeout_secs: Option<u64>,
-    /// Give up when the whole fetch has taken this many seconds.
+    /// Give up when the whole fetch has taken this many seconds (at most a day).
+    #[param(minimum = 1, maximum = 86400)]
     deadline_secs: Option<u64>,
 }
 
@@ -417,22 +453,19 @@ pub(super) struct FetchQuery {
         (status = 403, body = ErrorBody)))]
 pub(super) async fn fetch_item(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<FetchQuery>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let id = parse_id(&id)?;
     if q.output.is_some() {
         local_only(&api)?;
     }
+    let timeout = within("timeout_secs", q.timeout_secs, FETCH_SECS)?;
+    let deadline = within("deadline_secs", q.deadline_secs, FETCH_SECS)?;
     let opts = FetchOptions {
         pin: q.pin,
-        stall_timeout: q
-            .timeout_secs
-            .map_or(api.fetch.stall_timeout, |s| Duration::from_secs(s.max(1))),
-        deadline: q
-            .deadline_secs
-            .map(|s| Duration::from_secs(s.max(1)))
-            .or(api.fetch.deadline),
+        stall_timeout: timeout.map_or(api.fetch.stall_timeout, Duration::from_secs),
+        deadline: deadline.map(Duration::from_secs).or(api.fetch.deadline),
         ..api.fetch.clone()
     };
     let job = api.jobs.create(id.to_string(), q.pin);

@@ -30,16 +30,20 @@ use super::jobs::Event;
 use super::state::Api;
 
 pub use items::{AddRequest, AddResponse, GetRequest, Written};
-pub use node::{ReplicaLine, ReplicationStatus, SessionStatus, Status, Unbanned};
+pub use node::{
+    Connect, Connected, ReplicaLine, ReplicationStatus, SessionStatus, Status, Unbanned,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "storgo node API",
+        version = env!("CARGO_PKG_VERSION"),
         description = "Add, read, pin and fetch items on a storgo node, and watch it work. \
             Every route needs `Authorization: Bearer TOKEN` (the token is in DATA_DIR/api) or \
-            the web page's session cookie. Errors are `{\"error\": code, \"detail\": text}`.",
-        license(name = "MIT OR Apache-2.0")
+            the web page's session cookie. Errors are `{\"error\": code, \"detail\": text}`. \
+            Content IDs are `sg1` and 111 base32 letters with a checksum (protocols/content-id-v1.md).",
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0")
     ),
     components(schemas(ErrorBody, Event)),
     modifiers(&BearerAuth),
@@ -66,7 +70,7 @@ pub(super) fn router() -> OpenApiRouter<Api> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(node::id))
         .routes(routes!(node::status))
-        .routes(routes!(node::peers))
+        .routes(routes!(node::peers, node::connect))
         .routes(routes!(node::banned))
         .routes(routes!(node::unban))
         .routes(routes!(node::routing))
@@ -87,7 +91,8 @@ pub(super) fn router() -> OpenApiRouter<Api> {
         .routes(routes!(items::unpin))
         .routes(routes!(items::fetch_item))
         .routes(routes!(events::jobs))
-        .routes(routes!(events::job, events::cancel_job))
+        .routes(routes!(events::job, events::delete_job))
+        .routes(routes!(events::cancel_job))
         .routes(routes!(events::job_events))
         .routes(routes!(events::events))
         .routes(routes!(node::replicas))
@@ -113,11 +118,102 @@ pub(super) fn router() -> OpenApiRouter<Api> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
     DOC.get_or_init(|| {
-        OpenApiRouter::<Api>::new()
+        // Nested into a router that carries this document's `info`: a bare
+        // `OpenApiRouter::new()` would put utoipa-axum's own title and author on it.
+        let mut doc = OpenApiRouter::<Api>::with_openapi(ApiDoc::openapi())
             .nest("/api/v1", router())
-            .into_openapi()
+            .into_openapi();
+        utoipa::Modify::modify(&CommonAnswers, &mut doc);
+        doc
     })
     .clone()
+}
+
+/// What every route may answer besides its own replies, added to each operation once routes
+/// are in the document: 401 without a valid token or cookie; 400 for a malformed path, query
+/// or body value; 413, 415 and 422 for a JSON body too large, not JSON, or of the wrong shape. Every response gets a
+/// description, which OpenAPI requires.
+struct CommonAnswers;
+
+impl utoipa::Modify for CommonAnswers {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Response};
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                let has_input = op.parameters.as_ref().is_some_and(|p| !p.is_empty())
+                    || op.request_body.is_some();
+                let json_body = matches!(&op.request_body,
+                    Some(RefOr::T(b)) if b.content.contains_key("application/json"));
+                let answers = &mut op.responses.responses;
+                let mut add = |code: &str, why: &str| {
+                    answers
+                        .entry(code.to_string())
+                        .or_insert_with(|| RefOr::T(error_response(why)));
+                };
+                add("401", "no token, a wrong token, or no valid session cookie");
+                if has_input {
+                    add(
+                        "400",
+                        "a path, query or body value that is not valid (the error names it)",
+                    );
+                }
+                if json_body {
+                    add("413", "the body is larger than the route takes");
+                    add("415", "the body is not `Content-Type: application/json`");
+                    add("422", "JSON of the wrong shape: a field missing or of the wrong type");
+                }
+                for (code, answer) in answers.iter_mut() {
+                    if let RefOr::T(Response { description, .. }) = answer {
+                        if description.is_empty() {
+                            *description = default_description(code).to_string();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A response whose body is the JSON error.
+fn error_response(why: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(why)
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .build()
+}
+
+/// What a status means on this API, for responses the handler's document leaves undescribed.
+fn default_description(code: &str) -> &'static str {
+    match code {
+        "200" => "done",
+        "201" => "created",
+        "202" => "accepted: the work goes on as a job",
+        "204" => "done, with nothing to say",
+        "206" => "the range asked for",
+        "400" => "a value that is not valid (the error names it)",
+        "401" => "no token, a wrong token, or no valid session cookie",
+        "403" => "refused here (the error says why)",
+        "404" => "not held here, or not found in the network in time",
+        "409" => "the item or collection is not in a state that allows this",
+        "413" => "too large",
+        "415" => "the body is not of a type this route takes",
+        "416" => "the range asked for is not in the file",
+        "422" => "a value well formed but not acceptable (the error names it)",
+        "503" => "the node is stopping or too busy",
+        "507" => "no room left in the store",
+        _ => "see the error body",
+    }
 }
 
 /// This document (OpenAPI 3.1).

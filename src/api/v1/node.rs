@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{blocking, parse_id, ApiQuery};
+use crate::api::extract::{blocking, parse_id, within, ApiJson, ApiPath, ApiQuery, REPLICAS};
 use crate::api::reading;
 use crate::api::state::Api;
 
@@ -46,6 +46,10 @@ pub struct Status {
 pub struct ReplicationStatus {
     /// Copies the network keeps of each item this node adds.
     pub replication: u8,
+    /// Items this node pins or holds that are short of their copies now (their last placement
+    /// found fewer than R holders, or could not run for want of peers).
+    #[serde(default)]
+    pub under_replicated: usize,
     /// Replicas this node holds for the network (whole ones; the rest are still arriving).
     pub replicas_held: u64,
     pub replicas_arriving: u64,
@@ -81,6 +85,7 @@ pub(super) async fn status(State(api): State<Api>) -> Result<Json<Status>, ApiEr
     let whole = held.iter().filter(|r| r.complete).count() as u64;
     let replication = ReplicationStatus {
         replication: api.replicator.config().replication,
+        under_replicated: api.replicator.under_replicated(),
         replicas_held: whole,
         replicas_arriving: api.replicator.intakes_in_progress() as u64,
         last_round: api.replicator.last_round(),
@@ -104,6 +109,54 @@ pub(super) async fn peers(
     Ok(Json(api.client.peers().await?))
 }
 
+/// `POST /peers`: a peer to connect to.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Connect {
+    /// The peer's address with its PeerId, e.g. `/ip4/192.0.2.7/tcp/4815/p2p/12D3KooW…`.
+    pub address: String,
+}
+
+/// A connection made.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Connected {
+    pub peer_id: String,
+    pub address: String,
+}
+
+/// Connects to a peer (as `--bootstrap` does at start): answers once the connection is made,
+/// and the peer joins the routing table.
+#[utoipa::path(post, path = "/peers", tag = "network", request_body = Connect,
+    responses((status = 200, body = Connected),
+        (status = 502, body = ErrorBody, description = "the peer could not be reached"),
+        (status = 504, body = ErrorBody, description = "no connection within 30 s")))]
+pub(super) async fn connect(
+    State(api): State<Api>,
+    ApiJson(req): ApiJson<Connect>,
+) -> Result<Json<Connected>, ApiError> {
+    let address: libp2p::Multiaddr = req.address.trim().parse().map_err(|e| {
+        ApiError::bad_request(format!("{:?} is not a multiaddr: {e}", req.address.trim()))
+    })?;
+    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = address.iter().last() else {
+        return Err(ApiError::bad_request(format!(
+            "{address} does not end in /p2p/PEERID: the node must know whom it reaches"
+        )));
+    };
+    match tokio::time::timeout(Duration::from_secs(30), api.client.dial(address.clone())).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::GATEWAY_TIMEOUT,
+                "dial_timeout",
+                format!("no connection to {address} within 30 s"),
+            ))
+        }
+    }
+    Ok(Json(Connected {
+        peer_id: peer.to_string(),
+        address: address.to_string(),
+    }))
+}
+
 /// Peers banned for misbehaving, and until when.
 #[utoipa::path(get, path = "/peers/banned", tag = "network",
     responses((status = 200, body = Vec<crate::node::Ban>)))]
@@ -125,7 +178,7 @@ pub struct Unbanned {
     responses((status = 200, body = Unbanned), (status = 400, body = ErrorBody)))]
 pub(super) async fn unban(
     State(api): State<Api>,
-    Path(peer): Path<String>,
+    ApiPath(peer): ApiPath<String>,
 ) -> Result<Json<Unbanned>, ApiError> {
     let peer: libp2p::PeerId = peer
         .parse()
@@ -145,8 +198,10 @@ pub(super) async fn routing(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ProvidersQuery {
     /// How long to search, in seconds (default 30, at most 120).
+    #[param(minimum = 1, maximum = 120)]
     timeout_secs: Option<u64>,
 }
 
@@ -156,7 +211,7 @@ pub(super) struct ProvidersQuery {
     responses((status = 200, body = Vec<String>), (status = 400, body = ErrorBody)))]
 pub(super) async fn providers(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ProvidersQuery>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let id = parse_id(&id)?;
@@ -167,7 +222,8 @@ pub(super) async fn providers(
     if pinned || replica {
         out.push(api.client.peer_id().to_string());
     }
-    let wait = Duration::from_secs(q.timeout_secs.unwrap_or(30).clamp(1, 120));
+    let secs = within("timeout_secs", q.timeout_secs, 1..=120)?;
+    let wait = Duration::from_secs(secs.unwrap_or(30));
     let _ = tokio::time::timeout(wait, async {
         while let Some(p) = rx.recv().await {
             let p = p.to_string();
@@ -199,11 +255,14 @@ pub(super) async fn repair(State(api): State<Api>) -> Json<crate::node::RepairRe
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct WaitQuery {
     /// Peers that should hold it (default: the node's `--replication`).
+    #[param(minimum = 1, maximum = 16)]
     replicas: Option<u8>,
-    /// How long to wait, in seconds (default 120).
+    /// How long to wait, in seconds (default 120, at most an hour).
     #[serde(default = "default_wait")]
+    #[param(minimum = 1, maximum = 3600)]
     timeout_secs: u64,
 }
 
@@ -236,10 +295,12 @@ pub enum ReplicaLine {
         body = ReplicaLine, content_type = "application/x-ndjson"), (status = 400, body = ErrorBody)))]
 pub(super) async fn wait_replicas(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    within("replicas", q.replicas, REPLICAS)?;
+    within("timeout_secs", Some(q.timeout_secs), 1..=3600)?;
     let wanted = q.replicas.unwrap_or(api.replicator.config().replication);
     let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
     let line = |l: &ReplicaLine| {

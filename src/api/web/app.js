@@ -385,6 +385,15 @@ function health(item) {
   return { label: 'only here', level: 'bad', hint };
 }
 
+/** How the holders list reads beside the item's copy count: this node's own pin is not one of
+ * the copies the network keeps. */
+function holdersNote(id, peers) {
+  const item = state.items.find((i) => i.id === id);
+  if (!item || !peers.includes(state.self)) return '';
+  const others = peers.length - 1;
+  return ` (this node, and ${others} of the ${wanted(item)} cop${wanted(item) === 1 ? 'y' : 'ies'} the network keeps)`;
+}
+
 /** Asks who holds `id`, unless a fresh answer is cached or a question is under way. A forced
  * check (a click) shows "checking…"; a background one keeps the last answer up meanwhile. */
 function checkProviders(id, force = false) {
@@ -402,7 +411,7 @@ function pumpProviders() {
     const id = providerQueue.shift();
     providersRunning++;
     providers.set(id, { ...providers.get(id), state: 'pending' });
-    api(`/providers/${enc(id)}?timeout_secs=5`)
+    api(`/providers/${enc(id)}?timeout_secs=10`)
       .then((peers) => providers.set(id, { state: 'done', peers, at: Date.now() }))
       .catch((e) => providers.set(id, { state: 'error', error: e.message, at: Date.now() }))
       .finally(() => { providersRunning--; refreshHealth(id); pumpProviders(); });
@@ -476,7 +485,7 @@ function itemRow(item) {
   return h('article', { class: 'item', dataset: { id: item.id } },
     h('div', { class: `item-icon ${item.kind}` }, icon(item.kind === 'dir' ? 'dir' : 'file')),
     h('div', { class: 'item-main' },
-      h('div', { class: 'item-name', title: item.name }, item.name || '(no name)'),
+      h('div', { class: 'item-name', title: item.name }, item.name || '(unnamed)'),
       h('div', { class: 'item-meta muted small' },
         `${fmtBytes(item.size)} · ${kind} · added ${timeAgo(item.pinned_at)}`),
       h('div', { class: 'item-id' },
@@ -635,7 +644,7 @@ function renderJob(job) {
   if (job.state === 'running') {
     actions.append(h('button', {
       type: 'button', class: 'cancel btn ghost small danger',
-      on: { click: (e) => { e.currentTarget.disabled = true; attempt(() => api(`/jobs/${job.job}`, { method: 'DELETE' })); } },
+      on: { click: (e) => { e.currentTarget.disabled = true; attempt(() => api(`/jobs/${job.job}/cancel`, { method: 'POST' })); } },
     }, 'Cancel'));
   } else if (job.state === 'done') {
     actions.append(
@@ -739,7 +748,7 @@ function renderSelf() {
       h('li', {}, h('code', { class: 'mono break' }, a), copyButton(a, 'Copy', 'copy-addr'))));
   }
   const stats = [
-    ['Routing table', `${info.routing_table_size} peers`],
+    ['Routing table', `${info.routing_table_size} peer${info.routing_table_size === 1 ? '' : 's'}`],
     ['DHT mode', info.dht_mode],
     ['Records provided', info.records_provided],
     ['Provider records held', info.provider_records_held],
@@ -851,6 +860,9 @@ function wireNetwork() {
     go.disabled = false;
     if (!peers) { out.replaceChildren(); return; }
     state.holders = { id, peers: new Set(peers) };
+    // One answer for both views: the item's copy count is this list, counted the same way.
+    providers.set(id, { state: 'done', peers, at: Date.now() });
+    refreshHealth(id);
     if (state.routing) drawRouting();
     const known = new Set((state.routing?.buckets ?? []).flatMap((b) => b.peers.map((p) => p.peer_id)));
     const name = itemName(id) ?? shortId(id, 12, 6);
@@ -861,7 +873,7 @@ function wireNetwork() {
     }, 'Clear');
     out.replaceChildren(
       h('p', { class: 'small row-between' }, h('span', {}, peers.length
-        ? `${peers.length} peer${peers.length === 1 ? ' holds' : 's hold'} “${name}” whole:`
+        ? `${peers.length} peer${peers.length === 1 ? ' holds' : 's hold'} “${name}” whole${holdersNote(id, peers)}:`
         : `No peer says it holds “${name}” whole (yet).`), clear),
       h('ul', { class: 'holders' }, ...peers.map((p) => h('li', { dataset: { peer: p } },
         h('code', { class: 'mono', title: p }, shortPeer(p)),

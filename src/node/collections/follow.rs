@@ -162,6 +162,7 @@ impl Collections {
             let opts = FetchOptions {
                 deadline: Some(Duration::from_secs(60)),
                 stall_timeout: Duration::from_secs(20),
+                internal: true,
                 ..FetchOptions::default()
             };
             fetch(

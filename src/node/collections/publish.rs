@@ -299,7 +299,10 @@ impl Collections {
                 &store,
                 &bytes[..],
                 "collection-version",
-                &crate::files::AddOptions::default(),
+                &crate::files::AddOptions {
+                    internal: true,
+                    ..Default::default()
+                },
                 &|_| {},
             )
         })

@@ -50,6 +50,9 @@ pub struct FetchOptions {
     pub stall_timeout: Duration,
     /// How long the whole fetch may take; `None`: as long as it makes progress.
     pub deadline: Option<Duration>,
+    /// The pin is storgo's own (a followed collection's version), not the user's: kept and
+    /// replicated like any, not listed by `ls` or the page.
+    pub internal: bool,
 }
 
 impl Default for FetchOptions {
@@ -59,6 +62,7 @@ impl Default for FetchOptions {
             window: 8,
             stall_timeout: Duration::from_secs(60),
             deadline: None,
+            internal: false,
         }
     }
 }
@@ -111,8 +115,23 @@ pub async fn begin_session(
 }
 
 /// [`fetch`] inside the caller's `session`. Without `opts.pin`, the fetched item is protected
-/// by nothing but that session: the caller reads it before dropping the session.
+/// by nothing but that session: the caller reads it before dropping the session. Errors name
+/// the item by `id`.
 pub async fn fetch_in(
+    client: &Client,
+    store: &Arc<Store>,
+    session: &Arc<Session>,
+    id: &ContentId,
+    opts: &FetchOptions,
+    progress: &(dyn Fn(FetchProgress) + Send + Sync),
+    output: Option<Output>,
+) -> Result<FetchReport, NodeError> {
+    fetch_unnamed(client, store, session, id, opts, progress, output)
+        .await
+        .map_err(|e| e.naming(id))
+}
+
+async fn fetch_unnamed(
     client: &Client,
     store: &Arc<Store>,
     session: &Arc<Session>,
@@ -145,6 +164,7 @@ pub async fn fetch_in(
         partial: true,
         for_reading: false,
         replicas: already.as_ref().and_then(|p| p.replicas),
+        internal: opts.internal && already.as_ref().is_none_or(|p| p.internal),
     };
     let partial = |w: &walk::Walked| pin_partial.then(|| Holding::Pin(record(w)));
     let what = Bring {
@@ -194,7 +214,7 @@ pub async fn fetch_in(
     }
     dropped.sort();
     dropped.dedup();
-    tracing::info!(cid = %id.root, chunks = pulled.blocks, bytes = pulled.bytes, "fetched");
+    tracing::info!(id = %id.short(), chunks = pulled.blocks, bytes = pulled.bytes, "fetched");
     client
         .counters()
         .fetch_seconds

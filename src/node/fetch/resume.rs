@@ -40,9 +40,9 @@ pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replic
         if p.for_reading {
             let s = Arc::clone(&store);
             match blocking(move || s.unpin(&id)).await {
-                Ok(Ok(_)) => tracing::info!(cid = %id.root, "let go of an interrupted read"),
+                Ok(Ok(_)) => tracing::info!(id = %id.short(), "let go of an interrupted read"),
                 Ok(Err(e)) => {
-                    tracing::warn!(cid = %id.root, error = %e, "letting go of an interrupted read")
+                    tracing::warn!(id = %id.short(), error = %e, "letting go of an interrupted read")
                 }
                 Err(_) => {}
             }
@@ -56,16 +56,16 @@ pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replic
     }
     replicator.resume_intakes().await;
     for id in to_fetch {
-        tracing::info!(cid = %id.root, "resuming an interrupted fetch");
+        tracing::info!(id = %id.short(), "resuming an interrupted fetch");
         let opts = FetchOptions::default();
         match fetch(&client, &store, &id, &opts, &|_| {}, None).await {
             Ok(r) => tracing::info!(
-                cid = %id.root,
+                id = %id.short(),
                 chunks = r.chunks_fetched,
                 bytes = r.bytes_fetched,
                 "resumed fetch complete"
             ),
-            Err(e) => tracing::warn!(cid = %id.root, error = %e, "resumed fetch failed"),
+            Err(e) => tracing::warn!(id = %id.short(), error = %e, "resumed fetch failed"),
         }
     }
 }

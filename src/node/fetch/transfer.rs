@@ -315,7 +315,7 @@ pub(crate) async fn pull(
     while t.remaining.load(Ordering::Acquire) > 0 {
         if t.over.load(Ordering::Acquire) {
             outcome = Err(NodeError::OverDeclared {
-                root,
+                item: root.into(),
                 limit: t.budget,
             });
             break;
@@ -326,7 +326,7 @@ pub(crate) async fn pull(
         }
         if last_progress.0.elapsed() > stall_timeout || (workers.is_empty() && pool.rx.is_none()) {
             outcome = Err(NodeError::Incomplete {
-                root,
+                item: root.into(),
                 missing: remaining,
                 total: total_chunks,
             });
@@ -453,7 +453,7 @@ pub(crate) async fn bring(
             tokio::time::timeout(limit, bringing)
                 .await
                 .map_err(|_| NodeError::DeadlinePassed {
-                    root,
+                    item: root.into(),
                     secs: limit.as_secs(),
                 })?
         }

@@ -231,7 +231,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 fn no_providers(address: BlockAddress, started: Instant) -> NodeError {
     NodeError::NoProviders {
-        root: address,
+        item: address.into(),
         secs: started.elapsed().as_secs(),
     }
 }
@@ -324,7 +324,10 @@ pub(crate) async fn walk(
         if new {
             fetched += block.len() as u64;
             if let Some(limit) = limit.filter(|l| fetched > *l) {
-                return Err(NodeError::OverDeclared { root, limit });
+                return Err(NodeError::OverDeclared {
+                    item: root.into(),
+                    limit,
+                });
             }
             batch += block.len();
             out.new_manifests.push((address, block));

@@ -211,6 +211,8 @@ pub struct RepairReport {
     #[serde(default)]
     pub expired: usize,
     /// Items whose repair failed (the DHT walk or the store), with the reason.
+    /// (As pairs of strings: `[who or what, why]`.)
+    #[schema(value_type = Vec<Vec<String>>)]
     pub failed: Vec<(String, String)>,
     /// The records this round sent to peers newly among an item's closest (between full
     /// sweeps, records follow churn this way).
@@ -254,6 +256,10 @@ pub struct Replicator {
     /// New replicas whose provider records are being announced (after their intake slot is
     /// let go: a DHT walk must not keep other pushers' items waiting as Busy).
     announcing: Arc<std::sync::atomic::AtomicUsize>,
+    /// Items this node pins or holds whose last placement left them short of their R copies
+    /// (or could not run: no peers yet), by root, with their R. `storgo_items_under_replicated`
+    /// counts them, and a peer joining the routing table has them placed at once.
+    short: Arc<Mutex<HashMap<BlockAddress, u8>>>,
 }
 
 impl Replicator {
@@ -274,6 +280,22 @@ impl Replicator {
             asked: Arc::default(),
             arriving: Arc::default(),
             announcing: Arc::default(),
+            short: Arc::default(),
+        }
+    }
+
+    /// Items known to be short of their R copies now (see `short`).
+    pub fn under_replicated(&self) -> usize {
+        self.short.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Notes how a placement of `root` ended: short of R (or failed), or not.
+    pub(super) fn note_placement(&self, root: BlockAddress, replication: u8, short: bool) {
+        let mut known = self.short.lock().unwrap_or_else(|e| e.into_inner());
+        if short {
+            known.insert(root, replication);
+        } else {
+            known.remove(&root);
         }
     }
 
@@ -362,6 +384,7 @@ impl Replicator {
             }
         };
         report.items = items.len();
+        let wanted: HashMap<BlockAddress, u8> = items.iter().copied().collect();
         // One map of the key space for every item instead of a DHT walk per item.
         let roots: Vec<BlockAddress> = items.iter().map(|(root, _)| *root).collect();
         let map = match KeyspaceMap::build(&self.client, &roots, crate::network::DHT_K).await {
@@ -384,6 +407,18 @@ impl Replicator {
             .collect()
             .await;
         let mut gone = std::collections::HashSet::new();
+        let mut short = HashMap::new();
+        for (root, result) in &results {
+            let is_short = match result {
+                Ok(item) => item.under_replicated && !item.handed_off,
+                Err(_) => true,
+            };
+            if is_short {
+                short.insert(*root, wanted.get(root).copied().unwrap_or(default_r));
+            }
+        }
+        // The round saw every item held: what it found short is the whole list.
+        *self.short.lock().unwrap_or_else(|e| e.into_inner()) = short;
         for (root, result) in results {
             match result {
                 Ok(item) => {
@@ -418,6 +453,42 @@ impl Replicator {
         );
         *self.last_round.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         report
+    }
+
+    /// Places what is short of copies as soon as peers appear: an item added before any peer
+    /// joined, or while too few were known, gets its copies within seconds of the next peer
+    /// joining the routing table, not at the next round. The first peer after the node starts
+    /// brings a whole round, so that the count of short items is true from then on.
+    /// Off with repair (`repair_interval` none): then rounds run only when asked.
+    pub(crate) async fn catch_up_loop(self) {
+        if self.cfg.repair_interval.is_none() {
+            return;
+        }
+        let joined = &self.client.counters().peer_joined;
+        let mut first = true;
+        loop {
+            joined.notified().await;
+            // Peers come in bursts (a bootstrap peer, then its neighbours): one placement
+            // for the burst, after it settles.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if first {
+                first = false;
+                self.round().await;
+                continue;
+            }
+            let short: Vec<(BlockAddress, u8)> = self
+                .short
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(root, r)| (*root, *r))
+                .collect();
+            for (root, r) in short {
+                if let Err(e) = self.repair_item(root, r).await {
+                    tracing::debug!(cid = %root, error = %e, "placing copies after a peer joined failed");
+                }
+            }
+        }
     }
 
     /// Runs repair rounds every `repair_interval` (jittered) until the node stops.

@@ -134,13 +134,22 @@ impl Replicator {
     }
 
     /// Places `root` on the R peers closest to it (found with a DHT walk); see the module docs.
+    /// Notes whether it is left short of copies (see `Replicator::under_replicated`).
     pub async fn repair_item(
         &self,
         root: BlockAddress,
         replication: u8,
     ) -> Result<ItemRepair, NodeError> {
-        let closest = self.client.closest_peers(root).await?;
-        self.place(root, replication, closest).await
+        let placed = async {
+            let closest = self.client.closest_peers(root).await?;
+            self.place(root, replication, closest).await
+        }
+        .await;
+        let short = placed
+            .as_ref()
+            .map_or(true, |i| i.under_replicated && !i.handed_off);
+        self.note_placement(root, replication, short);
+        placed
     }
 
     /// Places `root` given the live peers closest to it, closest first.

@@ -69,7 +69,7 @@ impl Replicator {
             }
             let brought = if pass > 2 {
                 Err(NodeError::Incomplete {
-                    root,
+                    item: root.into(),
                     missing: checked.lacking.len(),
                     total: checked.lacking.len(),
                 })

@@ -54,6 +54,8 @@ pub struct RepublishReport {
     pub records_sent: u64,
     pub records_stored: u64,
     /// Peers that refused or could not be reached, with the reason.
+    /// (As pairs of strings: `[who or what, why]`.)
+    #[schema(value_type = Vec<Vec<String>>)]
     pub failed: Vec<(String, String)>,
 }
 

@@ -298,6 +298,12 @@ impl EventLoop {
                 step,
                 stats,
             } => (id, result, step, stats),
+            kad::Event::RoutingUpdated {
+                is_new_peer: true, ..
+            } => {
+                self.counters.peer_joined.notify_one();
+                return;
+            }
             _ => return,
         };
         match &result {
