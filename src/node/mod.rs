@@ -376,9 +376,11 @@ impl Node {
                     .clone()
                     .run(gossip_rx, cfg.collection_refresh, refresh),
             );
+            // What the last run left is read now, before anything of this run can pin.
+            let left = store.pins()?;
             helpers.spawn(
                 "resume",
-                fetch::resume::resume(client.clone(), Arc::clone(&store), replicator.clone()),
+                fetch::resume::resume(client.clone(), Arc::clone(&store), replicator.clone(), left),
             );
         }
         let mut watch = listen_rx;

@@ -266,6 +266,50 @@ async fn upload_on_one_page_fetch_and_download_on_another() {
         .expect("A drawn in B's routing table");
     shot(&c, "4-network").await;
 
+    // Who holds the item: A and B. The holders view and the item's copy count agree — B's
+    // own pin is not one of the network's copies, and the view says so.
+    c.find(Locator::Css("#who-id"))
+        .await
+        .unwrap()
+        .send_keys(&id)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#who-go"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    appears(&c, "#who-result ul.holders li", "the holders list").await;
+    let said = c
+        .find(Locator::Css("#who-result p"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        said.starts_with("2 peers hold") && said.contains("this node, and 1 of the 3 copies"),
+        "{said}"
+    );
+    view(&c, "items").await;
+    let badge = format!("#items button.health[data-for='{id}']");
+    let until = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = match c.find(Locator::Css(&badge)).await {
+            Ok(b) => b.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains("1 of 3 copies") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the item's badge says {text:?} where the holders view said {said:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Collections: A publishes from its page (a file dropped into the collection, then
     // Publish); B follows by ID, sees a second version arrive live, and searches.
     let api_a = Http::of(&a);

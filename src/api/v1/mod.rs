@@ -167,7 +167,10 @@ impl utoipa::Modify for CommonAnswers {
                 if json_body {
                     add("413", "the body is larger than the route takes");
                     add("415", "the body is not `Content-Type: application/json`");
-                    add("422", "JSON of the wrong shape: a field missing or of the wrong type");
+                    add(
+                        "422",
+                        "JSON of the wrong shape: a field missing or of the wrong type",
+                    );
                 }
                 for (code, answer) in answers.iter_mut() {
                     if let RefOr::T(Response { description, .. }) = answer {

@@ -20,16 +20,15 @@ use crate::node::fetch::{fetch, FetchOptions};
 use crate::node::replicate::Replicator;
 use crate::node::{blocking, Client};
 
-pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replicator) {
-    let s = Arc::clone(&store);
-    let pins = match blocking(move || s.pins()).await {
-        Ok(Ok(pins)) => pins,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "listing pins to resume");
-            return;
-        }
-        Err(_) => return,
-    };
+/// Resumes what `left` (the pins as the node found them at start, before anything of this run
+/// touched them) and the partial replicas say was interrupted.
+pub(crate) async fn resume(
+    client: Client,
+    store: Arc<Store>,
+    replicator: Replicator,
+    left: Vec<crate::store::PinRecord>,
+) {
+    let pins = left;
     let mut to_fetch = Vec::new();
     for p in pins.into_iter().filter(|p| p.partial) {
         let Ok(id) = p.id.parse::<ContentId>() else {
@@ -56,6 +55,15 @@ pub(crate) async fn resume(client: Client, store: Arc<Store>, replicator: Replic
     }
     replicator.resume_intakes().await;
     for id in to_fetch {
+        // Unpinned (or completed) since the start: nothing of it is to be resumed.
+        let s = Arc::clone(&store);
+        let still = matches!(
+            blocking(move || s.pin_of(&id.root)).await,
+            Ok(Ok(Some(p))) if p.partial
+        );
+        if !still {
+            continue;
+        }
         tracing::info!(id = %id.short(), "resuming an interrupted fetch");
         let opts = FetchOptions::default();
         match fetch(&client, &store, &id, &opts, &|_| {}, None).await {

@@ -457,25 +457,20 @@ impl Replicator {
 
     /// Places what is short of copies as soon as peers appear: an item added before any peer
     /// joined, or while too few were known, gets its copies within seconds of the next peer
-    /// joining the routing table, not at the next round. The first peer after the node starts
-    /// brings a whole round, so that the count of short items is true from then on.
-    /// Off with repair (`repair_interval` none): then rounds run only when asked.
+    /// joining the routing table, not at the next round. Only those: items this node has not
+    /// tried to place since it started wait for the round, as before (a node that joins a
+    /// network does not push everything it holds at the first handshake). Off with repair
+    /// (`repair_interval` none): then rounds run only when asked.
     pub(crate) async fn catch_up_loop(self) {
         if self.cfg.repair_interval.is_none() {
             return;
         }
         let joined = &self.client.counters().peer_joined;
-        let mut first = true;
         loop {
             joined.notified().await;
             // Peers come in bursts (a bootstrap peer, then its neighbours): one placement
             // for the burst, after it settles.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if first {
-                first = false;
-                self.round().await;
-                continue;
-            }
             let short: Vec<(BlockAddress, u8)> = self
                 .short
                 .lock()
