@@ -15,7 +15,20 @@ use crate::nodes::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn liars_are_dropped_booked_and_banned_and_the_fetch_succeeds() {
     let tmp = tempfile::tempdir().unwrap();
-    let honest = start_node_with_secret(&tmp.path().join("honest"), vec![], SHARED_SECRET).await;
+    // The honest provider serves at 8 MiB/s: a 16 MiB item takes it two seconds, so the liars
+    // (connected, answering at once) are always asked before it is done — on a loaded machine
+    // too, where an unlimited honest provider could finish before a liar's answer came.
+    let honest = {
+        let dir = tmp.path().join("honest");
+        let opts = StoreOptions {
+            convergence_secret: storgo::content::ConvergenceSecret::from_hex(SHARED_SECRET),
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(Store::open(&dir, opts).expect("open store"));
+        let mut cfg = loopback_config(vec![]);
+        cfg.serve.bytes_per_second = Some(8 << 20);
+        Node::start(store, cfg).await.expect("start node")
+    };
     let boot = vec![addr(&honest)];
     let empty =
         start_node_with_secret(&tmp.path().join("empty"), boot.clone(), SHARED_SECRET).await;
