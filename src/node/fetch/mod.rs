@@ -126,108 +126,99 @@ pub async fn fetch_in(
     progress: &(dyn Fn(FetchProgress) + Send + Sync),
     output: Option<Output>,
 ) -> Result<FetchReport, NodeError> {
-    fetch_unnamed(client, store, session, id, opts, progress, output)
-        .await
-        .map_err(|e| e.naming(id))
-}
-
-async fn fetch_unnamed(
-    client: &Client,
-    store: &Arc<Store>,
-    session: &Arc<Session>,
-    id: &ContentId,
-    opts: &FetchOptions,
-    progress: &(dyn Fn(FetchProgress) + Send + Sync),
-    output: Option<Output>,
-) -> Result<FetchReport, NodeError> {
-    let began = std::time::Instant::now();
-    // A pin writes its row, partial, once the manifests are here: from then on whatever
-    // arrives survives a restart of the node. A read writes no row at all: the caller's
-    // session is its lease (its claims keep every block it touches until it ends, and a
-    // crash ends it), so a read can neither delete a pin made meanwhile nor undo an unpin.
-    let already = if opts.pin {
-        store.pin_of(&id.root)?
-    } else {
-        None
-    };
-    let pin_partial = opts.pin && already.as_ref().is_none_or(|p| p.partial);
-    let pinned_at = already
-        .as_ref()
-        .map(|p| p.pinned_at)
-        .unwrap_or_else(now_secs);
-    let record = |w: &walk::Walked| PinRecord {
-        id: id.to_string(),
-        name: w.name.clone(),
-        kind: w.kind.into(),
-        size: w.size,
-        pinned_at,
-        partial: true,
-        for_reading: false,
-        replicas: already.as_ref().and_then(|p| p.replicas),
-        internal: opts.internal && already.as_ref().is_none_or(|p| p.internal),
-    };
-    let partial = |w: &walk::Walked| pin_partial.then(|| Holding::Pin(record(w)));
-    let what = Bring {
-        root: id.root,
-        key: Some(id.key),
-        partial: &partial,
-        pace: Pace {
-            window: opts.window,
-            stall_timeout: opts.stall_timeout,
-            deadline: opts.deadline,
-            max_bytes: None,
-        },
-        progress,
-        streaming: output.map(|output| Streaming {
-            store: Arc::clone(store),
-            id: *id,
-            output,
-        }),
-    };
-    let brought = bring(client, session, what).await?;
-    let (walked, pulled, mut dropped) = (brought.walked, brought.pulled, brought.dropped);
-    let record = record(&walked);
-
-    if opts.pin {
-        // The session's commit walks the whole item again and refuses it unless every
-        // block is here: success is never reported for an incomplete item.
-        let (s, record) = (
-            Arc::clone(session),
-            PinRecord {
-                partial: false,
-                ..record
+    // Errors name the item by `id`, once, here: what is below names blocks.
+    async {
+        let began = std::time::Instant::now();
+        // A pin writes its row, partial, once the manifests are here: from then on whatever
+        // arrives survives a restart of the node. A read writes no row at all: the caller's
+        // session is its lease (its claims keep every block it touches until it ends, and a
+        // crash ends it), so a read can neither delete a pin made meanwhile nor undo an unpin.
+        let already = if opts.pin {
+            store.pin_of(&id.root)?
+        } else {
+            None
+        };
+        let pin_partial = opts.pin && already.as_ref().is_none_or(|p| p.partial);
+        let pinned_at = already
+            .as_ref()
+            .map(|p| p.pinned_at)
+            .unwrap_or_else(now_secs);
+        let record = |w: &walk::Walked| PinRecord {
+            id: id.to_string(),
+            name: w.name.clone(),
+            kind: w.kind.into(),
+            size: w.size,
+            pinned_at,
+            partial: true,
+            for_reading: false,
+            replicas: already.as_ref().and_then(|p| p.replicas),
+            internal: opts.internal && already.as_ref().is_none_or(|p| p.internal),
+        };
+        let partial = |w: &walk::Walked| pin_partial.then(|| Holding::Pin(record(w)));
+        let what = Bring {
+            root: id.root,
+            key: Some(id.key),
+            partial: &partial,
+            pace: Pace {
+                window: opts.window,
+                stall_timeout: opts.stall_timeout,
+                deadline: opts.deadline,
+                max_bytes: None,
             },
-        );
-        blocking(move || s.commit_pin(&record)).await??;
-        client.start_providing(id.root).await?;
-    } else {
-        // A read: the caller's session alone keeps the item while it is read.
-        let (s, root) = (Arc::clone(session), id.root);
-        let missing = blocking(move || s.claim_item(&root)).await??;
-        if !missing.is_empty() {
-            return Err(StoreError::Incomplete {
-                root: id.root,
-                missing: missing.len() as u64,
+            progress,
+            streaming: output.map(|output| Streaming {
+                store: Arc::clone(store),
+                id: *id,
+                output,
+            }),
+        };
+        let brought = bring(client, session, what).await?;
+        let (walked, pulled, mut dropped) = (brought.walked, brought.pulled, brought.dropped);
+        let record = record(&walked);
+
+        if opts.pin {
+            // The session's commit walks the whole item again and refuses it unless every
+            // block is here: success is never reported for an incomplete item.
+            let (s, record) = (
+                Arc::clone(session),
+                PinRecord {
+                    partial: false,
+                    ..record
+                },
+            );
+            blocking(move || s.commit_pin(&record)).await??;
+            client.start_providing(id.root).await?;
+        } else {
+            // A read: the caller's session alone keeps the item while it is read.
+            let (s, root) = (Arc::clone(session), id.root);
+            let missing = blocking(move || s.claim_item(&root)).await??;
+            if !missing.is_empty() {
+                return Err(StoreError::Incomplete {
+                    root: id.root,
+                    missing: missing.len() as u64,
+                }
+                .into());
             }
-            .into());
         }
+        dropped.sort();
+        dropped.dedup();
+        tracing::info!(id = %id.short(), chunks = pulled.blocks, bytes = pulled.bytes, "fetched");
+        client
+            .counters()
+            .fetch_seconds
+            .observe(began.elapsed().as_secs_f64());
+        Ok(FetchReport {
+            id: id.to_string(),
+            name: walked.name,
+            kind: walked.kind.into(),
+            size: walked.size,
+            chunks_total: walked.chunks.len(),
+            chunks_fetched: pulled.blocks,
+            bytes_fetched: pulled.bytes,
+            peers_used: pulled.peers_used,
+            peers_dropped: dropped,
+        })
     }
-    dropped.sort();
-    dropped.dedup();
-    tracing::info!(id = %id.short(), chunks = pulled.blocks, bytes = pulled.bytes, "fetched");
-    client
-        .counters()
-        .fetch_seconds
-        .observe(began.elapsed().as_secs_f64());
-    Ok(FetchReport {
-        id: id.to_string(),
-        name: walked.name,
-        kind: walked.kind.into(),
-        size: walked.size,
-        chunks_total: walked.chunks.len(),
-        chunks_fetched: pulled.blocks,
-        bytes_fetched: pulled.bytes,
-        peers_used: pulled.peers_used,
-        peers_dropped: dropped,
-    })
+    .await
+    .map_err(|e: NodeError| e.naming(id))
 }
