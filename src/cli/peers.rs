@@ -60,7 +60,7 @@ pub async fn peers(cli: &Cli, json: bool) -> Result<()> {
             } else {
                 String::new()
             };
-            println!("{}\t{}\t{}{debt}", p.peer_id, p.address, rtt);
+            println!("{}\t{}\t{}\t{}{debt}", p.peer_id, p.via, p.address, rtt);
         }
     }
     Ok(())

@@ -244,6 +244,25 @@ pub async fn status(cli: &Cli, json: bool) -> Result<()> {
         println!("peer id: {}", s.node.peer_id);
         println!("role: {}", s.node.role);
         println!("dht mode: {}", s.node.dht_mode);
+        let r = &s.node.reachability;
+        println!("reachability: {}", r.status);
+        for a in &r.addresses {
+            println!("  reachable at: {a}");
+        }
+        for a in &r.relayed_addresses {
+            println!("  reachable through a relay at: {a}");
+        }
+        println!(
+            "relay service: {}",
+            if r.relay_service {
+                format!(
+                    "offered ({} reservations held for peers)",
+                    r.relay_reservations_served
+                )
+            } else {
+                "not offered (off, or this node is not reachable itself)".into()
+            }
+        );
         println!("background tasks: {}", s.node.background_tasks.join(", "));
         println!("connected peers: {}", s.node.connected_peers);
         println!(

@@ -113,6 +113,82 @@ pub struct NodeArgs {
     pub gateway: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub reach: ReachArgs,
+}
+
+/// How peers reach this node behind NATs (`protocols/reachability-v1.md`).
+#[derive(Debug, Clone, Args)]
+pub struct ReachArgs {
+    /// auto: an address counts once a peer has dialled it back (AutoNAT); until then the node
+    /// is a DHT client and, behind a NAT, is reached through relays. public: every listen
+    /// address is reachable as it is (a server with a public address, a LAN with no NAT).
+    #[arg(long, env = "STORGO_REACHABILITY", default_value = "auto", value_name = "MODE", value_parser = ["auto", "public"], help_heading = "Reachability")]
+    pub reachability: String,
+    /// Do not offer a relay to peers behind NATs (offered only while this node is reachable).
+    #[arg(long, env = "STORGO_NO_RELAY_SERVICE", help_heading = "Reachability")]
+    pub no_relay_service: bool,
+    /// Relays a node behind a NAT keeps a reservation on (0: none).
+    #[arg(
+        long,
+        env = "STORGO_RELAY_RESERVATIONS",
+        default_value_t = 2,
+        value_name = "N",
+        help_heading = "Reachability"
+    )]
+    pub relay_reservations: usize,
+    /// Reservations this node's relay holds for peers, all together.
+    #[arg(
+        long,
+        env = "STORGO_RELAY_MAX_RESERVATIONS",
+        default_value_t = 128,
+        value_name = "N",
+        help_heading = "Reachability"
+    )]
+    pub relay_max_reservations: usize,
+    /// Reservations one peer may hold on this node's relay.
+    #[arg(
+        long,
+        env = "STORGO_RELAY_MAX_RESERVATIONS_PER_PEER",
+        default_value_t = 4,
+        value_name = "N",
+        help_heading = "Reachability"
+    )]
+    pub relay_max_reservations_per_peer: usize,
+    /// Circuits this node's relay carries at once, all together.
+    #[arg(
+        long,
+        env = "STORGO_RELAY_MAX_CIRCUITS",
+        default_value_t = 16,
+        value_name = "N",
+        help_heading = "Reachability"
+    )]
+    pub relay_max_circuits: usize,
+    /// Circuits from one peer at once.
+    #[arg(
+        long,
+        env = "STORGO_RELAY_MAX_CIRCUITS_PER_PEER",
+        default_value_t = 4,
+        value_name = "N",
+        help_heading = "Reachability"
+    )]
+    pub relay_max_circuits_per_peer: usize,
+    /// How long one relayed circuit may last before the relay closes it (e.g. 30m).
+    #[arg(
+        long,
+        env = "STORGO_RELAY_CIRCUIT_DURATION",
+        default_value = "30m",
+        value_name = "DURATION",
+        help_heading = "Reachability"
+    )]
+    pub relay_circuit_duration: humantime::Duration,
+    /// Bytes one relayed circuit may carry each way before the relay closes it (e.g. 256MiB).
+    #[arg(long, env = "STORGO_RELAY_CIRCUIT_BYTES", default_value = "256MiB", value_name = "SIZE", value_parser = parse_size, help_heading = "Reachability")]
+    pub relay_circuit_bytes: u64,
+    /// Do not ask the router for a port mapping (UPnP IGD). Never asked by a node that
+    /// listens only on loopback.
+    #[arg(long, env = "STORGO_NO_UPNP", help_heading = "Reachability")]
+    pub no_upnp: bool,
 }
 
 /// What peers may cost this node (SECURITY.md, "Hostile peers").

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::flags::{NetArgs, NodeArgs};
+use super::flags::{NetArgs, NodeArgs, ReachArgs};
 use crate::network::NetworkConfig;
 use crate::node::ReplicationConfig;
 
@@ -58,6 +58,7 @@ impl NodeConfig {
             bytes_per_second: (l.serve_rate > 0).then_some(l.serve_rate),
             ..Default::default()
         };
+        apply_reach(&mut cfg, &args.reach)?;
         let interval: Duration = args.repair_interval.into();
         let replication = ReplicationConfig {
             replication: args.replication,
@@ -82,6 +83,34 @@ impl NodeConfig {
             api_given: args.api.is_some(),
         })
     }
+}
+
+/// The reachability flags: AutoNAT or not, the relay offered, the reservations kept, UPnP.
+fn apply_reach(cfg: &mut NetworkConfig, r: &ReachArgs) -> Result<(), ConfigError> {
+    cfg.reachability = r.reachability.parse().map_err(ConfigError::Invalid)?;
+    let limits = crate::network::RelayLimits {
+        reservations: r.relay_max_reservations,
+        reservations_per_peer: r.relay_max_reservations_per_peer.max(1),
+        circuits: r.relay_max_circuits,
+        circuits_per_peer: r.relay_max_circuits_per_peer.max(1),
+        circuit_duration: r.relay_circuit_duration.into(),
+        circuit_bytes: r.relay_circuit_bytes,
+    };
+    if limits.circuit_duration < Duration::from_secs(10) || limits.circuit_bytes < 64 << 10 {
+        return Err(ConfigError::Invalid(
+            "relay-circuit-duration must be at least 10s and relay-circuit-bytes at least 64KiB: a circuit must live long enough for a hole punch".into(),
+        ));
+    }
+    cfg.relay_service = (!r.no_relay_service).then_some(limits);
+    cfg.relay_reservations = r.relay_reservations;
+    // A node on loopback alone has no router to ask, and the search is a multicast on the
+    // LAN (SSDP): it is not sent.
+    let loopback_only = cfg.listen.iter().all(|a| {
+        matches!(a.iter().next(), Some(libp2p::multiaddr::Protocol::Ip4(ip)) if ip.is_loopback())
+            || matches!(a.iter().next(), Some(libp2p::multiaddr::Protocol::Ip6(ip)) if ip.is_loopback())
+    });
+    cfg.upnp = !r.no_upnp && !loopback_only;
+    Ok(())
 }
 
 /// The network part of the flags (`node` and `fetch`). A temporary fetch node

@@ -8,12 +8,16 @@
 //! Behaviours: Kademlia under `/storgo/kad/1.0.0` (storgo's own DHT, not IPFS's), the chunk
 //! exchange, the replicate protocol ([`replicate`]), the batched provider announcements
 //! ([`announce`]), gossipsub (a topic per followed collection: [`collection_topic`]), identify,
-//! ping, mDNS (optional), AutoNAT and connection limits, over TCP (Noise + Yamux) and QUIC.
+//! ping, mDNS (optional), AutoNAT v2 (client and server), circuit relay v2 (service and client),
+//! DCUtR hole punching, UPnP port mapping ([`port_mapping`]) and connection limits, over TCP
+//! (Noise + Yamux), QUIC and relayed circuits. Which addresses count as reachable, and when the
+//! node serves the DHT, is the event loop's (`node::swarm::reach`), by `protocols/reachability-v1.md`.
 
 pub mod announce;
 pub mod chunks;
 pub mod framing;
 pub mod identity;
+pub mod port_mapping;
 pub mod records;
 pub mod replicate;
 
@@ -24,9 +28,9 @@ use libp2p::core::upgrade;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, autonat, connection_limits, gossipsub, identify, kad, mdns,
-    memory_connection_limits, noise, ping, pnet, request_response, tcp, yamux, Multiaddr, PeerId,
-    StreamProtocol, Swarm, Transport,
+    allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns,
+    memory_connection_limits, noise, ping, pnet, relay, request_response, tcp, upnp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, Transport,
 };
 
 pub use announce::{AnnounceCodec, AnnounceResponse, Announcement};
@@ -68,9 +72,18 @@ pub struct NetworkConfig {
     pub listen_fallback: bool,
     pub bootstrap: Vec<Multiaddr>,
     pub mdns: bool,
-    /// Serve the DHT (Kademlia server mode). A long-running node does; a temporary fetch
-    /// node only asks.
+    /// A resident node (`storgo node`): it serves the DHT once it is reachable, offers a
+    /// relay, keeps reservations when it is behind a NAT. A temporary fetch node only asks.
     pub dht_server: bool,
+    /// How the node learns that peers can dial it (`--reachability`).
+    pub reachability: ReachabilityMode,
+    /// The circuit relay this node offers to peers behind NATs once it is reachable itself;
+    /// `None`: none (`--no-relay-service`).
+    pub relay_service: Option<RelayLimits>,
+    /// Relay reservations a node behind a NAT keeps (`--relay-reservations`; 0: none).
+    pub relay_reservations: usize,
+    /// Ask the router for a port mapping by UPnP IGD (`--no-upnp` turns it off).
+    pub upnp: bool,
     /// How long a provider record lives on the peers that hold it.
     pub provider_ttl: Duration,
     /// How often this node re-announces what it provides (must be well under the TTL), in one
@@ -112,6 +125,73 @@ impl NetworkConfig {
             || !addr
                 .iter()
                 .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
+    }
+}
+
+/// How a node learns whether peers can dial it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReachabilityMode {
+    /// Peers prove it: an address counts once AutoNAT has dialled it back (or the node listens
+    /// only on loopback, where every peer that can reach it at all can). Until then the node
+    /// is a DHT client and, behind a NAT, is reached through relays.
+    #[default]
+    Auto,
+    /// Every listen address is reachable as it is (a server with a public address, a LAN or
+    /// test network with no AutoNAT peers): a DHT server from the start.
+    Public,
+}
+
+impl std::str::FromStr for ReachabilityMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "public" => Ok(Self::Public),
+            other => Err(format!("{other:?}: expected auto or public")),
+        }
+    }
+}
+
+/// What a storgo node's relay allows (`protocols/reachability-v1.md`, "Relay limits").
+/// libp2p's defaults (2 minutes, 128 KiB a circuit) are for hole punching alone; storgo's
+/// carry a whole transfer when punching fails, and bound what that costs the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Reservations held here, all peers together and by one peer.
+    pub reservations: usize,
+    pub reservations_per_peer: usize,
+    /// Circuits relayed at once, all together and from one peer.
+    pub circuits: usize,
+    pub circuits_per_peer: usize,
+    /// One circuit's life and the bytes it may carry each way; past either it is closed.
+    pub circuit_duration: Duration,
+    pub circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            reservations: 128,
+            reservations_per_peer: 4,
+            circuits: 16,
+            circuits_per_peer: 4,
+            circuit_duration: Duration::from_secs(30 * 60),
+            circuit_bytes: 256 << 20,
+        }
+    }
+}
+
+impl RelayLimits {
+    fn config(&self) -> relay::Config {
+        relay::Config {
+            max_reservations: self.reservations,
+            max_reservations_per_peer: self.reservations_per_peer,
+            max_circuits: self.circuits,
+            max_circuits_per_peer: self.circuits_per_peer,
+            max_circuit_duration: self.circuit_duration,
+            max_circuit_bytes: self.circuit_bytes,
+            ..relay::Config::default()
+        }
     }
 }
 
@@ -231,6 +311,12 @@ impl Default for NetworkConfig {
             bootstrap: Vec::new(),
             mdns: true,
             dht_server: true,
+            // In-process networks on loopback are the library's main use; `storgo node`
+            // takes `auto` from its flag's default.
+            reachability: ReachabilityMode::Public,
+            relay_service: Some(RelayLimits::default()),
+            relay_reservations: 2,
+            upnp: false,
             // Reasoned in DESIGN.md: records outlive a night-long laptop sleep; republishing
             // every quarter of the TTL tolerates three missed rounds.
             provider_ttl: Duration::from_secs(24 * 3600),
@@ -266,7 +352,18 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub autonat: autonat::Behaviour,
+    /// Asks peers to dial this node's candidate addresses back (AutoNAT v2).
+    pub autonat: autonat::v2::client::Behaviour,
+    /// Dials peers' candidate addresses back for them.
+    pub autonat_server: autonat::v2::server::Behaviour,
+    /// The relay offered to peers behind NATs (advertised only once this node is reachable).
+    pub relay: Toggle<relay::Behaviour>,
+    /// Reservations on relays, and circuits through them.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching: a relayed connection upgraded to a direct one.
+    pub dcutr: dcutr::Behaviour,
+    /// A port mapping asked of the router, offered to AutoNAT as a candidate.
+    pub upnp: Toggle<port_mapping::Unconfirmed<upnp::tokio::Behaviour>>,
     pub limits: connection_limits::Behaviour,
     /// New connections refused while the process is over `max_memory`.
     pub memory: Toggle<memory_connection_limits::Behaviour>,
@@ -281,6 +378,7 @@ pub fn build_swarm(
     keypair: libp2p::identity::Keypair,
     store: DhtStore,
     cfg: &NetworkConfig,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Swarm<Behaviour>, NetworkError> {
     let build = |e: &dyn std::fmt::Display| NetworkError::Build(e.to_string());
     let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
@@ -308,129 +406,180 @@ pub fn build_swarm(
         .with_max_pending_incoming(Some(64))
         .with_max_established_per_peer(Some(cfg.max_connections_per_peer));
     let max_memory = cfg.max_memory;
-    let make_behaviour = |key: &libp2p::identity::Keypair| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
-                let peer = key.public().to_peer_id();
-                let mut kad = kad::Behaviour::with_config(peer, store, kad_cfg);
-                kad.set_mode(Some(if dht_server {
-                    kad::Mode::Server
-                } else {
-                    kad::Mode::Client
-                }));
-                let gossip = gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    gossip_config()?,
-                )?;
-                let mdns = if mdns_on {
-                    Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
-                } else {
-                    None
-                };
-                Ok(Behaviour {
-                    kad,
-                    gossip,
-                    chunks: request_response::Behaviour::with_codec(
-                        ChunkCodec,
-                        [(
-                            StreamProtocol::new(chunks::PROTOCOL),
-                            request_response::ProtocolSupport::Full,
-                        )],
-                        request_response::Config::default()
-                            .with_request_timeout(request_timeout)
-                            .with_max_concurrent_streams(256),
-                    ),
-                    replicate: request_response::Behaviour::with_codec(
-                        ReplicateCodec::default(),
-                        [(
-                            StreamProtocol::new(replicate::PROTOCOL),
-                            request_response::ProtocolSupport::Full,
-                        )],
-                        request_response::Config::default()
-                            .with_request_timeout(request_timeout)
-                            .with_max_concurrent_streams(64),
-                    ),
-                    announce: request_response::Behaviour::with_codec(
-                        AnnounceCodec::default(),
-                        [(
-                            StreamProtocol::new(announce::PROTOCOL),
-                            request_response::ProtocolSupport::Full,
-                        )],
-                        request_response::Config::default()
-                            .with_request_timeout(request_timeout)
-                            .with_max_concurrent_streams(16),
-                    ),
-                    identify: identify::Behaviour::new(
-                        identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
-                            .with_agent_version(format!("storgo/{}", env!("CARGO_PKG_VERSION")))
-                            .with_push_listen_addr_updates(true),
-                    ),
-                    ping: ping::Behaviour::new(
-                        ping::Config::new().with_interval(Duration::from_secs(15)),
-                    ),
-                    mdns: mdns.into(),
-                    autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
-                    limits: connection_limits::Behaviour::new(limits),
-                    memory: max_memory
-                        .map(|bytes| {
-                            memory_connection_limits::Behaviour::with_max_bytes(bytes as usize)
-                        })
-                        .into(),
-                    blocked: {
-                        let mut b = allow_block_list::Behaviour::default();
-                        for p in &deny {
-                            b.block_peer(*p);
-                        }
-                        b
-                    },
-                    allowed: allow.as_ref().map(|list| {
-                        let mut a = allow_block_list::Behaviour::default();
-                        for p in list {
-                            a.allow_peer(*p);
-                        }
-                        a
-                    }).into(),
+    // The event loop sets the mode as reachability is learnt (`node::swarm::reach`); a
+    // public node serves from the start.
+    let kad_mode = if dht_server && cfg.reachability == ReachabilityMode::Public {
+        kad::Mode::Server
+    } else {
+        kad::Mode::Client
+    };
+    let relay_service = cfg.relay_service.filter(|_| dht_server);
+    let upnp_on = cfg.upnp && dht_server;
+    let make_behaviour = |key: &libp2p::identity::Keypair,
+                          relay_client: relay::client::Behaviour|
+     -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+        let peer = key.public().to_peer_id();
+        let mut kad = kad::Behaviour::with_config(peer, store, kad_cfg);
+        kad.set_mode(Some(kad_mode));
+        let gossip = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config()?,
+        )?;
+        let mdns = if mdns_on {
+            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+        } else {
+            None
+        };
+        Ok(Behaviour {
+            kad,
+            gossip,
+            chunks: request_response::Behaviour::with_codec(
+                ChunkCodec,
+                [(
+                    StreamProtocol::new(chunks::PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(request_timeout)
+                    .with_max_concurrent_streams(256),
+            ),
+            replicate: request_response::Behaviour::with_codec(
+                ReplicateCodec::default(),
+                [(
+                    StreamProtocol::new(replicate::PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(request_timeout)
+                    .with_max_concurrent_streams(64),
+            ),
+            announce: request_response::Behaviour::with_codec(
+                AnnounceCodec::default(),
+                [(
+                    StreamProtocol::new(announce::PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(request_timeout)
+                    .with_max_concurrent_streams(16),
+            ),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                    .with_agent_version(format!("storgo/{}", env!("CARGO_PKG_VERSION")))
+                    .with_push_listen_addr_updates(true)
+                    // Only addresses this node knows to be reachable are told: a
+                    // private address behind a NAT is useless to a peer elsewhere.
+                    .with_hide_listen_addrs(true),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+            mdns: mdns.into(),
+            autonat: autonat::v2::client::Behaviour::default(),
+            autonat_server: autonat::v2::server::Behaviour::default(),
+            relay: relay_service
+                .map(|limits| relay::Behaviour::new(peer, limits.config()))
+                .into(),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer),
+            upnp: upnp_on
+                .then(|| port_mapping::Unconfirmed(upnp::tokio::Behaviour::default()))
+                .into(),
+            limits: connection_limits::Behaviour::new(limits),
+            memory: max_memory
+                .map(|bytes| memory_connection_limits::Behaviour::with_max_bytes(bytes as usize))
+                .into(),
+            blocked: {
+                let mut b = allow_block_list::Behaviour::default();
+                for p in &deny {
+                    b.block_peer(*p);
+                }
+                b
+            },
+            allowed: allow
+                .as_ref()
+                .map(|list| {
+                    let mut a = allow_block_list::Behaviour::default();
+                    for p in list {
+                        a.allow_peer(*p);
+                    }
+                    a
                 })
-            };
+                .into(),
+        })
+    };
     let idle = cfg.idle_timeout;
-    let swarm = match cfg.swarm_key {
+    let psk = cfg.swarm_key;
+    let swarm = match psk {
         None => libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| build(&e))?
             .with_quic_config(|mut c| {
                 c.max_stream_data = 16 * 1024 * 1024;
                 c.max_connection_data = 64 * 1024 * 1024;
                 c.max_idle_timeout = 30_000;
                 c
             })
+            .with_other_transport(move |key| tcp_transport(key, None))
+            .map_err(|e| build(&e))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| build(&e))?
+            .with_bandwidth_metrics(registry)
             .with_behaviour(make_behaviour)
             .map_err(|e| build(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
-        // A private network: TCP, then the pre-shared key's encryption under Noise, so that a
-        // peer without the key fails before it can say anything.
-        Some(psk) => libp2p::SwarmBuilder::with_existing_identity(keypair)
+        // A private network: TCP alone (pnet has no QUIC).
+        Some(_) => libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_other_transport(move |key| {
-                let noise = noise::Config::new(key)?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                        .and_then(move |socket, _| pnet::PnetConfig::new(psk).handshake(socket))
-                        .upgrade(upgrade::Version::V1Lazy)
-                        .authenticate(noise)
-                        .multiplex(yamux::Config::default()),
-                )
-            })
+            .with_other_transport(move |key| tcp_transport(key, psk))
             .map_err(|e| build(&e))?
+            // A relayed circuit runs inside the relay's own pnet-protected connections on
+            // both hops: only key holders can be the relay or reach it.
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| build(&e))?
+            .with_bandwidth_metrics(registry)
             .with_behaviour(make_behaviour)
             .map_err(|e| build(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build(),
     };
     Ok(swarm)
+}
+
+/// How long a TCP dial (connect, Noise, Yamux) may take. Without one a dial to an address
+/// whose router drops it waits for TCP to give up (about two minutes). It must also be under
+/// the 10 s an AutoNAT v2 server gives one request: a dial-back that outlives it is never
+/// reported to the node asking (libp2p logs it and moves on), so a node behind a NAT that
+/// drops the dial-back would never learn that it is private.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// TCP, then (in a private network) the pre-shared key's encryption under Noise, so that a
+/// peer without the key fails before it can say anything; Noise, Yamux, and a deadline.
+fn tcp_transport(
+    key: &libp2p::identity::Keypair,
+    psk: Option<pnet::PreSharedKey>,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use futures::future::Either;
+    let noise = noise::Config::new(key)?;
+    Ok(
+        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+            .and_then(move |socket, _| async move {
+                match psk {
+                    Some(k) => pnet::PnetConfig::new(k)
+                        .handshake(socket)
+                        .await
+                        .map(Either::Left),
+                    None => Ok(Either::Right(socket)),
+                }
+            })
+            .upgrade(upgrade::Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .timeout(DIAL_TIMEOUT)
+            .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
+            .boxed(),
+    )
 }
 
 /// gossipsub as collections use it: messages are latest-version records, checked by the node

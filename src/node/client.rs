@@ -191,6 +191,8 @@ pub struct Client {
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) peer_id: PeerId,
     pub(super) listen: watch::Receiver<Vec<Multiaddr>>,
+    /// The confirmed addresses peers are told (direct and relayed), kept by the event loop.
+    pub(super) advertised: watch::Receiver<Vec<Multiaddr>>,
     pub(super) counters: Arc<Counters>,
 }
 
@@ -409,6 +411,12 @@ impl Client {
     /// Peers connected now or seen recently (by mDNS or an earlier connection).
     pub async fn nearby_peers(&self) -> Result<Vec<PeerId>, NodeError> {
         self.ask(|reply| Command::NearbyPeers { reply }).await
+    }
+
+    /// The addresses peers can reach this node at, confirmed (`protocols/reachability-v1.md`):
+    /// what provider records carry. Empty while nothing is confirmed.
+    pub fn advertised_addrs(&self) -> Vec<Multiaddr> {
+        self.advertised.borrow().clone()
     }
 
     /// Full listen addresses, each ending in `/p2p/PEERID`.

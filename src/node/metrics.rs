@@ -43,6 +43,27 @@ pub struct RoleLabel {
     pub role: &'static str,
 }
 
+/// Labels of `storgo_hole_punches_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    /// `direct` (punched) or `failed` (the connection stays relayed).
+    pub outcome: &'static str,
+}
+
+/// Labels of `storgo_relay_reservations`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Side {
+    /// `held` (this node's, on relays) or `served` (peers' on this node's relay).
+    pub side: &'static str,
+}
+
+/// Labels of `storgo_reachability`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReachLabel {
+    /// `public`, `private` or `unknown`.
+    pub status: &'static str,
+}
+
 /// Counters shared between the event loop, the client and the API.
 #[derive(Debug)]
 pub struct Counters {
@@ -77,6 +98,18 @@ pub struct Counters {
     pub background_tasks: Family<Task, Gauge>,
     /// The names in `background_tasks`, in the order they started (a family cannot be listed).
     task_names: std::sync::Mutex<Vec<&'static str>>,
+    /// Hole punches finished, by outcome.
+    pub hole_punches: Family<Outcome, Counter>,
+    /// How long hole punches took, from the relayed connection to the direct one.
+    pub hole_punch_seconds: Histogram,
+    /// Relay reservations now, held and served.
+    pub relay_reservations: Family<Side, Gauge>,
+    /// Circuits this node's relay has opened for others.
+    pub circuits_relayed: Counter,
+    /// AutoNAT probes of this node's addresses, by result (`reachable`, `unreachable`).
+    pub reachability_probes: Family<Outcome, Counter>,
+    /// 1 on the node's reachability now.
+    pub reachability: Family<ReachLabel, Gauge>,
     /// Woken when a new peer joins the routing table: what is short of copies is placed then.
     /// (Not a metric either.)
     pub peer_joined: tokio::sync::Notify,
@@ -106,6 +139,13 @@ impl Default for Counters {
             replicas_held: Gauge::default(),
             items_under_replicated: Gauge::default(),
             role: Family::default(),
+            hole_punches: Family::default(),
+            // 10 ms to about 40 s.
+            hole_punch_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
+            relay_reservations: Family::default(),
+            circuits_relayed: Counter::default(),
+            reachability_probes: Family::default(),
+            reachability: Family::default(),
             background_tasks: Family::default(),
             task_names: std::sync::Mutex::new(Vec::new()),
             peer_joined: tokio::sync::Notify::new(),
@@ -246,6 +286,37 @@ impl Counters {
             self.background_tasks.clone(),
         );
         r.register(
+            "hole_punches",
+            "Hole punches finished, by outcome: direct or failed (the connection stays relayed)",
+            self.hole_punches.clone(),
+        );
+        r.register_with_unit(
+            "hole_punch_duration",
+            "From a relayed connection to the direct one a hole punch made",
+            Unit::Seconds,
+            self.hole_punch_seconds.clone(),
+        );
+        r.register(
+            "relay_reservations",
+            "Relay reservations now: held on relays, served to peers",
+            self.relay_reservations.clone(),
+        );
+        r.register(
+            "circuits_relayed",
+            "Circuits this node's relay opened between two other peers",
+            self.circuits_relayed.clone(),
+        );
+        r.register(
+            "reachability_probes",
+            "AutoNAT dial-backs of this node's addresses, by outcome: reachable or unreachable",
+            self.reachability_probes.clone(),
+        );
+        r.register(
+            "reachability",
+            "Whether peers can dial this node: 1 on public, private or unknown",
+            self.reachability.clone(),
+        );
+        r.register(
             "items_pinned",
             "Items pinned here",
             self.items_pinned.clone(),
@@ -283,10 +354,10 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// A registry with libp2p's metrics and storgo's counters, and what the event loop
-    /// records into.
-    pub fn new() -> (Self, LoopMetrics) {
-        let mut registry = Registry::default();
+    /// `registry` (which the swarm's transports already count bytes into: libp2p's
+    /// `bandwidth`, by protocol stack, relayed circuits apart) with libp2p's metrics and
+    /// storgo's counters added, and what the event loop records into.
+    pub fn new(mut registry: Registry) -> (Self, LoopMetrics) {
         let p2p = libp2p::metrics::Metrics::new(&mut registry);
         let counters = Arc::new(Counters::default());
         counters.register(&mut registry);

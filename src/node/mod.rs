@@ -159,6 +159,27 @@ pub struct PeerInfo {
     /// after the DHT named it) or `inbound` (it connected here).
     #[serde(default)]
     pub found_by: String,
+    /// `direct`, or `relayed` while every connection to it runs through a relay.
+    #[serde(default)]
+    pub via: String,
+}
+
+/// Whether peers can dial this node (`protocols/reachability-v1.md`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReachabilityInfo {
+    /// `public` (peers dialled an address back), `private` (every probe failed: reached
+    /// through relays) or `unknown` (nothing tested yet).
+    pub status: String,
+    /// Addresses peers dial directly, confirmed.
+    pub addresses: Vec<String>,
+    /// `/p2p-circuit` addresses through relays that hold a reservation for this node.
+    pub relayed_addresses: Vec<String>,
+    /// The relays holding those reservations.
+    pub relays: Vec<String>,
+    /// This node offers a relay to peers behind NATs now (it runs and this node is public).
+    pub relay_service: bool,
+    /// Reservations peers hold on this node's relay.
+    pub relay_reservations_served: u64,
 }
 
 /// The routing table as the web page's network view draws it.
@@ -209,6 +230,8 @@ pub struct NodeInfo {
     #[serde(default)]
     pub connections_made: u64,
     pub dht_mode: String,
+    #[serde(default)]
+    pub reachability: ReachabilityInfo,
     /// What the node is for: `resident` (`storgo node`) or `temporary` (the node of a lone
     /// `storgo fetch`, which runs nothing but the fetch).
     #[serde(default)]
@@ -311,19 +334,22 @@ impl Node {
                 reason: "not an Ed25519 key".into(),
             })?;
         let dht = network::DhtStore::written_behind(Arc::clone(&store), peer_id);
-        let mut swarm = network::build_swarm(keypair, dht, &cfg)?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut swarm = network::build_swarm(keypair, dht, &cfg, &mut registry)?;
         if cfg.swarm_key.is_some() && cfg.listen.iter().any(|a| !cfg.usable(a)) {
             tracing::info!("private network (swarm key): QUIC is off, pnet works over TCP only");
         }
         network::listen(&mut swarm, &cfg)?;
         let (tx, rx) = mpsc::channel(256);
         let (listen_tx, listen_rx) = watch::channel(Vec::new());
-        let (metrics, loop_metrics) = Metrics::new();
+        let (advertised_tx, advertised_rx) = watch::channel(Vec::new());
+        let (metrics, loop_metrics) = Metrics::new(registry);
         let counters = Arc::clone(&metrics.counters);
         let client = Client {
             tx,
             peer_id,
             listen: listen_rx.clone(),
+            advertised: advertised_rx,
             counters: Arc::clone(&counters),
         };
         let (replica_tx, replica_rx) = mpsc::channel(64);
@@ -333,7 +359,10 @@ impl Node {
             rx,
             Arc::clone(&store),
             &cfg,
-            listen_tx,
+            swarm::Addresses {
+                listen: listen_tx,
+                advertised: advertised_tx,
+            },
             loop_metrics,
             swarm::Handoff {
                 replica: replica_tx,

@@ -723,7 +723,7 @@ async function loadPeers() {
       body.append(row);
     }
     const [, addr, rtt, found] = row.children;
-    addr.textContent = p.address;
+    addr.textContent = p.via === 'relayed' ? `${p.address} (relayed)` : p.address;
     rtt.textContent = p.rtt_ms == null ? '—' : `${p.rtt_ms < 10 ? p.rtt_ms.toFixed(1) : Math.round(p.rtt_ms)} ms`;
     found.replaceChildren(h('span', { class: `badge found-${p.found_by}` }, FOUND_BY[p.found_by] ?? p.found_by));
   }
@@ -750,6 +750,9 @@ function renderSelf() {
   const stats = [
     ['Routing table', `${info.routing_table_size} peer${info.routing_table_size === 1 ? '' : 's'}`],
     ['DHT mode', info.dht_mode],
+    ['Reachability', info.reachability ? info.reachability.status
+      + (info.reachability.relays.length ? ` · through ${info.reachability.relays.length} relay${info.reachability.relays.length === 1 ? '' : 's'}` : '')
+      + (info.reachability.relay_service ? ' · relays for others' : '') : '–'],
     ['Records provided', info.records_provided],
     ['Provider records held', info.provider_records_held],
     ['Served', fmtBytes(info.bytes_served)],

@@ -290,10 +290,12 @@ impl Republisher {
         Ok(())
     }
 
-    /// This node's listen addresses as provider records carry them (without `/p2p/…`).
+    /// This node's confirmed addresses as provider records carry them (without `/p2p/…`):
+    /// direct ones and `/p2p-circuit` ones through its relays, never an address no peer could
+    /// dial.
     fn addresses(&self) -> Vec<Multiaddr> {
         self.client
-            .listen_addrs()
+            .advertised_addrs()
             .into_iter()
             .map(|mut a| {
                 if matches!(a.iter().last(), Some(Protocol::P2p(_))) {

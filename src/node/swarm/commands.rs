@@ -16,7 +16,8 @@ use super::reputation::Ban;
 use super::EventLoop;
 use crate::network::provider_key;
 use crate::node::{
-    Bucket, BucketPeer, Command, Lookup, NodeError, NodeInfo, PeerInfo, RoutingTable,
+    Bucket, BucketPeer, Command, Lookup, NodeError, NodeInfo, PeerInfo, ReachabilityInfo,
+    RoutingTable,
 };
 
 impl EventLoop {
@@ -217,6 +218,7 @@ impl EventLoop {
             bytes_fetched: self.counters.bytes_fetched.get(),
             connections_made: self.counters.connections_made.get(),
             dht_mode: format!("{mode:?}").to_lowercase(),
+            reachability: self.reachability_info(),
             role: self.counters.role().unwrap_or_default().to_string(),
             background_tasks: self
                 .counters
@@ -225,6 +227,40 @@ impl EventLoop {
                 .map(String::from)
                 .collect(),
         }
+    }
+
+    /// Whether peers can reach this node, and how (`storgo status`, "Reachability").
+    fn reachability_info(&self) -> ReachabilityInfo {
+        ReachabilityInfo {
+            status: self.reach.status().as_str().to_owned(),
+            addresses: self
+                .reach
+                .direct_addresses()
+                .map(|a| a.to_string())
+                .collect(),
+            relayed_addresses: self
+                .reach
+                .relayed_addresses()
+                .map(|(a, _)| a.to_string())
+                .collect(),
+            relays: {
+                let mut r: Vec<String> = self
+                    .reach
+                    .relayed_addresses()
+                    .map(|(_, p)| p.to_string())
+                    .collect();
+                r.dedup();
+                r
+            },
+            relay_service: self.relay_offered(),
+            relay_reservations_served: self.relay_reservations_served,
+        }
+    }
+
+    /// Whether this node's relay is offered now: it runs, and peers can reach it directly.
+    fn relay_offered(&self) -> bool {
+        self.swarm.behaviour().relay.is_enabled()
+            && self.reach.status() == super::reach::Status::Public
     }
 
     /// The connected peers, as `storgo peers` lists them.
@@ -249,6 +285,7 @@ impl EventLoop {
                     .copied()
                     .unwrap_or("dht")
                     .to_owned(),
+                via: self.reach.via(p).to_owned(),
             })
             .collect();
         peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));

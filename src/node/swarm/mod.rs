@@ -8,12 +8,14 @@
 //!
 //! Rooms: `commands` (what each command does), `queries` (the in-flight tables), `inbound`
 //! (peers' requests), `peers` (the peer book, backoffs, bans), `reputation` (offences and the
-//! ban rule).
+//! ban rule), `reach` (which addresses peers can dial, the DHT mode, relay reservations, hole
+//! punches).
 
 mod commands;
 mod inbound;
 mod peers;
 mod queries;
+mod reach;
 pub mod reputation;
 
 use std::collections::HashMap;
@@ -23,12 +25,15 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, kad, mdns, ping, Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{
+    autonat, dcutr, identify, kad, mdns, ping, relay, upnp, Multiaddr, PeerId, StreamProtocol,
+    Swarm,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::network::{
     AnnounceResponse, Behaviour, BehaviourEvent, ChunkResponse, DhtStore, NetworkConfig,
-    ReplicateResponse, KAD_PROTOCOL,
+    ReachabilityMode, ReplicateResponse, KAD_PROTOCOL,
 };
 use crate::store::Store;
 
@@ -39,6 +44,7 @@ use super::serve::Answer;
 use super::{now_secs, Command, Counters, NodeError};
 use peers::{refused_at_handshake, Backoff, PeerBook};
 use queries::{Queries, Requests};
+use reach::Reach;
 use reputation::{persisted, Ban, Limits, Reputation};
 
 /// Where the loop hands inbound work that others do: replicate requests to the replica
@@ -82,6 +88,25 @@ pub struct EventLoop {
     bootstrap: Vec<Multiaddr>,
     bootstrap_backoff: Backoff,
     bootstrapped: bool,
+    /// What this node knows of its own reachability (`reach`).
+    reach: Reach,
+    reachability: ReachabilityMode,
+    /// The listen addresses asked for, as configured (`reach::reachable_as_listened`).
+    configured_listen: Vec<Multiaddr>,
+    /// Kademlia's mode now: server while `reach` says peers can reach this node.
+    serving_dht: bool,
+    /// The addresses provider records and identify carry: the confirmed ones.
+    advertised_tx: watch::Sender<Vec<Multiaddr>>,
+    /// Reservations peers hold on this node's relay.
+    relay_reservations_served: u64,
+}
+
+/// The watch channels the loop keeps up to date for the rest of the node.
+pub(crate) struct Addresses {
+    /// Every address listened on, each ending in `/p2p/PEERID`.
+    pub listen: watch::Sender<Vec<Multiaddr>>,
+    /// The confirmed external addresses, direct and relayed (without `/p2p/PEERID`).
+    pub advertised: watch::Sender<Vec<Multiaddr>>,
 }
 
 impl EventLoop {
@@ -90,7 +115,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         store: Arc<Store>,
         cfg: &NetworkConfig,
-        listen_tx: watch::Sender<Vec<Multiaddr>>,
+        addresses: Addresses,
         metrics: super::metrics::LoopMetrics,
         handoff: Handoff,
     ) -> Self {
@@ -115,7 +140,7 @@ impl EventLoop {
             commands,
             counters: metrics.counters,
             p2p_metrics: metrics.p2p,
-            listen_tx,
+            listen_tx: addresses.listen,
             inbound_rx,
             queries: Queries::default(),
             chunk_requests: Requests::new("chunk"),
@@ -128,6 +153,17 @@ impl EventLoop {
             bootstrap: cfg.bootstrap.clone(),
             bootstrap_backoff: Backoff::default(),
             bootstrapped: false,
+            reach: Reach::new(
+                cfg.reachability,
+                cfg.dht_server,
+                cfg.relay_reservations,
+                Instant::now(),
+            ),
+            reachability: cfg.reachability,
+            configured_listen: cfg.listen.clone(),
+            serving_dht: cfg.dht_server && cfg.reachability == ReachabilityMode::Public,
+            advertised_tx: addresses.advertised,
+            relay_reservations_served: 0,
         }
     }
 
@@ -136,7 +172,11 @@ impl EventLoop {
             self.swarm.behaviour_mut().blocked.block_peer(*peer);
         }
         let mut lift_bans = tokio::time::interval(Duration::from_secs(60));
+        // Reservations are topped up as events come; this also ends the wait of a node whose
+        // reachability stays unknown.
+        let mut tend = tokio::time::interval(Duration::from_secs(5));
         self.dial_bootstrap();
+        self.tend_reachability();
         let mut retry = tokio::time::interval(self.bootstrap_backoff.current());
         retry.tick().await;
         loop {
@@ -148,6 +188,7 @@ impl EventLoop {
                 },
                 Some(answer) = self.inbound_rx.recv() => self.send_answer(answer),
                 _ = lift_bans.tick() => self.lift_ended_bans(),
+                _ = tend.tick() => self.tend_reachability(),
                 _ = retry.tick() => {
                     if !self.bootstrap.is_empty() && !self.bootstrap_connected() {
                         let wait = self.bootstrap_backoff.grow();
@@ -169,6 +210,8 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.p2p_metrics.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.p2p_metrics.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.p2p_metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.p2p_metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => self.p2p_metrics.record(e),
             _ => {}
         }
         match event {
@@ -177,19 +220,51 @@ impl EventLoop {
                     .clone()
                     .with(Protocol::P2p(*self.swarm.local_peer_id()));
                 tracing::info!(address = %full, "listening");
-                // Provider records carry only confirmed external addresses; on a LAN or
-                // loopback no AutoNAT server will confirm one, so the addresses this node
-                // listens on are what peers are told to dial.
-                self.swarm.add_external_address(address);
+                // Provider records and identify carry only confirmed addresses: this node
+                // confirms an address itself only by `reach`'s rule (`--reachability public`,
+                // or loopback alone); others wait for AutoNAT.
+                if reach::reachable_as_listened(
+                    self.reachability,
+                    &self.configured_listen,
+                    &address,
+                ) && self.serving_dht_allowed()
+                {
+                    self.swarm.add_external_address(address);
+                }
                 self.listen_tx.send_modify(|v| v.push(full));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
-                self.swarm.remove_external_address(&address);
+                if !reach::is_circuit(&address) {
+                    self.swarm.remove_external_address(&address);
+                }
                 let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
                 self.listen_tx.send_modify(|v| v.retain(|a| *a != full));
             }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(relay) = self.reach.reservation_ended(listener_id, Instant::now()) {
+                    tracing::info!(relay = %relay, reason = ?reason.err(), "relay reservation ended");
+                    self.tend_reachability();
+                }
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(address = %address, "address confirmed reachable");
+                self.reach.confirmed(address);
+                self.tend_reachability();
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(address = %address, "address no longer reachable");
+                self.reach.expired(&address);
+                self.tend_reachability();
+            }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
             } => {
                 tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
                 self.counters.connections_made.inc_by(1);
@@ -198,6 +273,15 @@ impl EventLoop {
                 }
                 let remote = endpoint.get_remote_address();
                 let is_bootstrap = self.is_bootstrap(&peer_id, remote, endpoint.is_dialer());
+                if is_bootstrap {
+                    self.reach.is_bootstrap(peer_id);
+                }
+                self.reach.connection_opened(
+                    peer_id,
+                    connection_id,
+                    endpoint.is_relayed(),
+                    Instant::now(),
+                );
                 self.peers
                     .connected(peer_id, remote.clone(), is_bootstrap, endpoint.is_dialer());
                 if is_bootstrap && !self.bootstrapped {
@@ -210,9 +294,11 @@ impl EventLoop {
                 peer_id,
                 num_established,
                 cause,
+                connection_id,
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, cause = ?cause, "connection closed");
+                self.reach.connection_closed(peer_id, connection_id);
                 if num_established == 0 {
                     self.peers.disconnected(peer_id, Instant::now());
                 }
@@ -246,12 +332,45 @@ impl EventLoop {
                 // identify results are not fed to kad automatically; only peers that speak
                 // storgo's kad protocol belong in the routing table.
                 let kad_proto = StreamProtocol::new(KAD_PROTOCOL);
+                let offers_relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+                self.reach
+                    .relay_offered(peer_id, offers_relay, &info.listen_addrs);
                 if info.protocols.contains(&kad_proto) {
                     for addr in info.listen_addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
+                if offers_relay {
+                    self.tend_reachability();
+                }
             }
+            BehaviourEvent::Autonat(e) => self.on_probe(e),
+            BehaviourEvent::AutonatServer(e) => {
+                tracing::debug!(peer = %e.client, address = %e.tested_addr, result = ?e.result, "dialled a peer's address back");
+            }
+            BehaviourEvent::Relay(e) => self.on_relay_service(e),
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            }) => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation held");
+                }
+            }
+            BehaviourEvent::Dcutr(e) => self.on_hole_punch(e),
+            BehaviourEvent::Upnp(e) => match e {
+                upnp::Event::NewExternalAddr { external_addr, .. } => {
+                    tracing::info!(address = %external_addr, "the router mapped a port (UPnP)");
+                }
+                upnp::Event::GatewayNotFound => tracing::debug!("no UPnP router found"),
+                upnp::Event::NonRoutableGateway => {
+                    tracing::info!("the UPnP router is itself behind another NAT: no mapping")
+                }
+                upnp::Event::ExpiredExternalAddr { external_addr, .. } => {
+                    tracing::info!(address = %external_addr, "the router's port mapping expired");
+                }
+            },
             BehaviourEvent::Gossip(libp2p::gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -282,6 +401,103 @@ impl EventLoop {
                 self.peers.rtt.insert(peer, rtt);
             }
             _ => {}
+        }
+    }
+
+    /// A resident node confirms its own addresses; a fetch's node never advertises any.
+    fn serving_dht_allowed(&self) -> bool {
+        self.reach.resident()
+    }
+
+    fn on_probe(&mut self, e: autonat::v2::client::Event) {
+        let outcome = if e.result.is_ok() {
+            "reachable"
+        } else {
+            "unreachable"
+        };
+        tracing::info!(address = %e.tested_addr, server = %e.server, outcome, "reachability probe");
+        self.counters
+            .reachability_probes
+            .get_or_create(&super::metrics::Outcome { outcome })
+            .inc();
+        if e.result.is_err() {
+            self.reach.probe_failed();
+            self.tend_reachability();
+        }
+    }
+
+    fn on_relay_service(&mut self, e: relay::Event) {
+        match e {
+            relay::Event::ReservationReqAccepted {
+                src_peer_id,
+                renewed: false,
+            } => {
+                tracing::info!(peer = %src_peer_id, "relaying for a peer (reservation accepted)");
+                self.relay_reservations_served += 1;
+            }
+            relay::Event::ReservationClosed { .. } | relay::Event::ReservationTimedOut { .. } => {
+                self.relay_reservations_served = self.relay_reservations_served.saturating_sub(1);
+            }
+            relay::Event::ReservationReqDenied { src_peer_id, .. } => {
+                tracing::info!(peer = %src_peer_id, "relay reservation refused: over the relay's limits");
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => {
+                tracing::debug!(from = %src_peer_id, to = %dst_peer_id, "relaying a circuit");
+                self.counters.circuits_relayed.inc();
+            }
+            relay::Event::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+                ..
+            } => {
+                tracing::info!(from = %src_peer_id, to = %dst_peer_id, "circuit refused: over the relay's limits or no reservation");
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => {
+                tracing::debug!(from = %src_peer_id, to = %dst_peer_id, error = ?error, "circuit closed");
+            }
+            _ => {}
+        }
+        self.counters
+            .relay_reservations
+            .get_or_create(&super::metrics::Side { side: "served" })
+            .set(self.relay_reservations_served as i64);
+    }
+
+    /// A hole punch ended. Once a direct connection exists the relayed ones are closed, so
+    /// that every request (which request-response spreads over a peer's connections) takes
+    /// the direct path and the relay's limits stop counting.
+    fn on_hole_punch(&mut self, e: dcutr::Event) {
+        let peer = e.remote_peer_id;
+        match e.result {
+            Ok(_) => {
+                let (relayed, took) = self.reach.punched(peer, Instant::now());
+                let ms = took.map(|d| d.as_millis() as u64).unwrap_or(0);
+                tracing::info!(peer = %peer, after_ms = ms, "hole punched: a direct connection");
+                if let Some(d) = took {
+                    self.counters.hole_punch_seconds.observe(d.as_secs_f64());
+                }
+                self.counters
+                    .hole_punches
+                    .get_or_create(&super::metrics::Outcome { outcome: "direct" })
+                    .inc();
+                for c in relayed {
+                    self.swarm.close_connection(c);
+                }
+            }
+            Err(err) => {
+                tracing::info!(peer = %peer, error = %err, "hole punch failed: the connection stays relayed");
+                self.counters
+                    .hole_punches
+                    .get_or_create(&super::metrics::Outcome { outcome: "failed" })
+                    .inc();
+            }
         }
     }
 

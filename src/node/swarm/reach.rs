@@ -1,0 +1,528 @@
+//! Reachability: which of this node's addresses peers can dial, what follows from it, and the
+//! relays a node behind a NAT keeps (`protocols/reachability-v1.md`).
+//!
+//! [`Reach`] is plain state, tested below: addresses confirmed directly (an AutoNAT dial-back,
+//! a UPnP mapping AutoNAT then dialled, `--reachability public`, or a node that listens only
+//! on loopback), addresses confirmed through a relay (a reservation the relay accepted), the
+//! probes that failed, the peers that offer a relay, and the reservations asked for. From it
+//! follow the node's [`Status`], whether it serves the DHT, and which relays to ask next. The
+//! `EventLoop` methods at the end apply those decisions to the Swarm; nothing here touches the
+//! store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::{kad, Multiaddr, PeerId};
+
+use super::EventLoop;
+use crate::network::ReachabilityMode;
+
+/// How long a node whose reachability is still unknown waits for AutoNAT before it takes
+/// relay reservations anyway (no peer could test it: no candidate address, no AutoNAT server).
+const UNKNOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a relay that refused a reservation or went away is not asked again.
+const RELAY_REST: Duration = Duration::from_secs(60);
+/// Most relay-offering peers remembered.
+const MAX_RELAYS: usize = 64;
+
+/// Whether peers can dial this node, as `storgo status` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// At least one address peers dialled back (or was declared reachable).
+    Public,
+    /// Every address tested failed: behind a NAT or firewall, reached through relays.
+    Private,
+    /// Nothing tested yet.
+    Unknown,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Public => "public",
+            Status::Private => "private",
+            Status::Unknown => "unknown",
+        }
+    }
+}
+
+/// What this node knows of its own reachability.
+pub(crate) struct Reach {
+    mode: ReachabilityMode,
+    /// A resident node (serves the DHT when reachable, keeps reservations); not a fetch's.
+    resident: bool,
+    /// Relay reservations to keep while private.
+    wanted: usize,
+    started: Instant,
+    /// Confirmed addresses peers dial directly.
+    direct: BTreeSet<Multiaddr>,
+    /// Confirmed `/p2p-circuit` addresses, by relay.
+    relayed: BTreeMap<Multiaddr, PeerId>,
+    /// AutoNAT probes that failed since the last one that succeeded.
+    failed_probes: u32,
+    /// Peers that offer a relay, with a direct address to reach them at.
+    relays: HashMap<PeerId, Multiaddr>,
+    bootstrap: HashSet<PeerId>,
+    /// Reservations asked for or held: the listener of each, and its relay.
+    reservations: HashMap<ListenerId, PeerId>,
+    /// Relays not to ask again before the instant given.
+    resting: HashMap<PeerId, Instant>,
+    /// Open connections that run through a relay, by peer, with when each was made.
+    relayed_connections: HashMap<PeerId, Vec<(ConnectionId, Instant)>>,
+    /// Open direct connections, by peer.
+    direct_connections: HashMap<PeerId, HashSet<ConnectionId>>,
+}
+
+impl Reach {
+    pub(crate) fn new(mode: ReachabilityMode, resident: bool, wanted: usize, now: Instant) -> Self {
+        Self {
+            mode,
+            resident,
+            wanted: if resident { wanted } else { 0 },
+            started: now,
+            direct: BTreeSet::new(),
+            relayed: BTreeMap::new(),
+            failed_probes: 0,
+            relays: HashMap::new(),
+            bootstrap: HashSet::new(),
+            reservations: HashMap::new(),
+            resting: HashMap::new(),
+            relayed_connections: HashMap::new(),
+            direct_connections: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn resident(&self) -> bool {
+        self.resident
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        if self.mode == ReachabilityMode::Public || !self.direct.is_empty() {
+            Status::Public
+        } else if self.failed_probes > 0 || !self.relayed.is_empty() {
+            Status::Private
+        } else {
+            Status::Unknown
+        }
+    }
+
+    /// Serve the DHT: a resident node that peers can reach, directly or through a relay that
+    /// holds its reservation (never on an address nobody confirmed).
+    pub(crate) fn dht_server(&self) -> bool {
+        self.resident && (self.status() == Status::Public || !self.relayed.is_empty())
+    }
+
+    /// Whether the node takes relay reservations now.
+    fn wants_relays(&self, now: Instant) -> bool {
+        self.wanted > 0
+            && match self.status() {
+                Status::Public => false,
+                Status::Private => true,
+                Status::Unknown => now.duration_since(self.started) >= UNKNOWN_GRACE,
+            }
+    }
+
+    pub(crate) fn is_bootstrap(&mut self, peer: PeerId) {
+        self.bootstrap.insert(peer);
+    }
+
+    /// An address was confirmed (by AutoNAT, a relay, or this node's own rule).
+    pub(crate) fn confirmed(&mut self, addr: Multiaddr) {
+        match relay_of(&addr) {
+            Some(relay) => {
+                self.relayed.insert(addr, relay);
+            }
+            None => {
+                self.failed_probes = 0;
+                self.direct.insert(addr);
+            }
+        }
+    }
+
+    pub(crate) fn expired(&mut self, addr: &Multiaddr) {
+        self.direct.remove(addr);
+        self.relayed.remove(addr);
+    }
+
+    /// An AutoNAT probe of one of this node's addresses failed.
+    pub(crate) fn probe_failed(&mut self) {
+        self.failed_probes = self.failed_probes.saturating_add(1);
+    }
+
+    /// `peer` offers a relay (identify lists the hop protocol) at `addrs`; the first direct
+    /// one is kept. A peer that stopped offering one is forgotten.
+    pub(crate) fn relay_offered(&mut self, peer: PeerId, offers: bool, addrs: &[Multiaddr]) {
+        let direct = addrs
+            .iter()
+            .find(|a| relay_of(a).is_none() && !is_circuit(a));
+        match direct.filter(|_| offers) {
+            Some(a) if self.relays.len() < MAX_RELAYS || self.relays.contains_key(&peer) => {
+                self.relays.insert(peer, a.clone());
+            }
+            Some(_) => {}
+            None => {
+                self.relays.remove(&peer);
+            }
+        }
+    }
+
+    /// The relays to ask for a reservation now, bootstrap peers first, each once.
+    pub(crate) fn relays_to_ask(&self, now: Instant) -> Vec<(PeerId, Multiaddr)> {
+        if !self.wants_relays(now) || self.reservations.len() >= self.wanted {
+            return Vec::new();
+        }
+        let asked: HashSet<&PeerId> = self.reservations.values().collect();
+        let mut offered: Vec<(&PeerId, &Multiaddr)> = self
+            .relays
+            .iter()
+            .filter(|(p, _)| !asked.contains(p))
+            .filter(|(p, _)| self.resting.get(p).is_none_or(|until| now >= *until))
+            .collect();
+        offered.sort_by_key(|(p, _)| (!self.bootstrap.contains(p), p.to_bytes()));
+        offered
+            .into_iter()
+            .take(self.wanted - self.reservations.len())
+            .map(|(p, a)| (*p, a.clone()))
+            .collect()
+    }
+
+    pub(crate) fn asked(&mut self, listener: ListenerId, relay: PeerId) {
+        self.reservations.insert(listener, relay);
+    }
+
+    /// A reservation's listener closed (refused, the relay left, or released): the relay
+    /// rests before it is asked again. `None` when it was not a reservation.
+    pub(crate) fn reservation_ended(
+        &mut self,
+        listener: ListenerId,
+        now: Instant,
+    ) -> Option<PeerId> {
+        let relay = self.reservations.remove(&listener)?;
+        self.resting.insert(relay, now + RELAY_REST);
+        self.relayed.retain(|_, r| *r != relay);
+        Some(relay)
+    }
+
+    /// Reservations to release: all of them once the node is reachable directly.
+    pub(crate) fn to_release(&self) -> Vec<ListenerId> {
+        if self.status() == Status::Public {
+            self.reservations.keys().copied().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub(crate) fn connection_opened(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        relayed: bool,
+        now: Instant,
+    ) {
+        if relayed {
+            self.relayed_connections
+                .entry(peer)
+                .or_default()
+                .push((id, now));
+        } else {
+            self.direct_connections.entry(peer).or_default().insert(id);
+        }
+    }
+
+    pub(crate) fn connection_closed(&mut self, peer: PeerId, id: ConnectionId) {
+        if let Some(set) = self.direct_connections.get_mut(&peer) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.direct_connections.remove(&peer);
+            }
+        }
+        if let Some(list) = self.relayed_connections.get_mut(&peer) {
+            list.retain(|(c, _)| *c != id);
+            if list.is_empty() {
+                self.relayed_connections.remove(&peer);
+            }
+        }
+    }
+
+    /// A hole was punched to `peer`: its relayed connections to close (transfers then run on
+    /// the direct one alone), and how long after the first of them the punch came.
+    pub(crate) fn punched(
+        &mut self,
+        peer: PeerId,
+        now: Instant,
+    ) -> (Vec<ConnectionId>, Option<Duration>) {
+        let list = self.relayed_connections.remove(&peer).unwrap_or_default();
+        let first = list.iter().map(|(_, t)| *t).min();
+        (
+            list.into_iter().map(|(c, _)| c).collect(),
+            first.map(|t| now.duration_since(t)),
+        )
+    }
+
+    /// How this node is connected to `peer` now: `direct`, or `relayed` when every
+    /// connection runs through a relay.
+    pub(crate) fn via(&self, peer: &PeerId) -> &'static str {
+        if !self.direct_connections.contains_key(peer)
+            && self.relayed_connections.contains_key(peer)
+        {
+            "relayed"
+        } else {
+            "direct"
+        }
+    }
+
+    pub(crate) fn direct_addresses(&self) -> impl Iterator<Item = &Multiaddr> {
+        self.direct.iter()
+    }
+
+    pub(crate) fn relayed_addresses(&self) -> impl Iterator<Item = (&Multiaddr, &PeerId)> {
+        self.relayed.iter()
+    }
+
+    pub(crate) fn reservations_held(&self) -> usize {
+        self.relayed.values().collect::<HashSet<_>>().len()
+    }
+}
+
+/// The relay of a `/p2p-circuit` address (the `/p2p/` before `/p2p-circuit`).
+pub(crate) fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
+}
+
+pub(crate) fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
+/// Whether a listen address is reachable by this node's own rule, without asking peers: every
+/// address with `--reachability public`; with `auto`, a loopback address of a node that listens
+/// only on loopback (every peer that can reach it at all is on this machine).
+pub(crate) fn reachable_as_listened(
+    mode: ReachabilityMode,
+    configured: &[Multiaddr],
+    addr: &Multiaddr,
+) -> bool {
+    !is_circuit(addr)
+        && match mode {
+            ReachabilityMode::Public => true,
+            ReachabilityMode::Auto => {
+                is_loopback(addr) && !configured.is_empty() && configured.iter().all(is_loopback)
+            }
+        }
+}
+
+impl EventLoop {
+    /// Applies what [`Reach`] decided: the DHT mode, reservations released and asked, and the
+    /// metrics and advertised addresses that show it.
+    pub(super) fn tend_reachability(&mut self) {
+        let now = Instant::now();
+        let server = self.reach.dht_server();
+        if server != self.serving_dht {
+            self.serving_dht = server;
+            let mode = if server {
+                kad::Mode::Server
+            } else {
+                kad::Mode::Client
+            };
+            tracing::info!(mode = ?mode, reachability = self.reach.status().as_str(), "DHT mode changed");
+            self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+        }
+        for listener in self.reach.to_release() {
+            self.swarm.remove_listener(listener);
+        }
+        for (relay, addr) in self.reach.relays_to_ask(now) {
+            let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(listener) => {
+                    tracing::info!(relay = %relay, address = %circuit, "asking a relay for a reservation");
+                    self.reach.asked(listener, relay);
+                }
+                Err(e) => {
+                    tracing::debug!(relay = %relay, error = %e, "cannot ask the relay");
+                    self.reach.relay_offered(relay, false, &[]);
+                }
+            }
+        }
+        let c = &self.counters;
+        for s in [Status::Public, Status::Private, Status::Unknown] {
+            c.reachability
+                .get_or_create(&crate::node::metrics::ReachLabel { status: s.as_str() })
+                .set(i64::from(s == self.reach.status()));
+        }
+        c.relay_reservations
+            .get_or_create(&crate::node::metrics::Side { side: "held" })
+            .set(self.reach.reservations_held() as i64);
+        let advertised: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        self.advertised_tx.send_if_modified(|v| {
+            let changed = *v != advertised;
+            *v = advertised;
+            changed
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    fn circuit(relay: PeerId) -> Multiaddr {
+        addr("/ip4/11.0.0.1/tcp/4815")
+            .with(Protocol::P2p(relay))
+            .with(Protocol::P2pCircuit)
+    }
+
+    #[test]
+    fn a_node_behind_a_nat_is_a_dht_client_until_a_relay_holds_its_reservation() {
+        let t0 = Instant::now();
+        let mut r = Reach::new(ReachabilityMode::Auto, true, 2, t0);
+        assert_eq!(r.status(), Status::Unknown);
+        assert!(!r.dht_server(), "nothing confirmed: a client");
+        let (relay, other) = (PeerId::random(), PeerId::random());
+        r.relay_offered(relay, true, &[addr("/ip4/11.0.0.1/tcp/4815")]);
+        assert!(
+            r.relays_to_ask(t0).is_empty(),
+            "unknown: AutoNAT is given its chance first"
+        );
+        r.probe_failed();
+        assert_eq!(r.status(), Status::Private);
+        assert!(!r.dht_server(), "a failed probe confirms nothing");
+        let ask = r.relays_to_ask(t0);
+        assert_eq!(ask.len(), 1);
+        r.asked(ListenerId::next(), relay);
+        r.confirmed(circuit(relay));
+        assert_eq!(r.status(), Status::Private);
+        assert!(r.dht_server(), "reachable through its relay: a server");
+        r.relay_offered(other, true, &[circuit(relay), addr("/ip4/11.0.0.2/tcp/1")]);
+        let ask = r.relays_to_ask(t0);
+        assert_eq!(
+            ask,
+            vec![(other, addr("/ip4/11.0.0.2/tcp/1"))],
+            "the direct address, not a circuit"
+        );
+    }
+
+    #[test]
+    fn bootstrap_relays_come_first_and_a_relay_that_left_rests() {
+        let t0 = Instant::now();
+        let mut r = Reach::new(ReachabilityMode::Auto, true, 1, t0);
+        r.probe_failed();
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        for (i, p) in peers.iter().enumerate() {
+            r.relay_offered(*p, true, &[addr(&format!("/ip4/11.0.0.{i}/tcp/1"))]);
+        }
+        r.is_bootstrap(peers[2]);
+        assert_eq!(r.relays_to_ask(t0)[0].0, peers[2]);
+        let l = ListenerId::next();
+        r.asked(l, peers[2]);
+        assert!(r.relays_to_ask(t0).is_empty(), "one wanted, one asked");
+        assert_eq!(r.reservation_ended(l, t0), Some(peers[2]));
+        let next = r.relays_to_ask(t0);
+        assert_ne!(next[0].0, peers[2], "the relay that left rests");
+        assert_eq!(
+            r.relays_to_ask(t0 + RELAY_REST)[0].0,
+            peers[2],
+            "and is asked again later"
+        );
+    }
+
+    #[test]
+    fn a_confirmed_direct_address_makes_it_public_and_releases_relays() {
+        let t0 = Instant::now();
+        let mut r = Reach::new(ReachabilityMode::Auto, true, 2, t0);
+        let relay = PeerId::random();
+        r.probe_failed();
+        let l = ListenerId::next();
+        r.asked(l, relay);
+        r.confirmed(circuit(relay));
+        assert!(r.to_release().is_empty());
+        r.confirmed(addr("/ip4/11.0.0.9/tcp/4815"));
+        assert_eq!(r.status(), Status::Public);
+        assert_eq!(r.to_release(), vec![l]);
+        r.expired(&addr("/ip4/11.0.0.9/tcp/4815"));
+        assert_eq!(r.status(), Status::Private, "the mapping went away");
+    }
+
+    #[test]
+    fn unknown_for_long_takes_reservations_and_a_fetch_node_never_does() {
+        let t0 = Instant::now();
+        let mut r = Reach::new(ReachabilityMode::Auto, true, 2, t0);
+        r.relay_offered(PeerId::random(), true, &[addr("/ip4/11.0.0.1/tcp/1")]);
+        assert!(r.relays_to_ask(t0).is_empty());
+        assert_eq!(r.relays_to_ask(t0 + UNKNOWN_GRACE).len(), 1);
+        let mut fetch = Reach::new(ReachabilityMode::Auto, false, 2, t0);
+        fetch.probe_failed();
+        fetch.relay_offered(PeerId::random(), true, &[addr("/ip4/11.0.0.1/tcp/1")]);
+        assert!(fetch.relays_to_ask(t0 + UNKNOWN_GRACE).is_empty());
+        fetch.confirmed(addr("/ip4/11.0.0.9/tcp/4815"));
+        assert!(!fetch.dht_server(), "a fetch's node never serves the DHT");
+    }
+
+    #[test]
+    fn only_loopback_listeners_and_public_mode_confirm_themselves() {
+        let lo = vec![addr("/ip4/127.0.0.1/tcp/0")];
+        let any = vec![addr("/ip4/0.0.0.0/tcp/0")];
+        let a = addr("/ip4/127.0.0.1/tcp/5000");
+        assert!(reachable_as_listened(ReachabilityMode::Auto, &lo, &a));
+        assert!(!reachable_as_listened(ReachabilityMode::Auto, &any, &a));
+        assert!(!reachable_as_listened(
+            ReachabilityMode::Auto,
+            &any,
+            &addr("/ip4/192.168.1.5/tcp/5000")
+        ));
+        assert!(reachable_as_listened(
+            ReachabilityMode::Public,
+            &any,
+            &addr("/ip4/192.168.1.5/tcp/5000")
+        ));
+        let relay = PeerId::random();
+        assert!(!reachable_as_listened(
+            ReachabilityMode::Public,
+            &any,
+            &circuit(relay)
+        ));
+        assert_eq!(relay_of(&circuit(relay)), Some(relay));
+        assert_eq!(relay_of(&a), None);
+    }
+
+    #[test]
+    fn a_punch_closes_the_relayed_connections_and_says_how_long_it_took() {
+        let t0 = Instant::now();
+        let mut r = Reach::new(ReachabilityMode::Auto, true, 2, t0);
+        let p = PeerId::random();
+        let (c1, c2) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        r.connection_opened(p, c1, true, t0);
+        r.connection_opened(p, c2, false, t0);
+        assert_eq!(r.via(&p), "direct", "one connection of two is direct");
+        let (close, took) = r.punched(p, t0 + Duration::from_millis(300));
+        assert_eq!(close, vec![c1]);
+        assert_eq!(took, Some(Duration::from_millis(300)));
+        r.connection_closed(p, c2);
+        r.connection_opened(p, c1, true, t0);
+        assert_eq!(r.via(&p), "relayed", "every connection through a relay");
+    }
+}

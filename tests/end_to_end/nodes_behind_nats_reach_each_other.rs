@@ -1,0 +1,444 @@
+//! Nodes behind home routers (network namespaces, iptables MASQUERADE, new inbound dropped)
+//! serve, fetch and hold replicas: punched where the NATs allow it, relayed where they do not
+//! (`protocols/reachability-v1.md`). Real binaries, one per namespace.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::nat::{cannot_run, Internet, Nat};
+use crate::procs::NodeProc;
+
+/// One node in one namespace.
+pub struct Site {
+    pub ns: String,
+    pub dir: PathBuf,
+    pub node: NodeProc,
+    _log: LogOnPanic,
+}
+
+/// How long a home node may take to learn it is private and hold a relay reservation.
+const REACH_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl Site {
+    /// `storgo node` in `ns`, listening on `ip` (TCP and QUIC, free ports), no mDNS.
+    pub fn start(net: &Internet, ns: String, dir: PathBuf, ip: &str, extra: &[&str]) -> Site {
+        let tcp = format!("/ip4/{ip}/tcp/0");
+        let quic = format!("/ip4/{ip}/udp/0/quic-v1");
+        let mut args = vec!["--no-mdns", "--listen", &tcp, "--listen", &quic];
+        args.extend_from_slice(extra);
+        let node = NodeProc::start_with(net.storgo(&ns), &dir, &args);
+        let _log = LogOnPanic(
+            format!("{ns} ({})", node.peer_id),
+            dir.with_extension("log"),
+        );
+        Site {
+            ns,
+            dir,
+            node,
+            _log,
+        }
+    }
+
+    /// The public host `i`, a DHT server from the start, that takes no replicas.
+    pub fn public(net: &Internet, tmp: &Path, i: usize, extra: &[&str]) -> Site {
+        let mut args = vec![
+            "--reachability",
+            "public",
+            "--intake-per-peer-per-hour",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        Site::start(
+            net,
+            net.public_ns(i),
+            tmp.join(format!("p{i}")),
+            &net.public_addr(i),
+            &args,
+        )
+    }
+
+    /// The host of home `i`, joining through `boot`.
+    pub fn home(net: &Internet, tmp: &Path, i: usize, boot: &str, extra: &[&str]) -> Site {
+        let mut args = vec!["--bootstrap", boot];
+        args.extend_from_slice(extra);
+        Site::start(
+            net,
+            net.host_ns(i),
+            tmp.join(format!("h{i}")),
+            &net.host_addr(i),
+            &args,
+        )
+    }
+
+    /// Its TCP address, with `/p2p/…`.
+    pub fn tcp_addr(&self) -> String {
+        self.node
+            .addrs
+            .iter()
+            .find(|a| a.contains("/tcp/"))
+            .expect("a TCP listen address")
+            .clone()
+    }
+
+    pub fn cli(&self, net: &Internet, args: &[&str]) -> std::process::Command {
+        net.cli(&self.ns, &self.dir, args)
+    }
+
+    pub fn status(&self, net: &Internet) -> serde_json::Value {
+        let out = ok(self.cli(net, &["status", "--json"]));
+        serde_json::from_str(&out).expect("status JSON")
+    }
+
+    pub fn reachability(&self, net: &Internet) -> serde_json::Value {
+        self.status(net)["node"]["reachability"].clone()
+    }
+
+    /// An API path of this node, fetched from inside its namespace (the API is on its
+    /// loopback) with its token (`DATA_DIR/api`, second line).
+    pub fn get(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.node.api);
+        let file = std::fs::read_to_string(self.dir.join("api")).expect("the API file");
+        let token = file.lines().nth(1).expect("a token line").trim().to_owned();
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3", "-c"])
+            .arg("import sys, urllib.request as u; r = u.Request(sys.argv[1], headers={'Authorization': 'Bearer ' + sys.argv[2]}); sys.stdout.write(u.urlopen(r, timeout=10).read().decode())")
+            .arg(&url)
+            .arg(&token)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "GET {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A counter or gauge from `/metrics` (the sum over its labels matching `labels`).
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        self.get("/metrics")
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits until this node holds a relay reservation (its relayed addresses are confirmed).
+    pub fn wait_relayed(&self, net: &Internet) -> serde_json::Value {
+        poll(REACH_TIMEOUT, "a relay reservation", || {
+            let r = self.reachability(net);
+            (r["relayed_addresses"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()))
+            .then_some(r)
+        })
+    }
+
+    /// How this node is connected to `peer` now (`direct` or `relayed`).
+    pub fn via(&self, net: &Internet, peer: &str) -> Option<String> {
+        let peers: serde_json::Value =
+            serde_json::from_str(&ok(self.cli(net, &["peers", "--json"]))).expect("peers JSON");
+        peers
+            .as_array()?
+            .iter()
+            .find(|p| p["peer_id"] == peer)
+            .map(|p| p["via"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+/// A failing test shows the end of each node's log: what it learnt of its reachability.
+pub struct LogOnPanic(String, PathBuf);
+
+impl Drop for LogOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            eprintln!("--- {}\n{tail}", self.0);
+        }
+    }
+}
+
+/// Polls `f` every 250 ms until it answers, or panics naming `what` after `timeout`: each poll
+/// runs a process, so it is not a spin.
+pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::park_timeout(Duration::from_millis(250));
+    }
+}
+
+/// The first `after_ms=N` of a "hole punched" line in a node's log.
+fn punch_ms(log: &str) -> Option<u64> {
+    log.lines()
+        .filter(|l| l.contains("hole punched"))
+        .find_map(|l| {
+            l.split("after_ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
+/// Adds `len` random bytes on `from` and fetches them on `to`; returns the output path and
+/// how long the fetch took.
+fn add_and_fetch(
+    net: &Internet,
+    tmp: &Path,
+    from: &Site,
+    to: &Site,
+    len: usize,
+) -> (String, Duration) {
+    let src = tmp.join("lecture.mp4");
+    let data = write_random(&src, len, 23);
+    let id = last_line(&ok(from.cli(net, &["add", src.to_str().unwrap()])));
+    let out = tmp.join("got.mp4");
+    let started = Instant::now();
+    ok(to.cli(
+        net,
+        &[
+            "fetch",
+            &id,
+            "--timeout",
+            "120",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    ));
+    let took = started.elapsed();
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "the fetched bytes are the added ones"
+    );
+    (id, took)
+}
+
+fn internet(tag: &str, homes: &[Nat]) -> Option<Internet> {
+    let tag = format!("{tag}{}", std::process::id() % 10_000);
+    Internet::create(&tag, 1, homes)
+}
+
+#[test]
+fn hosts_behind_port_preserving_nats_punch_a_hole_and_fetch_directly() {
+    let Some(net) = internet("np", &[Nat::PortPreserving, Nat::PortPreserving]) else {
+        cannot_run("NAT namespaces need root, iproute2 and iptables");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Site::public(&net, tmp.path(), 1, &[]);
+    let boot = p.tcp_addr();
+    let no_replicas = ["--intake-per-peer-per-hour", "1", "--no-upnp"];
+    let h1 = Site::home(&net, tmp.path(), 1, &boot, &no_replicas);
+    let h2 = Site::home(&net, tmp.path(), 2, &boot, &no_replicas);
+    for h in [&h1, &h2] {
+        let r = h.wait_relayed(&net);
+        assert_eq!(r["status"], "private", "{r}");
+        assert!(
+            r["addresses"].as_array().unwrap().is_empty(),
+            "nothing confirmed directly: {r}"
+        );
+        assert!(
+            r["relayed_addresses"][0]
+                .as_str()
+                .unwrap()
+                .contains(&p.node.peer_id),
+            "reserved on the public node: {r}"
+        );
+    }
+    let (_, took) = add_and_fetch(&net, tmp.path(), &h1, &h2, 32 << 20);
+    if std::env::var_os("STORGO_TEST_LOGS").is_some() {
+        eprintln!(
+            "--- h1\n{}\n--- h2\n{}\n--- p\n{}",
+            h1.node.log(),
+            h2.node.log(),
+            p.node.log()
+        );
+    }
+    assert_eq!(
+        h2.via(&net, &h1.node.peer_id).as_deref(),
+        Some("direct"),
+        "the hole was punched"
+    );
+    let punched = h1.metric("storgo_hole_punches_total", "direct")
+        + h2.metric("storgo_hole_punches_total", "direct");
+    assert!(punched >= 1.0, "a punch is counted");
+    let ms = punch_ms(&h1.node.log()).or_else(|| punch_ms(&h2.node.log()));
+    eprintln!(
+        "port-preserving x port-preserving: 32 MiB in {took:?}; relayed to direct in {} ms",
+        ms.map(|m| m.to_string()).unwrap_or("?".into())
+    );
+    assert!(ms.is_some(), "the punch's time is logged");
+    // The public node relayed, and held nothing of the item.
+    assert_eq!(p.status(&net)["store"]["pins"], 0);
+    assert!(p.node.stop().success());
+    assert!(h1.node.stop().success());
+    assert!(h2.node.stop().success());
+}
+
+#[test]
+fn hosts_behind_symmetric_nats_fetch_through_the_relay() {
+    let Some(net) = internet("ns", &[Nat::Symmetric, Nat::Symmetric]) else {
+        cannot_run("NAT namespaces need root, iproute2 and iptables");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Site::public(&net, tmp.path(), 1, &[]);
+    let boot = p.tcp_addr();
+    let no_replicas = ["--intake-per-peer-per-hour", "1", "--no-upnp"];
+    let h1 = Site::home(&net, tmp.path(), 1, &boot, &no_replicas);
+    let h2 = Site::home(&net, tmp.path(), 2, &boot, &no_replicas);
+    h1.wait_relayed(&net);
+    h2.wait_relayed(&net);
+    let (_, took) = add_and_fetch(&net, tmp.path(), &h1, &h2, 32 << 20);
+    let via = h2.via(&net, &h1.node.peer_id);
+    eprintln!("symmetric x symmetric: 32 MiB in {took:?}, via {via:?}");
+    assert!(
+        p.metric("storgo_circuits_relayed_total", "") >= 1.0,
+        "the public node relayed"
+    );
+    assert!(p.node.stop().success());
+    assert!(h1.node.stop().success());
+    assert!(h2.node.stop().success());
+}
+
+#[test]
+fn a_host_is_a_dht_server_only_once_reachable_and_upnp_makes_it_one() {
+    let Some(mut net) = internet("nu", &[Nat::PortPreserving]) else {
+        cannot_run("NAT namespaces need root, iproute2 and iptables");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // No relay: a host behind the NAT has no way to be reached until its port is mapped.
+    let p = Site::public(&net, tmp.path(), 1, &["--no-relay-service"]);
+    let boot = p.tcp_addr();
+    let h1 = Site::home(&net, tmp.path(), 1, &boot, &["--no-upnp"]);
+    poll(REACH_TIMEOUT, "a failed reachability probe", || {
+        (h1.reachability(&net)["status"] == "private").then_some(())
+    });
+    assert_eq!(h1.status(&net)["node"]["dht_mode"], "client");
+    let routing = p.get("/api/v1/routing");
+    assert!(
+        !routing.contains(&h1.node.peer_id),
+        "an unreachable host is in no routing table: {routing}"
+    );
+    // Nothing private was advertised: the public node knows no 192.168 address of it.
+    assert!(!routing.contains("192.168."), "{routing}");
+    assert!(h1.node.stop().success());
+
+    // The same host with a real UPnP daemon on its router.
+    if !net.start_upnp(1, tmp.path()) {
+        cannot_run("miniupnpd (Debian's miniupnpd-iptables) is not installed");
+        return;
+    }
+    let h1 = Site::start(
+        &net,
+        net.host_ns(1),
+        tmp.path().join("h1"),
+        &net.host_addr(1),
+        &["--bootstrap", &boot],
+    );
+    let r = poll(REACH_TIMEOUT, "the mapped port confirmed", || {
+        let r = h1.reachability(&net);
+        (r["status"] == "public").then_some(r)
+    });
+    let mapped = r["addresses"][0].as_str().unwrap().to_owned();
+    assert!(
+        mapped.contains(&net.router_wan(1)),
+        "the router's address, mapped: {r}"
+    );
+    assert_eq!(h1.status(&net)["node"]["dht_mode"], "server");
+    poll(
+        Duration::from_secs(30),
+        "the host in the public node's routing table",
+        || {
+            p.get("/api/v1/routing")
+                .contains(&h1.node.peer_id)
+                .then_some(())
+        },
+    );
+    // Another host dials the mapped address directly.
+    let h2_dir = tmp.path().join("p-dialer");
+    let dialer = Site::start(
+        &net,
+        net.public_ns(1),
+        h2_dir,
+        &net.public_addr(1),
+        &["--reachability", "public"],
+    );
+    ok(dialer.cli(
+        &net,
+        &["connect", &format!("{mapped}/p2p/{}", h1.node.peer_id)],
+    ));
+    assert_eq!(
+        dialer.via(&net, &h1.node.peer_id).as_deref(),
+        Some("direct")
+    );
+    assert!(dialer.node.stop().success());
+    assert!(h1.node.stop().success());
+    assert!(p.node.stop().success());
+}
+
+#[test]
+fn a_relay_holds_to_its_limits() {
+    let Some(net) = internet("nl", &[Nat::Symmetric, Nat::Symmetric]) else {
+        cannot_run("NAT namespaces need root, iproute2 and iptables");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Site::public(
+        &net,
+        tmp.path(),
+        1,
+        &[
+            "--relay-max-reservations",
+            "1",
+            "--relay-circuit-bytes",
+            "1MiB",
+        ],
+    );
+    let boot = p.tcp_addr();
+    let no_replicas = ["--intake-per-peer-per-hour", "1", "--no-upnp"];
+    let h1 = Site::home(&net, tmp.path(), 1, &boot, &no_replicas);
+    h1.wait_relayed(&net);
+    let h2 = Site::home(&net, tmp.path(), 2, &boot, &no_replicas);
+    poll(REACH_TIMEOUT, "the second reservation refused", || {
+        p.node
+            .log()
+            .contains("relay reservation refused")
+            .then_some(())
+    });
+    assert!(
+        h2.reachability(&net)["relayed_addresses"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "one reservation in all: the second host holds none"
+    );
+    assert_eq!(p.reachability(&net)["relay_reservations_served"], 1);
+    // A circuit stops at its byte limit: a 4 MiB item cannot cross a 1 MiB circuit, and the
+    // fetch says why rather than hanging.
+    let src = tmp.path().join("big.bin");
+    write_random(&src, 4 << 20, 5);
+    let id = last_line(&ok(h1.cli(&net, &["add", src.to_str().unwrap()])));
+    let out = tmp.path().join("big.out");
+    let err = fails(h2.cli(
+        &net,
+        &["fetch", &id, "--timeout", "30", "-o", out.to_str().unwrap()],
+    ));
+    eprintln!("fetch over a 1 MiB circuit: {err}");
+    assert!(!out.exists(), "no partial output is left as if complete");
+    assert!(p.node.stop().success());
+    assert!(h1.node.stop().success());
+    assert!(h2.node.stop().success());
+}
