@@ -105,10 +105,7 @@ fn apply_reach(cfg: &mut NetworkConfig, r: &ReachArgs) -> Result<(), ConfigError
     cfg.relay_reservations = r.relay_reservations;
     // A node on loopback alone has no router to ask, and the search is a multicast on the
     // LAN (SSDP): it is not sent.
-    let loopback_only = cfg.listen.iter().all(|a| {
-        matches!(a.iter().next(), Some(libp2p::multiaddr::Protocol::Ip4(ip)) if ip.is_loopback())
-            || matches!(a.iter().next(), Some(libp2p::multiaddr::Protocol::Ip6(ip)) if ip.is_loopback())
-    });
+    let loopback_only = cfg.listen.iter().all(crate::network::is_loopback);
     cfg.upnp = !r.no_upnp && !loopback_only;
     Ok(())
 }

@@ -118,7 +118,24 @@ pub struct NetworkConfig {
     pub identity: identity::IfMissing,
 }
 
+/// Whether `addr` is on loopback (127.0.0.0/8 or ::1).
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    match addr.iter().next() {
+        Some(libp2p::multiaddr::Protocol::Ip4(ip)) => ip.is_loopback(),
+        Some(libp2p::multiaddr::Protocol::Ip6(ip)) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
 impl NetworkConfig {
+    /// Whether this node serves the DHT from its first moment: a resident node told its
+    /// addresses are reachable, or one that listens only on loopback (`reachability-v1.md`).
+    pub fn reachable_at_start(&self) -> bool {
+        self.dht_server
+            && (self.reachability == ReachabilityMode::Public
+                || (!self.listen.is_empty() && self.listen.iter().all(is_loopback)))
+    }
+
     /// Whether `addr` can be used with this configuration (QUIC cannot in a private network).
     pub fn usable(&self, addr: &Multiaddr) -> bool {
         self.swarm_key.is_none()
@@ -408,7 +425,7 @@ pub fn build_swarm(
     let max_memory = cfg.max_memory;
     // The event loop sets the mode as reachability is learnt (`node::swarm::reach`); a
     // public node serves from the start.
-    let kad_mode = if dht_server && cfg.reachability == ReachabilityMode::Public {
+    let kad_mode = if cfg.reachable_at_start() {
         kad::Mode::Server
     } else {
         kad::Mode::Client

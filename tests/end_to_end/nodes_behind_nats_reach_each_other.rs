@@ -442,3 +442,125 @@ fn a_relay_holds_to_its_limits() {
     assert!(h1.node.stop().success());
     assert!(h2.node.stop().success());
 }
+
+/// Whether the node at `site` holds a replica of `root` whole.
+fn holds(net: &Internet, site: &Site, root: &str) -> bool {
+    ok(site.cli(net, &["ls", "--replicas"])).contains(root)
+}
+
+#[test]
+fn an_item_added_behind_a_nat_outlives_its_adder_on_holders_behind_nats() {
+    use Nat::{PortPreserving as Pp, Symmetric as Sy};
+    // h1 adds; h2..h5 may hold; h6 arrives later to fetch. The public node takes nothing.
+    let Some(net) = internet("nd", &[Pp, Sy, Pp, Sy, Pp, Sy]) else {
+        cannot_run("NAT namespaces need root, iproute2 and iptables");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Site::public(&net, tmp.path(), 1, &[]);
+    let boot = p.tcp_addr();
+    let holder_args = [
+        "--no-upnp",
+        "--replication",
+        "3",
+        "--repair-interval",
+        "10s",
+    ];
+    let mut homes: Vec<Option<Site>> = (1..=5)
+        .map(|i| Some(Site::home(&net, tmp.path(), i, &boot, &holder_args)))
+        .collect();
+    for h in homes.iter().flatten() {
+        h.wait_relayed(&net);
+    }
+    let adder = homes[0].as_ref().unwrap();
+    poll(
+        REACH_TIMEOUT,
+        "the adder to know the other homes as DHT servers",
+        || {
+            let table = adder.get("/api/v1/routing");
+            homes[1..]
+                .iter()
+                .flatten()
+                .all(|h| table.contains(&h.node.peer_id))
+                .then_some(())
+        },
+    );
+    let src = tmp.path().join("thesis.pdf");
+    let data = write_random(&src, 8 << 20, 41);
+    let out = run(adder.cli(
+        &net,
+        &[
+            "add",
+            src.to_str().unwrap(),
+            "--wait-replicas",
+            "--wait-timeout",
+            "90s",
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "add --wait-replicas: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = last_line(&String::from_utf8_lossy(&out.stdout));
+    let root = id
+        .parse::<storgo::content::ContentId>()
+        .unwrap()
+        .root
+        .to_string();
+    let holders: Vec<usize> = (1..5)
+        .filter(|i| holds(&net, homes[*i].as_ref().unwrap(), &root))
+        .collect();
+    assert_eq!(
+        holders.len(),
+        3,
+        "three homes behind NATs hold it: {holders:?}"
+    );
+    assert_eq!(p.status(&net)["store"]["pins"], 0);
+
+    // The adder's machine is gone.
+    homes[0].take().unwrap().node.kill();
+    // A fresh host behind another NAT fetches it from the holders.
+    let h6 = Site::home(
+        &net,
+        tmp.path(),
+        6,
+        &boot,
+        &["--no-upnp", "--intake-per-peer-per-hour", "1"],
+    );
+    h6.wait_relayed(&net);
+    let got = tmp.path().join("thesis.out");
+    ok(h6.cli(
+        &net,
+        &[
+            "fetch",
+            &id,
+            "--timeout",
+            "120",
+            "-o",
+            got.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        std::fs::read(&got).unwrap() == data,
+        "the same bytes, from holders behind NATs"
+    );
+
+    // A holder dies: repair by the others places the copy on the spare home, reached through
+    // its relay or a punched hole.
+    let spare = (1..5)
+        .find(|i| !holders.contains(i))
+        .expect("one home holds nothing");
+    homes[holders[0]].take().unwrap().node.kill();
+    let spare_site = homes[spare].as_ref().unwrap();
+    poll(
+        Duration::from_secs(120),
+        "the spare home to be given a replica",
+        || holds(&net, spare_site, &root).then_some(()),
+    );
+    for h in homes.into_iter().flatten() {
+        assert!(h.node.stop().success());
+    }
+    assert!(h6.node.stop().success());
+    assert!(p.node.stop().success());
+}

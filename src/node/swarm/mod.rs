@@ -99,6 +99,11 @@ pub struct EventLoop {
     advertised_tx: watch::Sender<Vec<Multiaddr>>,
     /// Reservations peers hold on this node's relay.
     relay_reservations_served: u64,
+    /// Walk the DHT at the next tick: this node began to serve it, or a peer did (a walk
+    /// made while they were clients found nothing through them).
+    refresh_routing: bool,
+    /// Connected peers seen as DHT clients: when one begins to serve, the table is walked.
+    dht_clients: std::collections::HashSet<PeerId>,
 }
 
 /// The watch channels the loop keeps up to date for the rest of the node.
@@ -161,9 +166,11 @@ impl EventLoop {
             ),
             reachability: cfg.reachability,
             configured_listen: cfg.listen.clone(),
-            serving_dht: cfg.dht_server && cfg.reachability == ReachabilityMode::Public,
+            serving_dht: cfg.reachable_at_start(),
             advertised_tx: addresses.advertised,
             relay_reservations_served: 0,
+            refresh_routing: false,
+            dht_clients: std::collections::HashSet::new(),
         }
     }
 
@@ -188,7 +195,12 @@ impl EventLoop {
                 },
                 Some(answer) = self.inbound_rx.recv() => self.send_answer(answer),
                 _ = lift_bans.tick() => self.lift_ended_bans(),
-                _ = tend.tick() => self.tend_reachability(),
+                _ = tend.tick() => {
+                    self.tend_reachability();
+                    if std::mem::take(&mut self.refresh_routing) {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
                 _ = retry.tick() => {
                     if !self.bootstrap.is_empty() && !self.bootstrap_connected() {
                         let wait = self.bootstrap_backoff.grow();
@@ -229,13 +241,19 @@ impl EventLoop {
                     &address,
                 ) && self.serving_dht_allowed()
                 {
+                    // The Swarm tells its behaviours, not this loop, of an address confirmed
+                    // here.
+                    self.reach.confirmed(address.clone());
                     self.swarm.add_external_address(address);
+                    self.tend_reachability();
                 }
                 self.listen_tx.send_modify(|v| v.push(full));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 if !reach::is_circuit(&address) {
+                    self.reach.expired(&address);
                     self.swarm.remove_external_address(&address);
+                    self.tend_reachability();
                 }
                 let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
                 self.listen_tx.send_modify(|v| v.retain(|a| *a != full));
@@ -280,6 +298,7 @@ impl EventLoop {
                     peer_id,
                     connection_id,
                     endpoint.is_relayed(),
+                    endpoint.is_dialer(),
                     Instant::now(),
                 );
                 self.peers
@@ -333,14 +352,28 @@ impl EventLoop {
                 // storgo's kad protocol belong in the routing table.
                 let kad_proto = StreamProtocol::new(KAD_PROTOCOL);
                 let offers_relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+                let probes = info
+                    .protocols
+                    .contains(&StreamProtocol::new(reach::AUTONAT_DIAL_REQUEST));
+                self.reach
+                    .prober(peer_id, probes && !info.listen_addrs.is_empty());
                 self.reach
                     .relay_offered(peer_id, offers_relay, &info.listen_addrs);
                 if info.protocols.contains(&kad_proto) {
+                    if self.dht_clients.remove(&peer_id) {
+                        self.refresh_routing = true;
+                    }
                     for addr in info.listen_addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
-                if offers_relay {
+                if !info.protocols.contains(&kad_proto) {
+                    if self.dht_clients.len() >= peers::MAX_RECENT {
+                        self.dht_clients.clear();
+                    }
+                    self.dht_clients.insert(peer_id);
+                }
+                if offers_relay || probes {
                     self.tend_reachability();
                 }
             }

@@ -18,7 +18,7 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{kad, Multiaddr, PeerId};
 
 use super::EventLoop;
-use crate::network::ReachabilityMode;
+use crate::network::{is_loopback, ReachabilityMode};
 
 /// How long a node whose reachability is still unknown waits for AutoNAT before it takes
 /// relay reservations anyway (no peer could test it: no candidate address, no AutoNAT server).
@@ -27,6 +27,11 @@ const UNKNOWN_GRACE: Duration = Duration::from_secs(10);
 const RELAY_REST: Duration = Duration::from_secs(60);
 /// Most relay-offering peers remembered.
 const MAX_RELAYS: usize = 64;
+/// How long before a peer dialled so that AutoNAT can ask it is dialled again.
+const PROBE_DIAL_REST: Duration = Duration::from_secs(60);
+/// AutoNAT v2's request protocol (libp2p keeps its constant private): a peer that lists it
+/// dials addresses back.
+pub(crate) const AUTONAT_DIAL_REQUEST: &str = "/libp2p/autonat/2/dial-request";
 
 /// Whether peers can dial this node, as `storgo status` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +79,12 @@ pub(crate) struct Reach {
     relayed_connections: HashMap<PeerId, Vec<(ConnectionId, Instant)>>,
     /// Open direct connections, by peer.
     direct_connections: HashMap<PeerId, HashSet<ConnectionId>>,
+    /// Open direct connections this node dialled, by peer: AutoNAT asks only over those.
+    outbound: HashMap<PeerId, HashSet<ConnectionId>>,
+    /// Connected peers that dial addresses back (AutoNAT v2 servers) and told an address.
+    probers: HashSet<PeerId>,
+    /// Peers dialled so that AutoNAT could ask them, and when.
+    dialled_for_probes: HashMap<PeerId, Instant>,
 }
 
 impl Reach {
@@ -92,6 +103,9 @@ impl Reach {
             resting: HashMap::new(),
             relayed_connections: HashMap::new(),
             direct_connections: HashMap::new(),
+            outbound: HashMap::new(),
+            probers: HashSet::new(),
+            dialled_for_probes: HashMap::new(),
         }
     }
 
@@ -169,6 +183,45 @@ impl Reach {
         }
     }
 
+    /// `peer` dials addresses back for others (AutoNAT v2) and can be dialled itself.
+    pub(crate) fn prober(&mut self, peer: PeerId, is: bool) {
+        if is && self.probers.len() < MAX_RELAYS {
+            self.probers.insert(peer);
+        } else if !is {
+            self.probers.remove(&peer);
+        }
+    }
+
+    /// Peers to dial so that AutoNAT can ask them about this node. libp2p's AutoNAT asks only
+    /// over connections this node dialled; a node everyone dials (a bootstrap node, the first
+    /// node of a LAN) would never be tested and never serve the DHT. Up to two at a time, each
+    /// once a minute, only while this node is not known to be public.
+    pub(crate) fn dial_for_probes(&mut self, now: Instant) -> Vec<PeerId> {
+        if !self.resident
+            || self.mode == ReachabilityMode::Public
+            || self.status() == Status::Public
+            || self.probers.iter().any(|p| self.outbound.contains_key(p))
+        {
+            return Vec::new();
+        }
+        let mut pick: Vec<PeerId> = self
+            .probers
+            .iter()
+            .filter(|p| {
+                self.dialled_for_probes
+                    .get(*p)
+                    .is_none_or(|t| now.duration_since(*t) >= PROBE_DIAL_REST)
+            })
+            .copied()
+            .collect();
+        pick.sort_by_key(|p| p.to_bytes());
+        pick.truncate(2);
+        for p in &pick {
+            self.dialled_for_probes.insert(*p, now);
+        }
+        pick
+    }
+
     /// The relays to ask for a reservation now, bootstrap peers first, each once.
     pub(crate) fn relays_to_ask(&self, now: Instant) -> Vec<(PeerId, Multiaddr)> {
         if !self.wants_relays(now) || self.reservations.len() >= self.wanted {
@@ -220,8 +273,12 @@ impl Reach {
         peer: PeerId,
         id: ConnectionId,
         relayed: bool,
+        dialled: bool,
         now: Instant,
     ) {
+        if dialled && !relayed {
+            self.outbound.entry(peer).or_default().insert(id);
+        }
         if relayed {
             self.relayed_connections
                 .entry(peer)
@@ -233,6 +290,12 @@ impl Reach {
     }
 
     pub(crate) fn connection_closed(&mut self, peer: PeerId, id: ConnectionId) {
+        if let Some(set) = self.outbound.get_mut(&peer) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.outbound.remove(&peer);
+            }
+        }
         if let Some(set) = self.direct_connections.get_mut(&peer) {
             set.remove(&id);
             if set.is_empty() {
@@ -304,14 +367,6 @@ pub(crate) fn is_circuit(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
-fn is_loopback(addr: &Multiaddr) -> bool {
-    match addr.iter().next() {
-        Some(Protocol::Ip4(ip)) => ip.is_loopback(),
-        Some(Protocol::Ip6(ip)) => ip.is_loopback(),
-        _ => false,
-    }
-}
-
 /// Whether a listen address is reachable by this node's own rule, without asking peers: every
 /// address with `--reachability public`; with `auto`, a loopback address of a node that listens
 /// only on loopback (every peer that can reach it at all is on this machine).
@@ -344,9 +399,18 @@ impl EventLoop {
             };
             tracing::info!(mode = ?mode, reachability = self.reach.status().as_str(), "DHT mode changed");
             self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+            // Peers that walked the DHT before this node served it did not find it.
+            self.refresh_routing = server;
         }
         for listener in self.reach.to_release() {
             self.swarm.remove_listener(listener);
+        }
+        for peer in self.reach.dial_for_probes(now) {
+            tracing::debug!(peer = %peer, "dialling a peer so that AutoNAT can ask it about this node");
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .condition(libp2p::swarm::dial_opts::PeerCondition::Always)
+                .build();
+            let _ = self.swarm.dial(opts);
         }
         for (relay, addr) in self.reach.relays_to_ask(now) {
             let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
@@ -507,6 +571,31 @@ mod tests {
     }
 
     #[test]
+    fn a_node_only_dialled_by_others_dials_one_so_that_autonat_can_ask() {
+        let t0 = Instant::now();
+        let mut r = Reach::new(ReachabilityMode::Auto, true, 2, t0);
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        r.connection_opened(a, ConnectionId::new_unchecked(1), false, false, t0);
+        r.prober(a, true);
+        r.prober(b, true);
+        r.prober(c, true);
+        let first = r.dial_for_probes(t0);
+        assert_eq!(first.len(), 2, "two at a time");
+        assert!(r.dial_for_probes(t0).len() <= 1, "each once a minute");
+        r.connection_opened(first[0], ConnectionId::new_unchecked(2), false, true, t0);
+        assert!(
+            r.dial_for_probes(t0 + PROBE_DIAL_REST).is_empty(),
+            "an outbound connection to a prober exists"
+        );
+        r.confirmed("/ip4/10.0.0.1/tcp/1".parse().unwrap());
+        r.connection_closed(first[0], ConnectionId::new_unchecked(2));
+        assert!(
+            r.dial_for_probes(t0 + PROBE_DIAL_REST).is_empty(),
+            "public: nothing to ask"
+        );
+    }
+
+    #[test]
     fn a_punch_closes_the_relayed_connections_and_says_how_long_it_took() {
         let t0 = Instant::now();
         let mut r = Reach::new(ReachabilityMode::Auto, true, 2, t0);
@@ -515,14 +604,14 @@ mod tests {
             ConnectionId::new_unchecked(1),
             ConnectionId::new_unchecked(2),
         );
-        r.connection_opened(p, c1, true, t0);
-        r.connection_opened(p, c2, false, t0);
+        r.connection_opened(p, c1, true, false, t0);
+        r.connection_opened(p, c2, false, false, t0);
         assert_eq!(r.via(&p), "direct", "one connection of two is direct");
         let (close, took) = r.punched(p, t0 + Duration::from_millis(300));
         assert_eq!(close, vec![c1]);
         assert_eq!(took, Some(Duration::from_millis(300)));
         r.connection_closed(p, c2);
-        r.connection_opened(p, c1, true, t0);
+        r.connection_opened(p, c1, true, false, t0);
         assert_eq!(r.via(&p), "relayed", "every connection through a relay");
     }
 }
