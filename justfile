@@ -89,3 +89,9 @@ docker-image:
 bench-collections runs="3" *ARGS:
     cargo build --release --example bench_collections
     scripts/bench-collections.sh {{runs}} {{ARGS}}
+
+# Hole punching and relays across home routers in network namespaces (root): per NAT pairing,
+# `pairs` fresh node pairs with 20 ms on the WAN; success rate, time to a direct connection,
+# direct and relayed fetch speed.
+bench-nat pairs="100" size_mib="64":
+    STORGO_BENCH_PAIRS={{pairs}} STORGO_BENCH_MIB={{size_mib}} cargo test --release --test end_to_end bench_nat -- --ignored --nocapture --test-threads 1

@@ -9,15 +9,15 @@
 //! exchange, the replicate protocol ([`replicate`]), the batched provider announcements
 //! ([`announce`]), gossipsub (a topic per followed collection: [`collection_topic`]), identify,
 //! ping, mDNS (optional), AutoNAT v2 (client and server), circuit relay v2 (service and client),
-//! DCUtR hole punching, UPnP port mapping ([`port_mapping`]) and connection limits, over TCP
+//! DCUtR hole punching, UPnP port mapping, with what they take as confirmed corrected ([`confirmed`]) and connection limits, over TCP
 //! (Noise + Yamux), QUIC and relayed circuits. Which addresses count as reachable, and when the
 //! node serves the DHT, is the event loop's (`node::swarm::reach`), by `protocols/reachability-v1.md`.
 
 pub mod announce;
 pub mod chunks;
+pub mod confirmed;
 pub mod framing;
 pub mod identity;
-pub mod port_mapping;
 pub mod records;
 pub mod replicate;
 
@@ -374,13 +374,13 @@ pub struct Behaviour {
     /// Dials peers' candidate addresses back for them.
     pub autonat_server: autonat::v2::server::Behaviour,
     /// The relay offered to peers behind NATs (advertised only once this node is reachable).
-    pub relay: Toggle<relay::Behaviour>,
+    pub relay: Toggle<confirmed::DirectOnly<relay::Behaviour>>,
     /// Reservations on relays, and circuits through them.
     pub relay_client: relay::client::Behaviour,
     /// Hole punching: a relayed connection upgraded to a direct one.
     pub dcutr: dcutr::Behaviour,
     /// A port mapping asked of the router, offered to AutoNAT as a candidate.
-    pub upnp: Toggle<port_mapping::Unconfirmed<upnp::tokio::Behaviour>>,
+    pub upnp: Toggle<confirmed::Unconfirmed<upnp::tokio::Behaviour>>,
     pub limits: connection_limits::Behaviour,
     /// New connections refused while the process is over `max_memory`.
     pub memory: Toggle<memory_connection_limits::Behaviour>,
@@ -493,12 +493,12 @@ pub fn build_swarm(
             autonat: autonat::v2::client::Behaviour::default(),
             autonat_server: autonat::v2::server::Behaviour::default(),
             relay: relay_service
-                .map(|limits| relay::Behaviour::new(peer, limits.config()))
+                .map(|limits| confirmed::DirectOnly(relay::Behaviour::new(peer, limits.config())))
                 .into(),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer),
             upnp: upnp_on
-                .then(|| port_mapping::Unconfirmed(upnp::tokio::Behaviour::default()))
+                .then(|| confirmed::Unconfirmed(upnp::tokio::Behaviour::default()))
                 .into(),
             limits: connection_limits::Behaviour::new(limits),
             memory: max_memory

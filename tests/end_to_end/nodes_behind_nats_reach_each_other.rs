@@ -564,3 +564,104 @@ fn an_item_added_behind_a_nat_outlives_its_adder_on_holders_behind_nats() {
     assert!(h6.node.stop().success());
     assert!(p.node.stop().success());
 }
+
+/// `just bench-nat`: for each NAT pairing, `STORGO_BENCH_PAIRS` fresh pairs of nodes (new
+/// identities) behind two home routers, with 20 ms of delay on every WAN link. Per pair: did
+/// it connect, was the hole punched, how long from the relayed connection to the direct one,
+/// and how fast a 64 MiB fetch ran. Run in release (`cargo test --release`), as root.
+#[test]
+#[ignore = "a benchmark: just bench-nat"]
+fn bench_nat() {
+    let pairs: usize = std::env::var("STORGO_BENCH_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mib: usize = std::env::var("STORGO_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    use Nat::{PortPreserving as Pp, Symmetric as Sy};
+    for (name, homes) in [
+        ("pp x pp", [Pp, Pp]),
+        ("pp x sym", [Pp, Sy]),
+        ("sym x sym", [Sy, Sy]),
+    ] {
+        let Some(net) = internet("nb", &homes) else {
+            cannot_run("NAT namespaces need root, iproute2 and iptables");
+            return;
+        };
+        assert!(net.delay(20), "tc netem on the WAN");
+        let tmp = tempfile::tempdir().unwrap();
+        let p = Site::public(&net, tmp.path(), 1, &[]);
+        let boot = p.tcp_addr();
+        let src = tmp.path().join("data.bin");
+        let data = write_random(&src, mib << 20, 77);
+        let (mut connected, mut punched) = (0, 0);
+        let (mut to_direct, mut direct_mbs, mut relayed_mbs) = (vec![], vec![], vec![]);
+        for n in 0..pairs {
+            let args = ["--no-upnp", "--intake-per-peer-per-hour", "1"];
+            let d1 = tmp.path().join(format!("a{n}"));
+            let d2 = tmp.path().join(format!("b{n}"));
+            let mut a1 = vec!["--bootstrap", boot.as_str()];
+            a1.extend_from_slice(&args);
+            let h1 = Site::start(&net, net.host_ns(1), d1, &net.host_addr(1), &a1);
+            let h2 = Site::start(&net, net.host_ns(2), d2, &net.host_addr(2), &a1);
+            h1.wait_relayed(&net);
+            h2.wait_relayed(&net);
+            let id = last_line(&ok(h1.cli(&net, &["add", src.to_str().unwrap()])));
+            let out = tmp.path().join(format!("out{n}"));
+            let started = Instant::now();
+            let fetched = run(h2.cli(
+                &net,
+                &[
+                    "fetch",
+                    &id,
+                    "--timeout",
+                    "300",
+                    "-o",
+                    out.to_str().unwrap(),
+                ],
+            ));
+            let secs = started.elapsed().as_secs_f64();
+            if fetched.status.success() && std::fs::read(&out).map(|b| b == data).unwrap_or(false) {
+                connected += 1;
+                let rate = mib as f64 * 1.048_576 / secs;
+                match h2.via(&net, &h1.node.peer_id).as_deref() {
+                    Some("direct") => {
+                        punched += 1;
+                        direct_mbs.push(rate);
+                    }
+                    _ => relayed_mbs.push(rate),
+                }
+                if let Some(ms) = punch_ms(&h1.node.log()).or_else(|| punch_ms(&h2.node.log())) {
+                    to_direct.push(ms);
+                }
+            }
+            let _ = std::fs::remove_file(&out);
+            h1.node.kill();
+            h2.node.kill();
+        }
+        to_direct.sort_unstable();
+        let pct = |v: &[u64], q: f64| {
+            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+        };
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        println!(
+            "bench-nat {name}: {connected}/{pairs} connected, {punched}/{pairs} punched; to direct median {:?} ms p95 {:?} ms; {mib} MiB fetch direct {:.0} MB/s ({} runs), relayed {:.0} MB/s ({} runs)",
+            pct(&to_direct, 0.5),
+            pct(&to_direct, 0.95),
+            mean(&direct_mbs),
+            direct_mbs.len(),
+            mean(&relayed_mbs),
+            relayed_mbs.len()
+        );
+        assert!(p.node.stop().success());
+    }
+}
