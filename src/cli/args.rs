@@ -71,7 +71,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: join the network, serve and provide what this data dir holds.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Fetch an item from the network by content ID (through the running node, or a
     /// temporary one).
     Fetch {

@@ -384,12 +384,10 @@ impl EventLoop {
             BehaviourEvent::Relay(e) => self.on_relay_service(e),
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,
-                renewal,
+                renewal: false,
                 ..
             }) => {
-                if !renewal {
-                    tracing::info!(relay = %relay_peer_id, "relay reservation held");
-                }
+                tracing::info!(relay = %relay_peer_id, "relay reservation held");
             }
             BehaviourEvent::Dcutr(e) => self.on_hole_punch(e),
             BehaviourEvent::Upnp(e) => match e {
