@@ -182,6 +182,7 @@ impl EventLoop {
         // Reservations are topped up as events come; this also ends the wait of a node whose
         // reachability stays unknown.
         let mut tend = tokio::time::interval(Duration::from_secs(5));
+        let started = Instant::now();
         self.dial_bootstrap();
         self.tend_reachability();
         let mut retry = tokio::time::interval(self.bootstrap_backoff.current());
@@ -197,7 +198,7 @@ impl EventLoop {
                 _ = lift_bans.tick() => self.lift_ended_bans(),
                 _ = tend.tick() => {
                     self.tend_reachability();
-                    if std::mem::take(&mut self.refresh_routing) {
+                    if std::mem::take(&mut self.refresh_routing) || self.young_and_small(started) {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }
@@ -433,6 +434,24 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+
+    /// In its first two minutes, while its routing table is under k, a resident node walks the
+    /// DHT every tick (5 s): peers become DHT servers one by one as AutoNAT confirms them, and
+    /// a walk made before a peer served found nothing through it. A walk in a table this small
+    /// costs a few requests.
+    fn young_and_small(&mut self, started: Instant) -> bool {
+        if !self.reach.resident() || started.elapsed() > Duration::from_secs(120) {
+            return false;
+        }
+        let size: usize = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
+        size > 0 && size < crate::network::DHT_K
     }
 
     /// A resident node confirms its own addresses; a fetch's node never advertises any.
