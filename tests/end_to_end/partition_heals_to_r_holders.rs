@@ -41,7 +41,17 @@ impl Host<'_> {
 
 fn start(lan: &Lan, n: usize, dir: &Path, bootstrap: Option<&str>) -> NodeProc {
     let listen = format!("/ip4/{}/tcp/0", lan.addr(n));
-    let mut args = vec!["--no-mdns", "--listen", &listen, "--repair-interval", "0s"];
+    // One LAN with no NAT: its addresses are reachable as they are (README, "Behind a NAT").
+    // This test is about a partition, not about AutoNAT (lan_discovery and the NAT tests are).
+    let mut args = vec![
+        "--no-mdns",
+        "--listen",
+        &listen,
+        "--repair-interval",
+        "0s",
+        "--reachability",
+        "public",
+    ];
     if let Some(b) = bootstrap {
         args.extend(["--bootstrap", b]);
     }
