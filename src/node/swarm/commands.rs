@@ -186,13 +186,7 @@ impl EventLoop {
 
     /// What `storgo status` shows of the network side.
     fn info(&mut self) -> NodeInfo {
-        let routing_table_size = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .map(|b| b.num_entries())
-            .sum();
+        let routing_table_size = self.routing_table_size();
         let peer_id = self.swarm.local_peer_id().to_string();
         let connected_peers = self.swarm.connected_peers().count();
         let intake = Arc::clone(&self.record_intake.counters);

@@ -444,14 +444,18 @@ impl EventLoop {
         if !self.reach.resident() || started.elapsed() > Duration::from_secs(120) {
             return false;
         }
-        let size: usize = self
-            .swarm
+        let size = self.routing_table_size();
+        size > 0 && size < crate::network::DHT_K
+    }
+
+    /// Peers in kad's routing table now.
+    fn routing_table_size(&mut self) -> usize {
+        self.swarm
             .behaviour_mut()
             .kad
             .kbuckets()
             .map(|b| b.num_entries())
-            .sum();
-        size > 0 && size < crate::network::DHT_K
+            .sum()
     }
 
     /// A resident node confirms its own addresses; a fetch's node never advertises any.
