@@ -63,6 +63,17 @@ pub enum NodeError {
     Stopped,
     #[error("request to peer {peer} failed: {reason}")]
     Request { peer: PeerId, reason: String },
+    /// A request to a peer reached only through a relay was cut off with the relayed
+    /// connection: relays carry a circuit only within their limits (time and bytes).
+    #[error("the relayed connection to peer {peer}{} closed; {}", through(.relay.as_deref()), relay_limits_note())]
+    RelayClosed {
+        peer: PeerId,
+        relay: Option<Box<PeerId>>,
+    },
+    /// A request cut off when this node replaced a relayed connection with a punched direct
+    /// one: asked again, it goes over the direct connection.
+    #[error("the relayed connection to peer {peer} was replaced by a direct one; ask again")]
+    Rerouted { peer: PeerId },
     #[error("no peer provides {item} (searched for {secs} s; is a node holding it running and reachable?)")]
     NoProviders { item: Item, secs: u64 },
     #[error("fetch of {item} incomplete: {missing} of {total} chunks could not be had from any provider; run the same fetch again to resume")]
@@ -70,6 +81,14 @@ pub enum NodeError {
         item: Item,
         missing: usize,
         total: usize,
+    },
+    #[error("fetch of {item} incomplete: {missing} of {total} chunks not had; peer {} could be reached only through a relay{}, which closed the circuit: {}; run the same fetch again to resume over a new circuit", .via.0, through(.via.1.as_ref()), relay_limits_note())]
+    RelayLimited {
+        item: Item,
+        missing: usize,
+        total: usize,
+        /// The provider, and the relay that carried it.
+        via: Box<(PeerId, Option<PeerId>)>,
     },
     #[error("fetch of {item} stopped: it took longer than its deadline of {secs} s; run it again to resume")]
     DeadlinePassed { item: Item, secs: u64 },
@@ -85,6 +104,20 @@ pub enum NodeError {
     Files(#[from] FilesError),
     #[error(transparent)]
     Content(#[from] ContentError),
+}
+
+fn through(relay: Option<&PeerId>) -> String {
+    relay.map(|r| format!(" through {r}")).unwrap_or_default()
+}
+
+/// What a relay allows, for messages about a transfer a relay stopped.
+fn relay_limits_note() -> String {
+    let limits = network::RelayLimits::default();
+    format!(
+        "a relay carries each circuit only within its limits (a storgo relay by default: {} and {} per circuit), and no direct connection to the peer could be made",
+        bytesize::ByteSize(limits.circuit_bytes),
+        humantime::format_duration(limits.circuit_duration)
+    )
 }
 
 /// What an error names: an item by the content ID the user gave, or a block by its address
@@ -132,6 +165,17 @@ impl NodeError {
                 item: name(item),
                 missing,
                 total,
+            },
+            NodeError::RelayLimited {
+                item,
+                missing,
+                total,
+                via,
+            } => NodeError::RelayLimited {
+                item: name(item),
+                missing,
+                total,
+                via,
             },
             NodeError::DeadlinePassed { item, secs } => NodeError::DeadlinePassed {
                 item: name(item),

@@ -290,21 +290,77 @@ impl Internet {
         })
     }
 
-    /// `ms` of delay each way on every WAN link (`tc netem` on the bridge's ports).
-    pub fn delay(&self, ms: u32) -> bool {
+    /// `ms` of delay on every WAN link, into each site: `tc netem` on the bridge's ports, or,
+    /// on a kernel without netem (this project's VM), `wan_delay.py` holding the packets each
+    /// site's WAN interface receives in an NFQUEUE. Says which it used; `None` when neither.
+    pub fn delay(&mut self, ms: u32) -> Option<&'static str> {
         let w = format!("sg{}w", self.tag);
         let d = format!("{ms}ms");
         let ports: Vec<String> = (1..=self.publics)
             .map(|i| format!("p{i}"))
             .chain((1..=self.homes.len()).map(|i| format!("r{i}")))
             .collect();
-        ports.iter().all(|p| {
+        let netem = ports.iter().all(|p| {
             in_ns(
                 &w,
                 "tc",
                 &["qdisc", "replace", "dev", p, "root", "netem", "delay", &d],
             )
-        })
+        });
+        if netem {
+            return Some("netem");
+        }
+        let sites: Vec<(String, &str)> = (1..=self.publics)
+            .map(|i| (self.public_ns(i), "e0"))
+            .chain((1..=self.homes.len()).map(|i| (self.router_ns(i), "wan0")))
+            .collect();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/end_to_end/wan_delay.py");
+        for (ns, wan) in sites {
+            let mut child = match Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &ns,
+                    "python3",
+                    script,
+                    "0",
+                    &ms.to_string(),
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(_) => return None,
+            };
+            // Ready once it says so: the queue is bound before packets are sent to it.
+            let mut line = String::new();
+            let ready = child.stdout.take().is_some_and(|out| {
+                std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+                    .is_ok_and(|n| n > 0)
+            });
+            self.daemons.push(child);
+            let queued = ready
+                && in_ns(
+                    &ns,
+                    IPTABLES,
+                    &[
+                        "-t",
+                        "mangle",
+                        "-A",
+                        "PREROUTING",
+                        "-i",
+                        wan,
+                        "-j",
+                        "NFQUEUE",
+                        "--queue-num",
+                        "0",
+                    ],
+                );
+            if !queued {
+                return None;
+            }
+        }
+        Some("nfqueue")
     }
 
     /// Starts a real UPnP IGD daemon (`miniupnpd`) on home `i`'s router; `false` when it is not

@@ -25,7 +25,11 @@ impl Site {
     pub fn start(net: &Internet, ns: String, dir: PathBuf, ip: &str, extra: &[&str]) -> Site {
         let tcp = format!("/ip4/{ip}/tcp/0");
         let quic = format!("/ip4/{ip}/udp/0/quic-v1");
-        let mut args = vec!["--no-mdns", "--listen", &tcp, "--listen", &quic];
+        let mut args = vec!["--no-mdns", "--listen", &tcp];
+        // A private network runs TCP alone (QUIC has no place for the swarm key).
+        if !extra.contains(&"--swarm-key") {
+            args.extend(["--listen", &quic]);
+        }
         args.extend_from_slice(extra);
         let node = NodeProc::start_with(net.storgo(&ns), &dir, &args);
         let _log = LogOnPanic(
@@ -312,6 +316,46 @@ fn hosts_behind_symmetric_nats_fetch_through_the_relay() {
     assert!(h2.node.stop().success());
 }
 
+/// A private network (swarm key) across NATs: QUIC is off there, the relay's circuits run
+/// inside its pnet-protected TCP connections, and the fetch completes through them.
+#[test]
+fn a_private_network_behind_symmetric_nats_fetches_through_the_relay() {
+    let Some(net) = internet("np", &[Nat::Symmetric, Nat::Symmetric]) else {
+        cannot_run("NAT namespaces need root, iproute2 and iptables");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("swarm.key");
+    let hex: String = (0..32).map(|i| format!("{:02x}", i * 7 + 3)).collect();
+    std::fs::write(&key, format!("/key/swarm/psk/1.0.0/\n/base16/\n{hex}\n")).unwrap();
+    // A key others can read is refused, as a user's would be.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key_arg = key.to_str().unwrap();
+    let p = Site::public(&net, tmp.path(), 1, &["--swarm-key", key_arg]);
+    let boot = p.tcp_addr();
+    let args = [
+        "--swarm-key",
+        key_arg,
+        "--intake-per-peer-per-hour",
+        "1",
+        "--no-upnp",
+    ];
+    let h1 = Site::home(&net, tmp.path(), 1, &boot, &args);
+    let h2 = Site::home(&net, tmp.path(), 2, &boot, &args);
+    h1.wait_relayed(&net);
+    h2.wait_relayed(&net);
+    let (_, took) = add_and_fetch(&net, tmp.path(), &h1, &h2, 4 << 20);
+    eprintln!("private network, symmetric x symmetric: 4 MiB in {took:?}");
+    assert!(
+        p.metric("storgo_circuits_relayed_total", "") >= 1.0,
+        "the public node relayed inside the private network"
+    );
+    assert!(p.node.stop().success());
+    assert!(h1.node.stop().success());
+    assert!(h2.node.stop().success());
+}
+
 #[test]
 fn a_host_is_a_dht_server_only_once_reachable_and_upnp_makes_it_one() {
     let Some(mut net) = internet("nu", &[Nat::PortPreserving]) else {
@@ -437,6 +481,10 @@ fn a_relay_holds_to_its_limits() {
         &["fetch", &id, "--timeout", "30", "-o", out.to_str().unwrap()],
     ));
     eprintln!("fetch over a 1 MiB circuit: {err}");
+    assert!(
+        err.contains("only through a relay") && err.contains("closed the circuit"),
+        "the fetch names the relay's limit as what stopped it: {err}"
+    );
     assert!(!out.exists(), "no partial output is left as if complete");
     assert!(p.node.stop().success());
     assert!(h1.node.stop().success());
@@ -586,12 +634,16 @@ fn bench_nat() {
         ("pp x sym", [Pp, Sy]),
         ("sym x sym", [Sy, Sy]),
     ] {
-        let Some(net) = internet("nb", &homes) else {
+        let tag = format!("nb{}", std::process::id() % 10_000);
+        let Some(mut net) = Internet::create(&tag, 2, &homes) else {
             cannot_run("NAT namespaces need root, iproute2 and iptables");
             return;
         };
-        // netem is a kernel module some kernels lack (this VM's): the run says which it had.
-        let delay_ms = if net.delay(20) { 20 } else { 0 };
+        // netem is a kernel module some kernels lack (this VM's): the run says what it used.
+        let (delay_ms, how) = match net.delay(20) {
+            Some(how) => (20, how),
+            None => (0, "none"),
+        };
         let tmp = tempfile::tempdir().unwrap();
         let p = Site::public(&net, tmp.path(), 1, &[]);
         let boot = p.tcp_addr();
@@ -655,7 +707,7 @@ fn bench_nat() {
             }
         };
         println!(
-            "bench-nat {name} (WAN delay {delay_ms} ms): {connected}/{pairs} connected, {punched}/{pairs} punched; to direct median {:?} ms p95 {:?} ms; {mib} MiB fetch direct {:.0} MB/s ({} runs), relayed {:.0} MB/s ({} runs)",
+            "bench-nat {name} (WAN delay {delay_ms} ms by {how}): {connected}/{pairs} connected, {punched}/{pairs} punched; to direct median {:?} ms p95 {:?} ms; {mib} MiB fetch direct {:.0} MB/s ({} runs), relayed {:.0} MB/s ({} runs)",
             pct(&to_direct, 0.5),
             pct(&to_direct, 0.95),
             mean(&direct_mbs),
@@ -663,6 +715,99 @@ fn bench_nat() {
             mean(&relayed_mbs),
             relayed_mbs.len()
         );
+        if name == "sym x sym" {
+            relay_keeps_its_own_speed(&net, tmp.path(), &p, &src, mib);
+        }
         assert!(p.node.stop().success());
     }
+}
+
+/// The relay's own fetches while it carries a relayed transfer: P fetches `mib` MiB from a
+/// second public host Q alone, then while two symmetric-NAT homes fetch from each other
+/// through it; three runs each, alternating. Prints P's MB/s both ways and their ratio.
+fn relay_keeps_its_own_speed(net: &Internet, tmp: &Path, p: &Site, src: &Path, mib: usize) {
+    let q = Site::public(net, tmp, 2, &[]);
+    let boot = p.tcp_addr();
+    let own_id = last_line(&ok(q.cli(net, &["add", src.to_str().unwrap()])));
+    let args = [
+        "--bootstrap",
+        boot.as_str(),
+        "--no-upnp",
+        "--intake-per-peer-per-hour",
+        "1",
+    ];
+    let h1 = Site::start(
+        net,
+        net.host_ns(1),
+        tmp.join("ra"),
+        &net.host_addr(1),
+        &args,
+    );
+    let h2 = Site::start(
+        net,
+        net.host_ns(2),
+        tmp.join("rb"),
+        &net.host_addr(2),
+        &args,
+    );
+    h1.wait_relayed(net);
+    h2.wait_relayed(net);
+    let other = tmp.join("other.bin");
+    write_random(&other, mib << 20, 78);
+    let relayed_id = last_line(&ok(h1.cli(net, &["add", other.to_str().unwrap()])));
+    let fetch_on_p = |n: usize| {
+        // A fresh copy each time: what P holds is dropped before the next run.
+        let out = tmp.join(format!("own{n}"));
+        let started = Instant::now();
+        ok(p.cli(
+            net,
+            &[
+                "fetch",
+                &own_id,
+                "--timeout",
+                "300",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        ));
+        let secs = started.elapsed().as_secs_f64();
+        let _ = std::fs::remove_file(&out);
+        ok(p.cli(net, &["unpin", &own_id]));
+        ok(p.cli(net, &["gc"]));
+        mib as f64 * 1.048_576 / secs
+    };
+    let (mut alone, mut loaded) = (vec![], vec![]);
+    for n in 0..3 {
+        alone.push(fetch_on_p(2 * n));
+        let out = tmp.join(format!("relayed{n}"));
+        let relayed = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                run(h2.cli(
+                    net,
+                    &[
+                        "fetch",
+                        &relayed_id,
+                        "--timeout",
+                        "300",
+                        "-o",
+                        out.to_str().unwrap(),
+                    ],
+                ))
+            });
+            loaded.push(fetch_on_p(2 * n + 1));
+            h.join().expect("the relayed fetch's thread")
+        });
+        assert!(relayed.status.success(), "the relayed fetch completes");
+        let _ = std::fs::remove_file(&out);
+        ok(h2.cli(net, &["unpin", &relayed_id]));
+        ok(h2.cli(net, &["gc"]));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "bench-nat relay's own {mib} MiB fetch: alone {alone:.0?} MB/s, while relaying {loaded:.0?} MB/s; ratio {:.2}",
+        mean(&loaded) / mean(&alone)
+    );
+    h1.node.kill();
+    h2.node.kill();
+    q.node.kill();
 }

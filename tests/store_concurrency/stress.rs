@@ -213,6 +213,7 @@ pub async fn run_clients(setup: &Setup) -> Outcome {
             rng: StdRng::seed_from_u64(setup.seed.wrapping_add(c as u64 + 1)),
             corpus: Arc::clone(&corpus),
             files_dir: setup.files_dir.clone(),
+            node_log: setup.node_dir.with_extension("log"),
             sources: mine,
             stop: Arc::clone(&setup.stop),
             ops_done: Arc::clone(&setup.ops_done),
@@ -246,6 +247,8 @@ struct ClientLoop {
     rng: StdRng,
     corpus: Arc<Corpus>,
     files_dir: PathBuf,
+    /// The node's log, whose end a failure shows.
+    node_log: PathBuf,
     sources: Vec<(String, Arc<Vec<u8>>)>,
     stop: Arc<AtomicBool>,
     ops_done: Arc<tokio::sync::watch::Sender<u64>>,
@@ -291,12 +294,15 @@ impl ClientLoop {
                     }
                     break;
                 }
+                let log = std::fs::read_to_string(&self.node_log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 panic!(
-                    "client {} (seed {}): {} {:?} failed: {e}",
+                    "client {} (seed {}): {} {:?} failed: {e}\nthe node's log ends:\n{}",
                     self.c,
                     self.seed,
                     op.name(),
-                    target
+                    target,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
             *self.outcome.ops.entry(op.name()).or_default() += 1;

@@ -64,6 +64,10 @@ enum Outcome {
     NotHere,
     /// The provider is at its limit: not its fault, ask again a little later.
     Busy,
+    /// The relayed connection the request went over was closed by the relay (its limits).
+    RelayCut(Option<PeerId>),
+    /// This node closed the relayed connection for a punched direct one: ask again.
+    Rerouted,
     Failed(String),
 }
 
@@ -77,6 +81,9 @@ enum ToWriter {
 enum WorkerEnd {
     Done,
     Dropped(PeerId, Offence),
+    /// The provider was reached only through a relay, which closed the circuit at its limits:
+    /// not the provider's fault, and not booked against it.
+    RelayCut(PeerId, Option<PeerId>),
 }
 
 /// "Not found" answers after which a provider that has sent nothing in this fetch stops being
@@ -144,6 +151,8 @@ async fn worker(
                 ..
             }) => Outcome::Busy,
             Ok(other) => Outcome::Failed(format!("{other:?}")),
+            Err(NodeError::RelayClosed { relay, .. }) => Outcome::RelayCut(relay.map(|r| *r)),
+            Err(NodeError::Rerouted { .. }) => Outcome::Rerouted,
             Err(e) => Outcome::Failed(e.to_string()),
         };
         match outcome {
@@ -191,6 +200,16 @@ async fn worker(
             Outcome::Busy => {
                 t.requeue((address, len));
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Outcome::Rerouted => t.requeue((address, len)),
+            Outcome::RelayCut(relay) => {
+                // Every request in flight on the circuit fails with it: the provider is
+                // given up at once, its jobs left to others, and the pull says why.
+                jobs.insert(address, len);
+                for j in jobs {
+                    t.requeue(j);
+                }
+                return WorkerEnd::RelayCut(peer, relay);
             }
             Outcome::Failed(why) => {
                 tracing::debug!(peer = %peer, cid = %address, error = %why, "chunk request failed");
@@ -297,6 +316,7 @@ pub(crate) async fn pull(
     let mut workers = tokio::task::JoinSet::new();
     let mut last_progress = (Instant::now(), 0usize);
     let mut outcome: Result<(), NodeError> = Ok(());
+    let mut relay_cut = None;
     pool.drain();
     for p in pool.known.clone() {
         if used.insert(p) {
@@ -325,10 +345,19 @@ pub(crate) async fn pull(
             last_progress = (Instant::now(), remaining);
         }
         if last_progress.0.elapsed() > stall_timeout || (workers.is_empty() && pool.rx.is_none()) {
-            outcome = Err(NodeError::Incomplete {
-                item: root.into(),
-                missing: remaining,
-                total: total_chunks,
+            outcome = Err(match relay_cut {
+                // What stopped it was a relay: say so, rather than blame the providers.
+                Some(via) => NodeError::RelayLimited {
+                    item: root.into(),
+                    missing: remaining,
+                    total: total_chunks,
+                    via: Box::new(via),
+                },
+                None => NodeError::Incomplete {
+                    item: root.into(),
+                    missing: remaining,
+                    total: total_chunks,
+                },
             });
             break;
         }
@@ -342,11 +371,18 @@ pub(crate) async fn pull(
                 }
             }
             Some(end) = workers.join_next(), if !workers.is_empty() => {
-                if let Ok(WorkerEnd::Dropped(p, why)) = end {
-                    // The worker has booked what was an offence.
-                    tracing::warn!(peer = %p, reason = why.describe(), "provider dropped");
-                    pool.bad.insert(p);
-                    dropped.push(p.to_string());
+                match end {
+                    Ok(WorkerEnd::Dropped(p, why)) => {
+                        // The worker has booked what was an offence.
+                        tracing::warn!(peer = %p, reason = why.describe(), "provider dropped");
+                        pool.bad.insert(p);
+                        dropped.push(p.to_string());
+                    }
+                    Ok(WorkerEnd::RelayCut(p, relay)) => {
+                        tracing::warn!(peer = %p, relay = ?relay, "the relay carrying a provider's chunks closed the circuit");
+                        relay_cut = Some((p, relay));
+                    }
+                    _ => {}
                 }
             }
             w = &mut writer, if written_early.is_none() => {

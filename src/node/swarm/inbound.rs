@@ -95,7 +95,10 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<ReplicateRequest, ReplicateResponse>,
     ) {
-        let Some((peer, request, channel)) = self.replicate_requests.route(event) else {
+        let Some((peer, request, channel)) = self
+            .replicate_requests
+            .route(event, |c| self.reach.relay_carrying(c))
+        else {
             return;
         };
         // The replica service answers; when it is swamped, say so at once.
@@ -125,7 +128,10 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<Announcement, AnnounceResponse>,
     ) {
-        let Some((peer, announcement, channel)) = self.announce_requests.route(event) else {
+        let Some((peer, announcement, channel)) = self
+            .announce_requests
+            .route(event, |c| self.reach.relay_carrying(c))
+        else {
             return;
         };
         self.counters.announcements_received.inc_by(1);
@@ -207,7 +213,10 @@ impl EventLoop {
         &mut self,
         event: request_response::Event<ChunkRequest, ChunkResponse>,
     ) {
-        let Some((peer, request, channel)) = self.chunk_requests.route(event) else {
+        let Some((peer, request, channel)) = self
+            .chunk_requests
+            .route(event, |c| self.reach.relay_carrying(c))
+        else {
             return;
         };
         tracing::trace!(peer = %peer, request = ?request, "serving");

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{
@@ -295,10 +296,15 @@ impl EventLoop {
                 if is_bootstrap {
                     self.reach.is_bootstrap(peer_id);
                 }
+                // Dialled: the address names the relay; accepted: our circuit listen address.
+                let relay = reach::relay_of(match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address,
+                    ConnectedPoint::Listener { local_addr, .. } => local_addr,
+                });
                 self.reach.connection_opened(
                     peer_id,
                     connection_id,
-                    endpoint.is_relayed(),
+                    (endpoint.is_relayed(), relay),
                     endpoint.is_dialer(),
                     Instant::now(),
                 );
@@ -439,9 +445,13 @@ impl EventLoop {
     /// In its first two minutes, while its routing table is under k, a resident node walks the
     /// DHT every tick (5 s): peers become DHT servers one by one as AutoNAT confirms them, and
     /// a walk made before a peer served found nothing through it. A walk in a table this small
-    /// costs a few requests.
+    /// costs a few requests. A node whose reachability is declared (`--reachability public`,
+    /// a LAN, the in-process tests) has nothing to wait for.
     fn young_and_small(&mut self, started: Instant) -> bool {
-        if !self.reach.resident() || started.elapsed() > Duration::from_secs(120) {
+        if !self.reach.resident()
+            || !self.reach.learnt()
+            || started.elapsed() > Duration::from_secs(120)
+        {
             return false;
         }
         let size = self.routing_table_size();

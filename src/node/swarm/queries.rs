@@ -229,9 +229,14 @@ impl<Resp> Requests<Resp> {
     /// What every request-response protocol handles alike: an answer to one of our requests
     /// goes to the caller waiting for it, an outbound failure fails that caller, an inbound
     /// failure is logged. An inbound request is returned for the protocol's own handler.
+    /// `relay_carrying` says whether a connection ran through a relay: a request cut off with
+    /// such a connection fails as [`NodeError::RelayClosed`] (the relay's limits, not the
+    /// peer, ended it), or as [`NodeError::Rerouted`] when this node closed it for a punched
+    /// direct connection.
     pub(crate) fn route<Req>(
         &mut self,
         event: request_response::Event<Req, Resp>,
+        relay_carrying: impl Fn(libp2p::swarm::ConnectionId) -> Option<super::reach::Circuit>,
     ) -> Option<(PeerId, Req, ResponseChannel<Resp>)> {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
@@ -251,13 +256,26 @@ impl<Resp> Requests<Resp> {
                 peer,
                 request_id,
                 error,
-                ..
+                connection_id,
             } => {
                 if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(NodeError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
+                    let cut = matches!(
+                        error,
+                        request_response::OutboundFailure::ConnectionClosed
+                            | request_response::OutboundFailure::Io(_)
+                    );
+                    let e = match relay_carrying(connection_id) {
+                        Some(c) if cut && c.replaced => NodeError::Rerouted { peer },
+                        Some(c) if cut => NodeError::RelayClosed {
+                            peer,
+                            relay: c.relay.map(Box::new),
+                        },
+                        _ => NodeError::Request {
+                            peer,
+                            reason: error.to_string(),
+                        },
+                    };
+                    let _ = reply.send(Err(e));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {

@@ -29,6 +29,8 @@ const RELAY_REST: Duration = Duration::from_secs(60);
 const MAX_RELAYS: usize = 64;
 /// How long before a peer dialled so that AutoNAT can ask it is dialled again.
 const PROBE_DIAL_REST: Duration = Duration::from_secs(60);
+/// Closed relayed connections whose relay is remembered for the requests that failed on them.
+const MAX_CLOSED_CIRCUITS: usize = 64;
 /// AutoNAT v2's request protocol (libp2p keeps its constant private): a peer that lists it
 /// dials addresses back.
 pub(crate) const AUTONAT_DIAL_REQUEST: &str = "/libp2p/autonat/2/dial-request";
@@ -54,6 +56,16 @@ impl Status {
     }
 }
 
+/// A connection through a relay, as a request that failed on it needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Circuit {
+    /// The relay, where the connection's address names it.
+    pub relay: Option<PeerId>,
+    /// Closed by this node because a hole was punched: the request is asked again over the
+    /// direct connection, and nobody is to blame.
+    pub replaced: bool,
+}
+
 /// What this node knows of its own reachability.
 pub(crate) struct Reach {
     mode: ReachabilityMode,
@@ -77,6 +89,11 @@ pub(crate) struct Reach {
     resting: HashMap<PeerId, Instant>,
     /// Open connections that run through a relay, by peer, with when each was made.
     relayed_connections: HashMap<PeerId, Vec<(ConnectionId, Instant)>>,
+    /// The relay of every relayed connection open now or closed lately: a request that fails
+    /// on one learns that a relay, not the peer, ended it (its failure may come after the
+    /// connection's close).
+    circuits: BTreeMap<ConnectionId, Circuit>,
+    closed_circuits: std::collections::VecDeque<ConnectionId>,
     /// Open direct connections, by peer.
     direct_connections: HashMap<PeerId, HashSet<ConnectionId>>,
     /// Open direct connections this node dialled, by peer: AutoNAT asks only over those.
@@ -102,6 +119,8 @@ impl Reach {
             reservations: HashMap::new(),
             resting: HashMap::new(),
             relayed_connections: HashMap::new(),
+            circuits: BTreeMap::new(),
+            closed_circuits: std::collections::VecDeque::new(),
             direct_connections: HashMap::new(),
             outbound: HashMap::new(),
             probers: HashSet::new(),
@@ -111,6 +130,11 @@ impl Reach {
 
     pub(crate) fn resident(&self) -> bool {
         self.resident
+    }
+
+    /// Whether peers' reachability is learnt one by one (AutoNAT), not declared at start.
+    pub(crate) fn learnt(&self) -> bool {
+        self.mode == ReachabilityMode::Auto
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -268,11 +292,13 @@ impl Reach {
         }
     }
 
+    /// A connection to `peer` opened; `relayed` when it runs through a relay, named by
+    /// `relay` where its address names one.
     pub(crate) fn connection_opened(
         &mut self,
         peer: PeerId,
         id: ConnectionId,
-        relayed: bool,
+        (relayed, relay): (bool, Option<PeerId>),
         dialled: bool,
         now: Instant,
     ) {
@@ -280,6 +306,13 @@ impl Reach {
             self.outbound.entry(peer).or_default().insert(id);
         }
         if relayed {
+            self.circuits.insert(
+                id,
+                Circuit {
+                    relay,
+                    replaced: false,
+                },
+            );
             self.relayed_connections
                 .entry(peer)
                 .or_default()
@@ -308,6 +341,20 @@ impl Reach {
                 self.relayed_connections.remove(&peer);
             }
         }
+        if self.circuits.contains_key(&id) {
+            self.closed_circuits.push_back(id);
+            while self.closed_circuits.len() > MAX_CLOSED_CIRCUITS {
+                if let Some(old) = self.closed_circuits.pop_front() {
+                    self.circuits.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether connection `id` ran through a relay (open or closed lately): which relay, and
+    /// whether this node closed it for a punched direct connection.
+    pub(crate) fn relay_carrying(&self, id: ConnectionId) -> Option<Circuit> {
+        self.circuits.get(&id).copied()
     }
 
     /// A hole was punched to `peer`: its relayed connections to close (transfers then run on
@@ -318,6 +365,11 @@ impl Reach {
         now: Instant,
     ) -> (Vec<ConnectionId>, Option<Duration>) {
         let list = self.relayed_connections.remove(&peer).unwrap_or_default();
+        for (c, _) in &list {
+            if let Some(circuit) = self.circuits.get_mut(c) {
+                circuit.replaced = true;
+            }
+        }
         let first = list.iter().map(|(_, t)| *t).min();
         (
             list.into_iter().map(|(c, _)| c).collect(),
@@ -575,14 +627,20 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Reach::new(ReachabilityMode::Auto, true, 2, t0);
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
-        r.connection_opened(a, ConnectionId::new_unchecked(1), false, false, t0);
+        r.connection_opened(a, ConnectionId::new_unchecked(1), (false, None), false, t0);
         r.prober(a, true);
         r.prober(b, true);
         r.prober(c, true);
         let first = r.dial_for_probes(t0);
         assert_eq!(first.len(), 2, "two at a time");
         assert!(r.dial_for_probes(t0).len() <= 1, "each once a minute");
-        r.connection_opened(first[0], ConnectionId::new_unchecked(2), false, true, t0);
+        r.connection_opened(
+            first[0],
+            ConnectionId::new_unchecked(2),
+            (false, None),
+            true,
+            t0,
+        );
         assert!(
             r.dial_for_probes(t0 + PROBE_DIAL_REST).is_empty(),
             "an outbound connection to a prober exists"
@@ -604,14 +662,53 @@ mod tests {
             ConnectionId::new_unchecked(1),
             ConnectionId::new_unchecked(2),
         );
-        r.connection_opened(p, c1, true, false, t0);
-        r.connection_opened(p, c2, false, false, t0);
+        let relay = PeerId::random();
+        r.connection_opened(p, c1, (true, Some(relay)), false, t0);
+        r.connection_opened(p, c2, (false, None), false, t0);
         assert_eq!(r.via(&p), "direct", "one connection of two is direct");
         let (close, took) = r.punched(p, t0 + Duration::from_millis(300));
         assert_eq!(close, vec![c1]);
         assert_eq!(took, Some(Duration::from_millis(300)));
+        assert!(
+            r.relay_carrying(c1).is_some_and(|c| c.replaced),
+            "requests cut with it are asked again, no one blamed"
+        );
         r.connection_closed(p, c2);
-        r.connection_opened(p, c1, true, false, t0);
+        r.connection_opened(p, c1, (true, Some(relay)), false, t0);
         assert_eq!(r.via(&p), "relayed", "every connection through a relay");
+    }
+
+    #[test]
+    fn a_closed_circuit_still_names_its_relay_for_a_while() {
+        let t0 = Instant::now();
+        let mut r = Reach::new(ReachabilityMode::Auto, true, 2, t0);
+        let (p, relay) = (PeerId::random(), PeerId::random());
+        let circuit = ConnectionId::new_unchecked(7);
+        r.connection_opened(p, circuit, (true, Some(relay)), true, t0);
+        r.connection_opened(p, ConnectionId::new_unchecked(8), (false, None), true, t0);
+        r.connection_closed(p, circuit);
+        assert_eq!(
+            r.relay_carrying(circuit),
+            Some(Circuit {
+                relay: Some(relay),
+                replaced: false
+            }),
+            "a failure after the close"
+        );
+        assert_eq!(
+            r.relay_carrying(ConnectionId::new_unchecked(8)),
+            None,
+            "direct"
+        );
+        for n in 100..100 + MAX_CLOSED_CIRCUITS {
+            let c = ConnectionId::new_unchecked(n);
+            r.connection_opened(p, c, (true, Some(relay)), true, t0);
+            r.connection_closed(p, c);
+        }
+        assert_eq!(
+            r.relay_carrying(circuit),
+            None,
+            "forgotten: the memory is bounded"
+        );
     }
 }
