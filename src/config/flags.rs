@@ -123,7 +123,8 @@ pub struct ReachArgs {
     /// auto: an address counts once a peer has dialled it back (AutoNAT); until then the node
     /// is a DHT client and, behind a NAT, is reached through relays. public: every listen
     /// address is reachable as it is (a server with a public address, a LAN with no NAT).
-    #[arg(long, env = "STORGO_REACHABILITY", default_value = "auto", value_name = "MODE", value_parser = ["auto", "public"], help_heading = "Reachability")]
+    /// private: behind a NAT, known to be: relay reservations at once, not after AutoNAT.
+    #[arg(long, env = "STORGO_REACHABILITY", default_value = "auto", value_name = "MODE", value_parser = ["auto", "public", "private"], help_heading = "Reachability")]
     pub reachability: String,
     /// Do not offer a relay to peers behind NATs (offered only while this node is reachable).
     #[arg(long, env = "STORGO_NO_RELAY_SERVICE", help_heading = "Reachability")]

@@ -16,6 +16,7 @@
 pub mod announce;
 pub mod chunks;
 pub mod confirmed;
+pub mod dial_gate;
 pub mod framing;
 pub mod identity;
 pub mod records;
@@ -156,6 +157,10 @@ pub enum ReachabilityMode {
     /// Every listen address is reachable as it is (a server with a public address, a LAN or
     /// test network with no AutoNAT peers): a DHT server from the start.
     Public,
+    /// Behind a NAT, and known to be: relay reservations are taken at once instead of after
+    /// AutoNAT's verdict (kubo's `ForceReachability = "private"`). AutoNAT still runs, so a
+    /// direct address a peer confirms (UPnP, a port forward) still makes the node public.
+    Private,
 }
 
 impl std::str::FromStr for ReachabilityMode {
@@ -164,7 +169,8 @@ impl std::str::FromStr for ReachabilityMode {
         match s {
             "auto" => Ok(Self::Auto),
             "public" => Ok(Self::Public),
-            other => Err(format!("{other:?}: expected auto or public")),
+            "private" => Ok(Self::Private),
+            other => Err(format!("{other:?}: expected auto, public or private")),
         }
     }
 }
@@ -388,6 +394,8 @@ pub struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// With `--allow-peer`, everyone else is refused.
     pub allowed: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
+    /// Peers not dialled for a while because their relay said it cannot reach them.
+    pub dial_gate: dial_gate::DialGate,
 }
 
 /// Builds the swarm: TCP+Noise+Yamux and QUIC on tokio, and every behaviour.
@@ -521,6 +529,7 @@ pub fn build_swarm(
                     a
                 })
                 .into(),
+            dial_gate: dial_gate::DialGate::default(),
         })
     };
     let idle = cfg.idle_timeout;

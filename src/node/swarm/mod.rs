@@ -33,7 +33,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::network::{
-    AnnounceResponse, Behaviour, BehaviourEvent, ChunkResponse, DhtStore, NetworkConfig,
+    dial_gate, AnnounceResponse, Behaviour, BehaviourEvent, ChunkResponse, DhtStore, NetworkConfig,
     ReachabilityMode, ReplicateResponse, KAD_PROTOCOL,
 };
 use crate::store::Store;
@@ -331,8 +331,12 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
-                if let Some(p) = peer_id.filter(|_| refused_at_handshake(&error)) {
+                let ours = dial_gate::held_off(&error);
+                if let Some(p) = peer_id.filter(|_| !ours && refused_at_handshake(&error)) {
                     self.peers.refused(p, Instant::now());
+                }
+                if let Some(p) = peer_id.filter(|_| !ours) {
+                    self.relay_refused(p, &error);
                 }
                 if let Some(p) = peer_id {
                     for reply in self.dials.remove(&p).unwrap_or_default() {
@@ -499,8 +503,15 @@ impl EventLoop {
                 tracing::info!(peer = %src_peer_id, "relaying for a peer (reservation accepted)");
                 self.relay_reservations_served += 1;
             }
-            relay::Event::ReservationClosed { .. } | relay::Event::ReservationTimedOut { .. } => {
+            relay::Event::ReservationClosed { src_peer_id }
+            | relay::Event::ReservationTimedOut { src_peer_id } => {
                 self.relay_reservations_served = self.relay_reservations_served.saturating_sub(1);
+                // Reachable only through this relay, it no longer is: stop handing its
+                // circuit addresses to peers' DHT walks (they would spend this relay's circuit
+                // budget on it). It comes back with its next reservation's identify.
+                if !self.swarm.is_connected(&src_peer_id) {
+                    self.swarm.behaviour_mut().kad.remove_peer(&src_peer_id);
+                }
             }
             relay::Event::ReservationReqDenied { src_peer_id, .. } => {
                 tracing::info!(peer = %src_peer_id, "relay reservation refused: over the relay's limits");
@@ -532,6 +543,28 @@ impl EventLoop {
             .relay_reservations
             .get_or_create(&super::metrics::Side { side: "served" })
             .set(self.relay_reservations_served as i64);
+    }
+
+    /// A dial failed at the relay (`network::dial_gate`): the peer is held off, and a peer its
+    /// relays no longer know loses those circuit addresses from the routing table (the last
+    /// one takes the peer out), so that walks stop offering it.
+    fn relay_refused(&mut self, peer: PeerId, error: &libp2p::swarm::DialError) {
+        let Some((why, addrs)) = dial_gate::relay_refusal(error) else {
+            return;
+        };
+        tracing::debug!(peer = %peer, why = ?why, "its relay could not reach the peer: not dialled for a while");
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.dial_gate.refused(peer, why, Instant::now());
+        if why == dial_gate::RelayRefusal::Gone {
+            for mut addr in addrs {
+                // Dialled as `…/p2p-circuit/p2p/PEER`; the table may hold either form.
+                behaviour.kad.remove_address(&peer, &addr);
+                if matches!(addr.iter().last(), Some(Protocol::P2p(p)) if p == peer) {
+                    addr.pop();
+                    behaviour.kad.remove_address(&peer, &addr);
+                }
+            }
+        }
     }
 
     /// A hole punch ended. Once a direct connection exists the relayed ones are closed, so

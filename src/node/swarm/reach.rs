@@ -134,13 +134,16 @@ impl Reach {
 
     /// Whether peers' reachability is learnt one by one (AutoNAT), not declared at start.
     pub(crate) fn learnt(&self) -> bool {
-        self.mode == ReachabilityMode::Auto
+        self.mode != ReachabilityMode::Public
     }
 
     pub(crate) fn status(&self) -> Status {
         if self.mode == ReachabilityMode::Public || !self.direct.is_empty() {
             Status::Public
-        } else if self.failed_probes > 0 || !self.relayed.is_empty() {
+        } else if self.mode == ReachabilityMode::Private
+            || self.failed_probes > 0
+            || !self.relayed.is_empty()
+        {
             Status::Private
         } else {
             Status::Unknown
@@ -430,7 +433,7 @@ pub(crate) fn reachable_as_listened(
     !is_circuit(addr)
         && match mode {
             ReachabilityMode::Public => true,
-            ReachabilityMode::Auto => {
+            ReachabilityMode::Auto | ReachabilityMode::Private => {
                 is_loopback(addr) && !configured.is_empty() && configured.iter().all(is_loopback)
             }
         }
@@ -507,6 +510,20 @@ mod tests {
         addr("/ip4/11.0.0.1/tcp/4815")
             .with(Protocol::P2p(relay))
             .with(Protocol::P2pCircuit)
+    }
+
+    #[test]
+    fn a_node_declared_private_asks_relays_at_once_and_a_confirmed_address_still_counts() {
+        let t0 = Instant::now();
+        let mut r = Reach::new(ReachabilityMode::Private, true, 2, t0);
+        assert_eq!(r.status(), Status::Private);
+        assert!(!r.dht_server(), "no reservation yet: a client");
+        let relay = PeerId::random();
+        r.relay_offered(relay, true, &[addr("/ip4/11.0.0.1/tcp/4815")]);
+        assert_eq!(r.relays_to_ask(t0).len(), 1, "no wait for AutoNAT");
+        r.confirmed(addr("/ip4/12.0.0.7/tcp/4815"));
+        assert_eq!(r.status(), Status::Public, "a port forward a peer confirmed");
+        assert!(r.relays_to_ask(t0).is_empty());
     }
 
     #[test]

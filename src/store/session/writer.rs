@@ -210,11 +210,18 @@ impl<'a> BlockWriter<'a> {
             None => Ok(WriteStats::default()),
             Some(Syncer { tx, handle }) => {
                 drop(tx);
-                handle.join().unwrap_or_else(|_| {
+                handle.join().unwrap_or_else(|payload| {
+                    // The panic's own words, so a failure seen once (in CI, under load) can be
+                    // traced to its cause instead of to "panicked".
+                    let why = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".to_string());
                     Err(StoreError::io(
                         "syncing blocks in",
                         &self.session.parts().dir,
-                        io::Error::other("sync thread panicked"),
+                        io::Error::other(format!("sync thread panicked: {why}")),
                     ))
                 })
             }
