@@ -27,8 +27,50 @@ fn print_chunk(name: &str, secret: &ConvergenceSecret, plaintext: &[u8]) -> (Chu
     (r, sealed)
 }
 
+/// A striped item's vector (`stripes-v1.md`): data blocks in the planner's input order, each
+/// stripe's parity, the map and its address.
+fn print_stripes(name: &str, k: u8, m: u8, lens: &[usize]) {
+    use storgo::content::stripe::{self, Shape};
+    let shape = Shape::new(k, m).expect("a valid shape");
+    let blocks: Vec<Vec<u8>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| (0..len).map(|j| (j * 7 + i * 13) as u8).collect())
+        .collect();
+    let root = BlockAddress::of(b"root manifest block");
+    let listed: Vec<(BlockAddress, u32)> = blocks
+        .iter()
+        .map(|b| (BlockAddress::of(b), b.len() as u32))
+        .collect();
+    println!("```vector {name}");
+    println!("k: {k}");
+    println!("m: {m}");
+    println!("root: {}", hex::encode(root.digest()));
+    for (i, b) in blocks.iter().enumerate() {
+        println!("block-{i}: {}", hex::encode(b));
+    }
+    let mut stripes = Vec::new();
+    for (s, data) in stripe::plan(shape, &listed).expect("plan").into_iter().enumerate() {
+        let bytes: Vec<&[u8]> = data
+            .iter()
+            .map(|d| blocks[listed.iter().position(|(a, _)| *a == d.address).unwrap()].as_slice())
+            .collect();
+        let parity = stripe::parity(shape, &data, &bytes).expect("parity");
+        for (j, p) in parity.iter().enumerate() {
+            println!("parity-{s}-{j}: {}", hex::encode(p));
+        }
+        stripes.push((data, parity.iter().map(|p| BlockAddress::of(p)).collect()));
+    }
+    let map = stripe::map(shape, root, stripes);
+    println!("map: {}", hex::encode(map.encode()));
+    println!("map-address: {}", map.address());
+    println!("```\n");
+}
+
 fn main() {
     print_collections();
+    print_stripes("stripes-1", 2, 2, &[5, 8, 3]);
+    print_stripes("stripes-2", 3, 2, &[6, 6, 9, 4, 6]);
     let secret = ConvergenceSecret::from_hex(
         "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
     )

@@ -13,6 +13,7 @@ pub mod chunker;
 pub mod content_id;
 pub mod crypto;
 pub mod manifest;
+pub mod stripe;
 
 pub use address::BlockAddress;
 pub use chunk::{open_chunk, seal_chunk, ChunkError};

@@ -204,8 +204,20 @@ impl Default for RelayLimits {
     }
 }
 
+/// Requests one IP may make in a burst, reservations and circuits alike (libp2p's).
+const PER_IP_BURST: u32 = 60;
+/// After a burst, one more request per IP every this long. libp2p's default is one a minute:
+/// every node behind one campus NAT shares an IP, and at one a minute a hundred laptops there
+/// could not all renew their reservations, nor fetch from each other (each hole punch starts
+/// with a circuit). One every 5 s is 720 an hour per IP.
+const PER_IP_REFILL: Duration = Duration::from_secs(5);
+/// Requests one peer may make in a burst, then one every 2 minutes (libp2p's).
+const PER_PEER_BURST: u32 = 30;
+const PER_PEER_REFILL: Duration = Duration::from_secs(120);
+
 impl RelayLimits {
     fn config(&self) -> relay::Config {
+        let n = |v: u32| std::num::NonZeroU32::new(v).expect("a positive constant");
         relay::Config {
             max_reservations: self.reservations,
             max_reservations_per_peer: self.reservations_per_peer,
@@ -213,8 +225,14 @@ impl RelayLimits {
             max_circuits_per_peer: self.circuits_per_peer,
             max_circuit_duration: self.circuit_duration,
             max_circuit_bytes: self.circuit_bytes,
+            reservation_rate_limiters: Vec::new(),
+            circuit_src_rate_limiters: Vec::new(),
             ..relay::Config::default()
         }
+        .reservation_rate_per_peer(n(PER_PEER_BURST), PER_PEER_REFILL)
+        .reservation_rate_per_ip(n(PER_IP_BURST), PER_IP_REFILL)
+        .circuit_src_per_peer(n(PER_PEER_BURST), PER_PEER_REFILL)
+        .circuit_src_per_ip(n(PER_IP_BURST), PER_IP_REFILL)
     }
 }
 

@@ -244,12 +244,67 @@ fn code_matches_every_vector() {
             }
         } else if name.starts_with("collection-") {
             check_collection_vector(name, f);
+        } else if name.starts_with("stripes-") {
+            check_stripes_vector(name, f);
         } else {
             panic!("unknown vector kind {name}");
         }
         checked += 1;
     }
     assert!(checked >= 20, "found only {checked} vectors");
+}
+
+/// A striped item (`stripes-v1.md`): the plan, every parity block, the map's bytes and address;
+/// and every stripe rebuilt from its parity alone (as many data blocks lost as parity allows).
+fn check_stripes_vector(name: &str, f: &HashMap<String, String>) {
+    use storgo::content::stripe::{self, Shape, StripeMap};
+    let shape = Shape::new(f["k"].parse().unwrap(), f["m"].parse().unwrap()).unwrap();
+    let root = BlockAddress::from_digest(h(f, "root").try_into().expect("32 bytes"));
+    let blocks: Vec<Vec<u8>> = (0..)
+        .map_while(|i| f.get(&format!("block-{i}")).map(|v| hex::decode(v).unwrap()))
+        .collect();
+    let listed: Vec<(BlockAddress, u32)> = blocks
+        .iter()
+        .map(|b| (BlockAddress::of(b), b.len() as u32))
+        .collect();
+    let mut stripes = Vec::new();
+    for (s, data) in stripe::plan(shape, &listed).unwrap().into_iter().enumerate() {
+        let bytes: Vec<&[u8]> = data
+            .iter()
+            .map(|d| blocks[listed.iter().position(|(a, _)| *a == d.address).unwrap()].as_slice())
+            .collect();
+        let parity = stripe::parity(shape, &data, &bytes).unwrap();
+        for (j, p) in parity.iter().enumerate() {
+            assert_eq!(*p, h(f, &format!("parity-{s}-{j}")), "{name}: parity {s}-{j}");
+        }
+        stripes.push((data, parity.iter().map(|p| BlockAddress::of(p)).collect()));
+    }
+    let map = stripe::map(shape, root, stripes);
+    assert_eq!(map.encode(), h(f, "map"), "{name}: map");
+    assert_eq!(map.address().to_string(), f["map-address"], "{name}: map address");
+    let read = StripeMap::decode(&h(f, "map")).unwrap();
+    assert_eq!(read, map, "{name}: the map reads back");
+    // Lose the first min(K', M) data blocks of each stripe; rebuild them from the rest.
+    for (s, stripe) in read.stripes.iter().enumerate() {
+        let k = stripe.data.len();
+        let lost = k.min(shape.m as usize);
+        let parity: Vec<Vec<u8>> = (0..shape.m as usize)
+            .map(|j| h(f, &format!("parity-{s}-{j}")))
+            .collect();
+        let mut have: Vec<(usize, &[u8])> = Vec::new();
+        for c in lost..k {
+            let a = stripe.data[c].address;
+            have.push((c, blocks.iter().find(|b| BlockAddress::of(b) == a).unwrap()));
+        }
+        for (j, p) in parity.iter().enumerate() {
+            have.push((k + j, p));
+        }
+        let rebuilt = stripe::rebuild(&read, s, &have).unwrap();
+        assert_eq!(rebuilt.len(), lost, "{name}: stripe {s}");
+        for (c, b) in rebuilt {
+            assert!(stripe.data[c].address.matches(&b), "{name}: stripe {s} column {c}");
+        }
+    }
 }
 
 fn keypair(f: &HashMap<String, String>, k: &str) -> libp2p::identity::ed25519::Keypair {

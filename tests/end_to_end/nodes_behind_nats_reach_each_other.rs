@@ -433,6 +433,70 @@ fn a_host_is_a_dht_server_only_once_reachable_and_upnp_makes_it_one() {
     assert!(p.node.stop().success());
 }
 
+/// Homes behind one router come and go (new identities each time, as laptops do); the routing
+/// tables keep the departed ones' circuit addresses. Redialling them through the relay on every
+/// DHT walk would spend its per-IP circuit budget (refusals count) until it refused the circuit
+/// between two homes that are there (bench-nat's fifth pair hung for minutes). The pair that
+/// comes last fetches at once, and the relay refuses few circuits.
+#[test]
+fn departed_homes_do_not_use_up_the_relay_for_those_still_there() {
+    let Some(net) = internet("nd", &[Nat::PortPreserving, Nat::PortPreserving]) else {
+        cannot_run("NAT namespaces need root, iproute2 and iptables");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Site::public(&net, tmp.path(), 1, &[]);
+    let boot = p.tcp_addr();
+    let args = [
+        "--bootstrap",
+        boot.as_str(),
+        "--no-upnp",
+        "--intake-per-peer-per-hour",
+        "1",
+        "--reachability",
+        "private",
+    ];
+    let start = |home: usize, name: String| {
+        let dir = tmp.path().join(name);
+        Site::start(&net, net.host_ns(home), dir, &net.host_addr(home), &args)
+    };
+    let src = tmp.path().join("notes.bin");
+    let data = write_random(&src, 1 << 20, 41);
+    for n in 0..6 {
+        let h1 = start(1, format!("gone-a{n}"));
+        let h2 = start(2, format!("gone-b{n}"));
+        h1.wait_relayed(&net);
+        h2.wait_relayed(&net);
+        // Each pair meets through the relay (as the bench's do), then leaves unannounced.
+        let circuit = format!("{boot}/p2p-circuit/p2p/{}", h1.node.peer_id);
+        ok(h2.cli(&net, &["connect", &circuit]));
+        h1.node.kill();
+        h2.node.kill();
+    }
+    let h1 = start(1, "a".into());
+    let h2 = start(2, "b".into());
+    h1.wait_relayed(&net);
+    h2.wait_relayed(&net);
+    let id = last_line(&ok(h1.cli(&net, &["add", src.to_str().unwrap()])));
+    let out = tmp.path().join("got.bin");
+    let started = Instant::now();
+    ok(h2.cli(
+        &net,
+        &["fetch", &id, "--timeout", "60", "-o", out.to_str().unwrap()],
+    ));
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    let refused = p.node.log().matches("circuit refused").count();
+    eprintln!(
+        "after six departed pairs: fetched in {:?}; the relay refused {refused} circuits",
+        started.elapsed()
+    );
+    assert!(
+        refused < 30,
+        "departed peers are not redialled through the relay ({refused} refusals)"
+    );
+    assert!(p.node.stop().success());
+}
+
 #[test]
 fn a_relay_holds_to_its_limits() {
     let Some(net) = internet("nl", &[Nat::Symmetric, Nat::Symmetric]) else {
