@@ -29,14 +29,21 @@ fn bench(c: &mut Criterion) {
     let ordered: Vec<&[u8]> = data
         .iter()
         .map(|d| {
-            blocks[listed.iter().position(|(a, _)| *a == d.address).expect("listed")].as_slice()
+            blocks[listed
+                .iter()
+                .position(|(a, _)| *a == d.address)
+                .expect("listed")]
+            .as_slice()
         })
         .collect();
     let parity = stripe::parity(shape, &data, &ordered).expect("parity");
     let map = stripe::map(
         shape,
         BlockAddress::of(b"root"),
-        vec![(data.clone(), parity.iter().map(|p| BlockAddress::of(p)).collect())],
+        vec![(
+            data.clone(),
+            parity.iter().map(|p| BlockAddress::of(p)).collect(),
+        )],
     );
 
     let mut g = c.benchmark_group("ec 10+6, 1 MiB shards");
@@ -45,12 +52,17 @@ fn bench(c: &mut Criterion) {
     g.bench_function("encode: the code alone", |b| {
         b.iter(|| reed_solomon_simd::encode(K, M, &ordered).expect("encode"))
     });
-    g.bench_function("encode: stripe::parity (checks each data block's address)", |b| {
-        b.iter(|| stripe::parity(shape, &data, &ordered).expect("parity"))
-    });
+    g.bench_function(
+        "encode: stripe::parity (checks each data block's address)",
+        |b| b.iter(|| stripe::parity(shape, &data, &ordered).expect("parity")),
+    );
     // The worst loss: six data blocks gone, rebuilt from four data and six parity blocks.
     let originals: Vec<(usize, &[u8])> = (M..K).map(|i| (i, ordered[i])).collect();
-    let recovery: Vec<(usize, &[u8])> = parity.iter().enumerate().map(|(j, p)| (j, p.as_slice())).collect();
+    let recovery: Vec<(usize, &[u8])> = parity
+        .iter()
+        .enumerate()
+        .map(|(j, p)| (j, p.as_slice()))
+        .collect();
     g.bench_function("decode 6 lost data blocks: the code alone", |b| {
         b.iter(|| {
             reed_solomon_simd::decode(K, M, originals.iter().copied(), recovery.iter().copied())
@@ -62,9 +74,10 @@ fn bench(c: &mut Criterion) {
         .copied()
         .chain(recovery.iter().map(|&(j, p)| (K + j, p)))
         .collect();
-    g.bench_function("decode 6 lost data blocks: stripe::rebuild (checks in and out)", |b| {
-        b.iter(|| stripe::rebuild(&map, 0, &have).expect("rebuild"))
-    });
+    g.bench_function(
+        "decode 6 lost data blocks: stripe::rebuild (checks in and out)",
+        |b| b.iter(|| stripe::rebuild(&map, 0, &have).expect("rebuild")),
+    );
     g.finish();
 }
 

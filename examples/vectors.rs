@@ -50,7 +50,11 @@ fn print_stripes(name: &str, k: u8, m: u8, lens: &[usize]) {
         println!("block-{i}: {}", hex::encode(b));
     }
     let mut stripes = Vec::new();
-    for (s, data) in stripe::plan(shape, &listed).expect("plan").into_iter().enumerate() {
+    for (s, data) in stripe::plan(shape, &listed)
+        .expect("plan")
+        .into_iter()
+        .enumerate()
+    {
         let bytes: Vec<&[u8]> = data
             .iter()
             .map(|d| blocks[listed.iter().position(|(a, _)| *a == d.address).unwrap()].as_slice())

@@ -70,9 +70,7 @@ pub fn relay_refusal(error: &DialError) -> Option<(RelayRefusal, Vec<Multiaddr>)
         };
         match connect_error(io)? {
             libp2p::relay::outbound::hop::ConnectError::NoReservation => {}
-            libp2p::relay::outbound::hop::ConnectError::ResourceLimitExceeded => {
-                all_gone = false
-            }
+            libp2p::relay::outbound::hop::ConnectError::ResourceLimitExceeded => all_gone = false,
             _ => return None,
         }
     }
@@ -120,7 +118,11 @@ impl DialGate {
         if self.held.len() >= MAX_HELD && !self.held.contains_key(&peer) {
             self.held.retain(|_, (_, until)| *until > now);
             if self.held.len() >= MAX_HELD {
-                if let Some(first) = self.held.iter().min_by_key(|(_, (_, u))| *u).map(|(p, _)| *p)
+                if let Some(first) = self
+                    .held
+                    .iter()
+                    .min_by_key(|(_, (_, u))| *u)
+                    .map(|(p, _)| *p)
                 {
                     self.held.remove(&first);
                 }
@@ -272,7 +274,10 @@ mod tests {
             (addr.clone(), wrap(ConnectError::NoReservation)),
             (addr.clone(), wrap(ConnectError::NoReservation)),
         ]);
-        assert_eq!(relay_refusal(&gone).map(|(r, _)| r), Some(RelayRefusal::Gone));
+        assert_eq!(
+            relay_refusal(&gone).map(|(r, _)| r),
+            Some(RelayRefusal::Gone)
+        );
         let limited = DialError::Transport(vec![
             (addr.clone(), wrap(ConnectError::NoReservation)),
             (addr.clone(), wrap(ConnectError::ResourceLimitExceeded)),
@@ -288,7 +293,11 @@ mod tests {
                 TransportError::Other(std::io::Error::from(std::io::ErrorKind::TimedOut)),
             ),
         ]);
-        assert_eq!(relay_refusal(&timed_out), None, "a direct address may still work");
+        assert_eq!(
+            relay_refusal(&timed_out),
+            None,
+            "a direct address may still work"
+        );
         let ours = DialError::Denied {
             cause: ConnectionDenied::new(HeldOff {
                 remaining: Duration::from_secs(1),

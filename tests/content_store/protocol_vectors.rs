@@ -261,27 +261,42 @@ fn check_stripes_vector(name: &str, f: &HashMap<String, String>) {
     let shape = Shape::new(f["k"].parse().unwrap(), f["m"].parse().unwrap()).unwrap();
     let root = BlockAddress::from_digest(h(f, "root").try_into().expect("32 bytes"));
     let blocks: Vec<Vec<u8>> = (0..)
-        .map_while(|i| f.get(&format!("block-{i}")).map(|v| hex::decode(v).unwrap()))
+        .map_while(|i| {
+            f.get(&format!("block-{i}"))
+                .map(|v| hex::decode(v).unwrap())
+        })
         .collect();
     let listed: Vec<(BlockAddress, u32)> = blocks
         .iter()
         .map(|b| (BlockAddress::of(b), b.len() as u32))
         .collect();
     let mut stripes = Vec::new();
-    for (s, data) in stripe::plan(shape, &listed).unwrap().into_iter().enumerate() {
+    for (s, data) in stripe::plan(shape, &listed)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
         let bytes: Vec<&[u8]> = data
             .iter()
             .map(|d| blocks[listed.iter().position(|(a, _)| *a == d.address).unwrap()].as_slice())
             .collect();
         let parity = stripe::parity(shape, &data, &bytes).unwrap();
         for (j, p) in parity.iter().enumerate() {
-            assert_eq!(*p, h(f, &format!("parity-{s}-{j}")), "{name}: parity {s}-{j}");
+            assert_eq!(
+                *p,
+                h(f, &format!("parity-{s}-{j}")),
+                "{name}: parity {s}-{j}"
+            );
         }
         stripes.push((data, parity.iter().map(|p| BlockAddress::of(p)).collect()));
     }
     let map = stripe::map(shape, root, stripes);
     assert_eq!(map.encode(), h(f, "map"), "{name}: map");
-    assert_eq!(map.address().to_string(), f["map-address"], "{name}: map address");
+    assert_eq!(
+        map.address().to_string(),
+        f["map-address"],
+        "{name}: map address"
+    );
     let read = StripeMap::decode(&h(f, "map")).unwrap();
     assert_eq!(read, map, "{name}: the map reads back");
     // Lose the first min(K', M) data blocks of each stripe; rebuild them from the rest.
@@ -302,7 +317,10 @@ fn check_stripes_vector(name: &str, f: &HashMap<String, String>) {
         let rebuilt = stripe::rebuild(&read, s, &have).unwrap();
         assert_eq!(rebuilt.len(), lost, "{name}: stripe {s}");
         for (c, b) in rebuilt {
-            assert!(stripe.data[c].address.matches(&b), "{name}: stripe {s} column {c}");
+            assert!(
+                stripe.data[c].address.matches(&b),
+                "{name}: stripe {s} column {c}"
+            );
         }
     }
 }

@@ -366,6 +366,10 @@ impl Internet {
     /// Starts a real UPnP IGD daemon (`miniupnpd`) on home `i`'s router; `false` when it is not
     /// installed or does not start.
     pub fn start_upnp(&mut self, i: usize, dir: &Path) -> bool {
+        // `ip netns exec` starts even when the daemon is missing: look for it first.
+        if !in_ns_ok("sh", &["-c", "command -v miniupnpd"]) {
+            return false;
+        }
         let r = self.router_ns(i);
         let conf = dir.join(format!("miniupnpd-{i}.conf"));
         let text = format!(

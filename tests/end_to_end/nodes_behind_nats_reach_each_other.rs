@@ -692,12 +692,17 @@ fn bench_nat() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
+    // One pairing alone: STORGO_BENCH_ONLY="pp x sym".
+    let only = std::env::var("STORGO_BENCH_ONLY").ok();
     use Nat::{PortPreserving as Pp, Symmetric as Sy};
     for (name, homes) in [
         ("pp x pp", [Pp, Pp]),
         ("pp x sym", [Pp, Sy]),
         ("sym x sym", [Sy, Sy]),
     ] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let tag = format!("nb{}", std::process::id() % 10_000);
         let Some(mut net) = Internet::create(&tag, 2, &homes) else {
             cannot_run("NAT namespaces need root, iproute2 and iptables");
@@ -760,7 +765,12 @@ fn bench_nat() {
                         punched += 1;
                         direct_mbs.push(rate);
                     }
-                    _ => relayed_mbs.push(rate),
+                    _ => {
+                        relayed_mbs.push(rate);
+                        if homes == [Pp, Pp] {
+                            keep_logs(&format!("pp-{n}"), &[&h1, &h2, &p]);
+                        }
+                    }
                 }
                 if let Some(ms) = punch_ms(&h1.node.log()).or_else(|| punch_ms(&h2.node.log())) {
                     to_direct.push(ms);
@@ -799,6 +809,17 @@ fn bench_nat() {
     }
 }
 
+/// Copies the logs of a pair worth looking into to `target/bench-nat-logs/` (the run's
+/// temporary directory goes when it ends).
+fn keep_logs(tag: &str, sites: &[&Site]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-nat-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    for (i, s) in sites.iter().enumerate() {
+        let _ = std::fs::write(dir.join(format!("{tag}-{i}.log")), s.node.log());
+    }
+    println!("bench-nat: logs of {tag} kept in {}", dir.display());
+}
+
 /// MB/s of `mib` MiB sent as one TCP stream from public host 1 to home host 1 (Python's
 /// sockets on both ends; the server listens on a port the kernel picks).
 fn plain_tcp_mbs(net: &Internet, mib: usize) -> f64 {
@@ -832,8 +853,15 @@ fn plain_tcp_mbs(net: &Internet, mib: usize) -> f64 {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut it = text.split_whitespace();
     let bytes: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let secs: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::INFINITY);
-    assert_eq!(bytes as usize, mib << 20, "the plain TCP stream arrived whole");
+    let secs: f64 = it
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::INFINITY);
+    assert_eq!(
+        bytes as usize,
+        mib << 20,
+        "the plain TCP stream arrived whole"
+    );
     bytes / 1e6 / secs
 }
 

@@ -308,6 +308,11 @@ impl EventLoop {
                     endpoint.is_dialer(),
                     Instant::now(),
                 );
+                let me = *self.swarm.local_peer_id();
+                if let Some(crossed) = self.reach.crossed_circuit(me, peer_id) {
+                    tracing::debug!(peer = %peer_id, "two circuits crossed: closing one so that one hole punch runs");
+                    self.swarm.close_connection(crossed);
+                }
                 self.peers
                     .connected(peer_id, remote.clone(), is_bootstrap, endpoint.is_dialer());
                 if is_bootstrap && !self.bootstrapped {

@@ -61,9 +61,11 @@ impl Status {
 pub(crate) struct Circuit {
     /// The relay, where the connection's address names it.
     pub relay: Option<PeerId>,
-    /// Closed by this node because a hole was punched: the request is asked again over the
-    /// direct connection, and nobody is to blame.
+    /// Closed by this node because a hole was punched, or because it crossed another
+    /// circuit to the same peer: the request is asked again, and nobody is to blame.
     pub replaced: bool,
+    /// This node dialled it (the peer accepted it through its relay).
+    pub dialled: bool,
 }
 
 /// What this node knows of its own reachability.
@@ -314,6 +316,7 @@ impl Reach {
                 Circuit {
                     relay,
                     replaced: false,
+                    dialled,
                 },
             );
             self.relayed_connections
@@ -352,6 +355,33 @@ impl Reach {
                 }
             }
         }
+    }
+
+    /// Two relayed connections to `peer`, one dialled each way — both sides dialled at once
+    /// (a fetch one way, a replica push or a DHT query the other): each would start its own
+    /// hole punch, and two punches between the same two ports at once both fail (bench-nat:
+    /// 2 pairs in 100 stayed relayed). Both sides keep the one the smaller PeerId dialled and
+    /// close the other as soon as it opens, before its punch has sent anything; it is marked
+    /// replaced, so requests on it are asked again. Returns the connection to close.
+    pub(crate) fn crossed_circuit(&mut self, me: PeerId, peer: PeerId) -> Option<ConnectionId> {
+        let list = self.relayed_connections.get(&peer)?;
+        let by = |dialled: bool| {
+            list.iter().map(|(c, _)| *c).find(|c| {
+                self.circuits
+                    .get(c)
+                    .is_some_and(|x| x.dialled == dialled && !x.replaced)
+            })
+        };
+        let (mine, theirs) = (by(true)?, by(false)?);
+        let close = if me.to_bytes() < peer.to_bytes() {
+            theirs
+        } else {
+            mine
+        };
+        if let Some(c) = self.circuits.get_mut(&close) {
+            c.replaced = true;
+        }
+        Some(close)
     }
 
     /// Whether connection `id` ran through a relay (open or closed lately): which relay, and
@@ -513,6 +543,38 @@ mod tests {
     }
 
     #[test]
+    fn crossed_circuits_are_settled_the_same_way_on_both_sides() {
+        let t0 = Instant::now();
+        let (a, b, relay) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let (ab, ba) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        // `ab`: a dialled b; `ba`: b dialled a. Each side sees both.
+        let mut on_a = Reach::new(ReachabilityMode::Auto, true, 2, t0);
+        on_a.connection_opened(b, ab, (true, Some(relay)), true, t0);
+        assert_eq!(
+            on_a.crossed_circuit(a, b),
+            None,
+            "one circuit: nothing to settle"
+        );
+        on_a.connection_opened(b, ba, (true, Some(relay)), false, t0);
+        let mut on_b = Reach::new(ReachabilityMode::Auto, true, 2, t0);
+        on_b.connection_opened(a, ab, (true, Some(relay)), false, t0);
+        on_b.connection_opened(a, ba, (true, Some(relay)), true, t0);
+        let closed_by_a = on_a.crossed_circuit(a, b).unwrap();
+        let closed_by_b = on_b.crossed_circuit(b, a).unwrap();
+        assert_eq!(closed_by_a, closed_by_b, "both close the same connection");
+        let kept_dialler = if a.to_bytes() < b.to_bytes() { ab } else { ba };
+        assert_ne!(
+            closed_by_a, kept_dialler,
+            "the smaller PeerId's circuit stays"
+        );
+        assert!(on_a.relay_carrying(closed_by_a).unwrap().replaced);
+        assert_eq!(on_a.crossed_circuit(a, b), None, "settled once");
+    }
+
+    #[test]
     fn a_node_declared_private_asks_relays_at_once_and_a_confirmed_address_still_counts() {
         let t0 = Instant::now();
         let mut r = Reach::new(ReachabilityMode::Private, true, 2, t0);
@@ -522,7 +584,11 @@ mod tests {
         r.relay_offered(relay, true, &[addr("/ip4/11.0.0.1/tcp/4815")]);
         assert_eq!(r.relays_to_ask(t0).len(), 1, "no wait for AutoNAT");
         r.confirmed(addr("/ip4/12.0.0.7/tcp/4815"));
-        assert_eq!(r.status(), Status::Public, "a port forward a peer confirmed");
+        assert_eq!(
+            r.status(),
+            Status::Public,
+            "a port forward a peer confirmed"
+        );
         assert!(r.relays_to_ask(t0).is_empty());
     }
 
@@ -708,7 +774,8 @@ mod tests {
             r.relay_carrying(circuit),
             Some(Circuit {
                 relay: Some(relay),
-                replaced: false
+                replaced: false,
+                dialled: true,
             }),
             "a failure after the close"
         );
