@@ -266,34 +266,47 @@ pub fn rebuild(
     let missing_data: Vec<usize> = (0..k).filter(|c| !present[*c]).collect();
     let mut data: Vec<Option<Vec<u8>>> = vec![None; k];
     if !missing_data.is_empty() {
-        let mut dec = reed_solomon_simd::ReedSolomonDecoder::new(k, stripe.parity.len(), len)
-            .map_err(code)?;
-        let mut padded = vec![0u8; len];
-        for &(c, bytes) in have {
-            padded[..bytes.len()].copy_from_slice(bytes);
-            padded[bytes.len()..].fill(0);
-            if c < k {
-                dec.add_original_shard(c, &padded).map_err(code)?;
-            } else {
-                dec.add_recovery_shard(c - k, &padded).map_err(code)?;
+        // One decoder per thread, reset for each stripe: a new one allocates and zeroes its
+        // working space (many times the stripe) on every call.
+        DECODER.with_borrow_mut(|slot| -> Result<(), StripeError> {
+            let dec = match slot {
+                Some(d) => {
+                    d.reset(k, stripe.parity.len(), len).map_err(code)?;
+                    d
+                }
+                None => slot.insert(
+                    reed_solomon_simd::ReedSolomonDecoder::new(k, stripe.parity.len(), len)
+                        .map_err(code)?,
+                ),
+            };
+            let mut padded = vec![0u8; len];
+            for &(c, bytes) in have {
+                padded[..bytes.len()].copy_from_slice(bytes);
+                padded[bytes.len()..].fill(0);
+                if c < k {
+                    dec.add_original_shard(c, &padded).map_err(code)?;
+                } else {
+                    dec.add_recovery_shard(c - k, &padded).map_err(code)?;
+                }
             }
-        }
-        let restored = dec.decode().map_err(code)?;
-        for &c in &missing_data {
-            let d = stripe.data[c];
-            let block = restored
-                .restored_original(c)
-                .ok_or(StripeError::Code(format!("column {c} was not restored")))?;
-            let block = block[..d.len as usize].to_vec();
-            if !d.address.matches(&block) {
-                return Err(StripeError::Mismatch {
-                    stripe: index,
-                    column: c,
-                    address: d.address,
-                });
+            let restored = dec.decode().map_err(code)?;
+            for &c in &missing_data {
+                let d = stripe.data[c];
+                let block = restored
+                    .restored_original(c)
+                    .ok_or(StripeError::Code(format!("column {c} was not restored")))?;
+                let block = block[..d.len as usize].to_vec();
+                if !d.address.matches(&block) {
+                    return Err(StripeError::Mismatch {
+                        stripe: index,
+                        column: c,
+                        address: d.address,
+                    });
+                }
+                data[c] = Some(block);
             }
-            data[c] = Some(block);
-        }
+            Ok(())
+        })?;
     }
     for &(c, bytes) in have {
         if c < k {
@@ -323,6 +336,11 @@ pub fn rebuild(
     }
     out.sort_by_key(|(c, _)| *c);
     Ok(out)
+}
+
+thread_local! {
+    static DECODER: std::cell::RefCell<Option<reed_solomon_simd::ReedSolomonDecoder>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 fn code(e: reed_solomon_simd::Error) -> StripeError {
