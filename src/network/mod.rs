@@ -18,6 +18,7 @@ pub mod chunks;
 pub mod confirmed;
 pub mod dial_gate;
 pub mod framing;
+pub mod hole_punch;
 pub mod identity;
 pub mod records;
 pub mod replicate;
@@ -29,7 +30,7 @@ use libp2p::core::upgrade;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns,
+    allow_block_list, autonat, connection_limits, gossipsub, identify, kad, mdns,
     memory_connection_limits, noise, ping, pnet, relay, request_response, tcp, upnp, yamux,
     Multiaddr, PeerId, StreamProtocol, Swarm, Transport,
 };
@@ -402,7 +403,7 @@ pub struct Behaviour {
     /// Reservations on relays, and circuits through them.
     pub relay_client: relay::client::Behaviour,
     /// Hole punching: a relayed connection upgraded to a direct one.
-    pub dcutr: dcutr::Behaviour,
+    pub dcutr: hole_punch::HolePunch,
     /// A port mapping asked of the router, offered to AutoNAT as a candidate.
     pub upnp: Toggle<confirmed::Unconfirmed<upnp::tokio::Behaviour>>,
     pub limits: connection_limits::Behaviour,
@@ -522,7 +523,7 @@ pub fn build_swarm(
                 .map(|limits| confirmed::DirectOnly(relay::Behaviour::new(peer, limits.config())))
                 .into(),
             relay_client,
-            dcutr: dcutr::Behaviour::new(peer),
+            dcutr: hole_punch::HolePunch::new(peer),
             upnp: upnp_on
                 .then(|| confirmed::Unconfirmed(upnp::tokio::Behaviour::default()))
                 .into(),
