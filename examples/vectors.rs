@@ -233,6 +233,7 @@ fn main() {
                 replication: 3,
                 bytes: 1_048_576,
                 lease_until: None,
+                shard: None,
             }),
         ),
         (
@@ -242,6 +243,20 @@ fn main() {
                 replication: 3,
                 bytes: 1_048_576,
                 lease_until: Some(1_700_000_000),
+                shard: None,
+            }),
+        ),
+        (
+            "request-hold-column",
+            rc::encode_request(&ReplicateRequest::Hold {
+                root: daddr,
+                replication: 16,
+                bytes: 1_048_576,
+                lease_until: Some(1_700_000_000),
+                shard: Some(storgo::content::stripe::ShardOf {
+                    map: BlockAddress::from_digest([0x11; 32]),
+                    column: 12,
+                }),
             }),
         ),
         (
@@ -264,6 +279,29 @@ fn main() {
             rc::encode_response(&ReplicateResponse::Holding {
                 complete: true,
                 pinned: false,
+                stripes: None,
+            }),
+        ),
+        (
+            "response-holding-column",
+            rc::encode_response(&ReplicateResponse::Holding {
+                complete: true,
+                pinned: false,
+                stripes: Some(storgo::network::HeldStripes {
+                    map: BlockAddress::from_digest([0x11; 32]),
+                    column: Some(12),
+                }),
+            }),
+        ),
+        (
+            "response-holding-coder",
+            rc::encode_response(&ReplicateResponse::Holding {
+                complete: true,
+                pinned: true,
+                stripes: Some(storgo::network::HeldStripes {
+                    map: BlockAddress::from_digest([0x11; 32]),
+                    column: None,
+                }),
             }),
         ),
         (

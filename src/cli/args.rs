@@ -113,6 +113,11 @@ pub enum Command {
         /// Copies the network keeps of this item (default: the node's --replication).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
         replicas: Option<u8>,
+        /// How the network keeps this item: `replicas:R` (R copies) or `ec:K+M` (stripes of K
+        /// data and M parity shards on K+M peers; survives any M of them gone), default: the
+        /// node's --durability.
+        #[arg(long, value_name = "replicas:R|ec:K+M", conflicts_with = "replicas")]
+        durability: Option<crate::content::stripe::Durability>,
         /// Wait until that many peers hold it whole, showing progress; fail, naming how many
         /// did, if they do not within --wait-timeout.
         #[arg(long)]
@@ -185,6 +190,10 @@ pub enum Command {
         /// with a published checksum.
         #[arg(long)]
         sha256: bool,
+        /// Ask the network what it holds of the item: its holders and, for an `ec:K+M` item,
+        /// the shards alive per stripe, the worst stripe and its margin (needs a running node).
+        #[arg(long)]
+        health: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

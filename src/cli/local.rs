@@ -27,6 +27,7 @@ pub(super) fn run_local(cli: &Cli) -> Result<()> {
             no_compress,
             wait_replicas,
             replicas,
+            durability,
             ..
         } => {
             if *wait_replicas {
@@ -39,6 +40,7 @@ pub(super) fn run_local(cli: &Cli) -> Result<()> {
                 recursive: *recursive,
                 pin: !no_pin,
                 replicas: *replicas,
+                durability: *durability,
                 compress: !no_compress,
                 internal: false,
             };
@@ -120,7 +122,15 @@ pub(super) fn run_local(cli: &Cli) -> Result<()> {
             let store = open_store(cli)?;
             print_verify(&store.verify()?, *json, store.dir())?;
         }
-        Command::Stat { id, sha256, json } => {
+        Command::Stat {
+            id,
+            sha256,
+            health,
+            json,
+        } => {
+            if *health {
+                bail!("--health asks the network: it needs a running node on this data dir (start `storgo node`)");
+            }
             let id = parse_id(id)?;
             let store = open_store(cli)?;
             let mut st = files::stat(&store, &id)?;

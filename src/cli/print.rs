@@ -127,6 +127,45 @@ pub(super) fn print_stat(st: &files::ItemStat, json: bool) -> Result<()> {
     Ok(())
 }
 
+pub(super) fn print_health(h: &crate::node::ItemHealth, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(h)?);
+        return Ok(());
+    }
+    println!("root: {}", h.root);
+    println!("kept as: {}", h.durability);
+    for x in &h.holders {
+        let state = if x.whole { "whole" } else { "arriving" };
+        println!("  {}\t{}\t{state}", x.peer, x.holds);
+    }
+    if let Some(w) = h.worst_stripe {
+        let below = h
+            .stripes_alive
+            .iter()
+            .zip(&h.stripes_need)
+            .filter(|(a, n)| a < n)
+            .count();
+        println!(
+            "stripes: {} ({} cannot be read now); worst: stripe {w} with {} of its shards alive, {} needed",
+            h.stripes_alive.len(),
+            below,
+            h.stripes_alive[w],
+            h.stripes_need[w]
+        );
+    }
+    if h.margin < 0 {
+        println!("margin: none, the item cannot be read from the network now");
+    } else {
+        let what = if h.worst_stripe.is_some() {
+            "shards"
+        } else {
+            "holders"
+        };
+        println!("margin: {} more {what} can be lost", h.margin);
+    }
+    Ok(())
+}
+
 pub(super) fn print_replicas(replicas: &[crate::store::ReplicaRecord], json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
@@ -134,14 +173,18 @@ pub(super) fn print_replicas(replicas: &[crate::store::ReplicaRecord], json: boo
     } else if replicas.is_empty() {
         eprintln!("no replicas held here for other peers' items");
     } else {
-        writeln!(out, "ROOT\tSTATE\tCOPIES\tSIZE\tSINCE")?;
+        writeln!(out, "ROOT\tSTATE\tHOLDS\tSIZE\tSINCE")?;
         for r in replicas {
             let state = if r.complete { "whole" } else { "arriving" };
+            // A copy of R, or one column (shard) of K+M.
+            let holds = match r.shard {
+                Some(s) => format!("column {} of {}", s.column, r.replication),
+                None => format!("copy (R={})", r.replication),
+            };
             writeln!(
                 out,
-                "{}\t{state}\tR={}\t{}\t{}",
+                "{}\t{state}\t{holds}\t{}\t{}",
                 r.root,
-                r.replication,
                 bytesize::ByteSize(r.bytes),
                 humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.since)

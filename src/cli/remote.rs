@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 
 use super::args::{Cli, Command};
 use super::print::{
-    print_gc, print_pins, print_replicas, print_stat, print_verify, report_skipped,
+    print_gc, print_health, print_pins, print_replicas, print_stat, print_verify, report_skipped,
 };
 use super::resolve::{absolute, data_dir, default_output, need_api, parse_id, urlencode};
 use crate::api::client::ApiClient;
@@ -31,6 +31,7 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
             no_pin,
             no_compress,
             replicas,
+            durability,
             wait_replicas,
             wait_timeout,
         } => {
@@ -67,6 +68,9 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                 if let Some(n) = replicas {
                     path.push_str(&format!("&replicas={n}"));
                 }
+                if let Some(d) = durability {
+                    path.push_str(&format!("&durability={}", urlencode(&d.to_string())));
+                }
                 api.post_stream(&path, reqwest::Body::wrap_stream(stream))
                     .await?
             } else {
@@ -75,6 +79,7 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
                     recursive: *recursive,
                     pin: !no_pin,
                     replicas: *replicas,
+                    durability: durability.map(|d| d.to_string()),
                     compress: !no_compress,
                 };
                 api.post("/add", &req).await?
@@ -165,8 +170,18 @@ pub async fn through_node(cli: &Cli, api: &ApiClient) -> Result<()> {
             let r: VerifyReport = api.post("/verify", &()).await?;
             print_verify(&r, *json, &data_dir(cli)?)?;
         }
-        Command::Stat { id, sha256, json } => {
+        Command::Stat {
+            id,
+            sha256,
+            health,
+            json,
+        } => {
             let id = parse_id(id)?;
+            if *health {
+                let h: crate::node::ItemHealth = api.get(&format!("/replicas/{id}/health")).await?;
+                print_health(&h, *json)?;
+                return Ok(());
+            }
             let mut st: ItemStat = api.get(&format!("/stat/{id}")).await?;
             if *sha256 {
                 use sha2::Digest;

@@ -343,6 +343,7 @@ fn example_value(k: &Key) -> String {
         Some("FILE" | "PATH") => format!("/etc/storgo/{}", k.key),
         // A fresh secret: valid as it stands, and nobody else's.
         Some("HEX") => hex::encode(rand::random::<[u8; 32]>()),
+        Some("replicas:R|ec:K+M") => "ec:10+6".into(),
         _ => String::new(),
     }
 }

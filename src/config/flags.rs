@@ -79,6 +79,11 @@ pub struct NodeArgs {
     /// Copies the network keeps of each item added here (besides this node's pin).
     #[arg(long, env = "STORGO_REPLICATION", default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     pub replication: u8,
+    /// How items added here are kept: `replicas:R` (R whole copies) or `ec:K+M` (stripes of K
+    /// data and M parity shards, one column per peer: survives any M peers gone at about
+    /// (K+M)/K of the size). Default: `replicas:` --replication.
+    #[arg(long, env = "STORGO_DURABILITY", value_name = "replicas:R|ec:K+M")]
+    pub durability: Option<crate::content::stripe::Durability>,
     /// Time between repair rounds, jittered by ±25% (e.g. 30s, 10m; 0s: only `storgo repair`).
     #[arg(
         long,

@@ -62,6 +62,7 @@ impl NodeConfig {
         let interval: Duration = args.repair_interval.into();
         let replication = ReplicationConfig {
             replication: args.replication,
+            durability: args.durability,
             repair_interval: (!interval.is_zero()).then_some(interval),
             scrub_rate: (args.scrub_rate > 0).then_some(args.scrub_rate),
             max_intake: l.max_intake.max(1),

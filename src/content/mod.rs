@@ -25,10 +25,12 @@ pub use manifest::{
     LinkManifest, Manifest, PageRef, Tree,
 };
 
-/// Largest sealed block of any kind that storgo writes, stores or accepts: a chunk of the
-/// chunker's maximum, its codec byte and the AEAD tag. Manifest blocks are held to the
-/// smaller [`manifest::MAX_MANIFEST_BLOCK`].
-pub const MAX_BLOCK_SIZE: usize = chunk::MAX_CHUNK_BLOCK;
+/// Largest block of any kind that storgo writes, stores or accepts: a parity block of a
+/// stripe whose longest chunk is the chunker's maximum (that chunk's sealed length — the
+/// chunk, its codec byte and the AEAD tag — rounded up to even, `stripes-v1.md`). Chunk
+/// blocks are at most [`chunk::MAX_CHUNK_BLOCK`], one byte less; manifest blocks are held to
+/// the smaller [`manifest::MAX_MANIFEST_BLOCK`].
+pub const MAX_BLOCK_SIZE: usize = stripe::MAX_PARITY_BLOCK;
 
 /// Errors of the content layer: malformed input, never an I/O failure.
 #[derive(Debug, thiserror::Error)]

@@ -66,6 +66,100 @@ impl std::fmt::Display for Shape {
     }
 }
 
+/// One column of a striped item: what a shard holder keeps (every manifest of the item, the
+/// stripe map, and the blocks of its column in every stripe).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct ShardOf {
+    /// The stripe map's block address.
+    #[schema(value_type = String)]
+    pub map: BlockAddress,
+    /// 0..K are data columns, K..K+M parity columns.
+    pub column: u8,
+}
+
+/// How the network keeps an item: `replicas:R` (R whole copies) or `ec:K+M` (stripes of K
+/// data and M parity shards, one column per peer). Written as those strings in flags, the
+/// config file, the API and the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Durability {
+    Replicas(u8),
+    Stripes(Shape),
+}
+
+/// Copies or columns at most (the replicate protocol's limit, and fewer than the 20 closest
+/// peers a key-space map knows per item).
+pub const MAX_HOLDERS: usize = 16;
+
+impl Durability {
+    /// Peers that hold something of the item besides its pinner: R, or K + M.
+    pub fn holders(&self) -> usize {
+        match self {
+            Durability::Replicas(r) => *r as usize,
+            Durability::Stripes(s) => s.n(),
+        }
+    }
+
+    /// Parity costs more than a copy for an item of one chunk (its only stripe is one block
+    /// and M parity blocks as long as it): such an item is kept as M + 1 replicas instead,
+    /// which survives the same M losses.
+    pub fn for_chunks(self, chunks: usize) -> Durability {
+        match self {
+            Durability::Stripes(s) if chunks <= 1 => Durability::Replicas(s.m.saturating_add(1)),
+            d => d,
+        }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Durability::Replicas(r) => write!(f, "replicas:{r}"),
+            Durability::Stripes(s) => write!(f, "ec:{s}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("{s:?} is not a durability: replicas:R (R 1 to {MAX_HOLDERS}) or ec:K+M (K, M at least 1, K+M at most {MAX_HOLDERS}), e.g. replicas:3 or ec:10+6")
+        };
+        if let Some(r) = s.strip_prefix("replicas:") {
+            let r: u8 = r.parse().map_err(|_| bad())?;
+            if r == 0 || r as usize > MAX_HOLDERS {
+                return Err(bad());
+            }
+            return Ok(Durability::Replicas(r));
+        }
+        let (k, m) = s
+            .strip_prefix("ec:")
+            .and_then(|km| km.split_once('+'))
+            .ok_or_else(bad)?;
+        let (k, m): (u8, u8) = (k.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if k as usize + m as usize > MAX_HOLDERS {
+            return Err(bad());
+        }
+        Shape::new(k, m).map(Durability::Stripes).map_err(|_| bad())
+    }
+}
+
+impl serde::Serialize for Durability {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Durability {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One data block of a stripe: its address and sealed length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataShard {
@@ -571,6 +665,35 @@ mod tests {
             parities.push(p);
         }
         (map(shape, BlockAddress::of(b"root"), stripes), parities)
+    }
+
+    #[test]
+    fn durability_is_written_and_read_as_people_type_it() {
+        for s in ["replicas:3", "replicas:16", "ec:10+6", "ec:4+2", "ec:1+1"] {
+            let d: Durability = s.parse().unwrap();
+            assert_eq!(d.to_string(), s);
+        }
+        assert_eq!(
+            "ec:10+6".parse::<Durability>().unwrap().holders(),
+            16,
+            "K + M peers"
+        );
+        for bad in [
+            "replicas:0",
+            "replicas:17",
+            "ec:10+7",
+            "ec:0+2",
+            "ec:4+0",
+            "ec:4",
+            "ec:4+2+1",
+            "3",
+            "raid:5",
+        ] {
+            let e = bad.parse::<Durability>().unwrap_err();
+            assert!(e.contains("replicas:R"), "{bad}: {e}");
+        }
+        let small = "ec:10+6".parse::<Durability>().unwrap().for_chunks(1);
+        assert_eq!(small, Durability::Replicas(7), "one chunk: M + 1 copies");
     }
 
     #[test]

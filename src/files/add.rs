@@ -25,6 +25,9 @@ pub struct AddOptions {
     pub pin: bool,
     /// Copies the network keeps of it, recorded with the pin (`None`: the node's default).
     pub replicas: Option<u8>,
+    /// How the network keeps it (`add --durability`), recorded with the pin (`None`: the
+    /// node's `--durability`).
+    pub durability: Option<crate::content::stripe::Durability>,
     /// Compress chunks that shrink (`protocols/block-v2.md`); off stores every chunk raw.
     pub compress: bool,
     /// The pin is storgo's own (a collection's version), not the user's: not listed by `ls`.
@@ -37,6 +40,7 @@ impl Default for AddOptions {
             recursive: false,
             pin: true,
             replicas: None,
+            durability: None,
             compress: true,
             internal: false,
         }
@@ -241,6 +245,8 @@ fn finish(
             for_reading: false,
             replicas: opts.replicas,
             internal: opts.internal,
+            durability: opts.durability,
+            stripe_map: None,
         })?;
     }
     tracing::info!(cid = %address, bytes = size, new_bytes = stats.new_bytes, "added");

@@ -694,6 +694,8 @@ pub fn pin_complete(store: &Store, id: &ContentId) -> Result<crate::store::PinRe
         for_reading: false,
         replicas: store.pin_of(&id.root)?.and_then(|p| p.replicas),
         internal: false,
+        durability: None,
+        stripe_map: None,
     };
     session.commit_pin(&rec)?;
     Ok(rec)

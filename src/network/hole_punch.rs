@@ -90,7 +90,8 @@ impl Crossings {
     fn dial_failed(&mut self, peer: PeerId, id: ConnectionId) -> Option<PeerId> {
         remove(&mut self.dialling, &peer, &id);
         let waiting = self.held_back.get(&peer).is_some_and(|s| !s.is_empty());
-        let nothing_coming = !self.dialling.contains_key(&peer) && !self.circuits_out.contains_key(&peer);
+        let nothing_coming =
+            !self.dialling.contains_key(&peer) && !self.circuits_out.contains_key(&peer);
         if waiting && nothing_coming {
             self.held_back.remove(&peer);
             return Some(peer);
@@ -221,7 +222,10 @@ impl NetworkBehaviour for HolePunch {
         }
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         if let Some(peer) = self.redial.pop() {
             tracing::debug!(peer = %peer, "dialling again through the relay so that a punch can start");
             // Through whatever addresses the routing table has: its circuit addresses.
@@ -253,7 +257,10 @@ mod tests {
         let (small, large) = pair();
         let mut on_small = Crossings::new(small);
         let mut on_large = Crossings::new(large);
-        let (c_small, c_large) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        let (c_small, c_large) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
         // Both dial at once; the larger peer's circuit arrives first on both sides.
         on_small.dial_started(large, c_small);
         on_large.dial_started(small, c_large);
@@ -292,7 +299,10 @@ mod tests {
     fn when_the_smaller_peers_own_dial_fails_it_dials_again_once() {
         let (small, large) = pair();
         let mut on_small = Crossings::new(small);
-        let (mine, theirs) = (ConnectionId::new_unchecked(1), ConnectionId::new_unchecked(2));
+        let (mine, theirs) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
         on_small.dial_started(large, mine);
         assert!(!on_small.punch_on_accepted(large, theirs));
         assert_eq!(on_small.dial_failed(large, mine), Some(large));
@@ -305,6 +315,9 @@ mod tests {
         assert_eq!(other.dial_failed(large, mine), None);
         // The held-back circuit closing ends the wait.
         other.closed(large, theirs);
-        assert_eq!(other.dial_failed(large, ConnectionId::new_unchecked(3)), None);
+        assert_eq!(
+            other.dial_failed(large, ConnectionId::new_unchecked(3)),
+            None
+        );
     }
 }

@@ -38,7 +38,9 @@ use libp2p::{
 pub use announce::{AnnounceCodec, AnnounceResponse, Announcement};
 pub use chunks::{ChunkCodec, ChunkRequest, ChunkResponse};
 pub use records::{DhtStore, ProviderCounts, RemoteProvider};
-pub use replicate::{RefuseReason, ReplicateCodec, ReplicateRequest, ReplicateResponse};
+pub use replicate::{
+    HeldStripes, RefuseReason, ReplicateCodec, ReplicateRequest, ReplicateResponse,
+};
 
 /// Kademlia protocol name: storgo forms its own DHT.
 pub const KAD_PROTOCOL: &str = "/storgo/kad/1.0.0";

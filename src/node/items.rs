@@ -5,21 +5,25 @@
 
 use std::future::Future;
 
+use crate::content::stripe::Durability;
 use crate::content::BlockAddress;
 
 use super::{Client, NodeError, Replicator};
 
-/// Provides `root` (findable from now on), then hands back the placement of its copies —
-/// `replicas` of them, or the node's `--replication` — for the caller to run in its own
-/// tracked task. A placement that fails is logged; the next repair round tries again.
+/// Provides `root` (findable from now on), then hands back the placement of its copies or
+/// columns — as `durability` or `replicas` say, or the node's `--durability` — for the caller
+/// to run in its own tracked task. A placement that fails is logged; the next repair round tries again.
 pub async fn provide_then_place(
     client: &Client,
     replicator: &Replicator,
     root: BlockAddress,
     replicas: Option<u8>,
+    durability: Option<Durability>,
 ) -> Result<impl Future<Output = ()> + Send + 'static, NodeError> {
     client.start_providing(root).await?;
-    let r = replicas.unwrap_or(replicator.config().replication);
+    let r = durability
+        .or(replicas.map(Durability::Replicas))
+        .unwrap_or_else(|| replicator.config().durability());
     let replicator = replicator.clone();
     Ok(async move {
         if let Err(e) = replicator.repair_item(root, r).await {

@@ -92,6 +92,11 @@ pub struct Counters {
     pub items_pinned: Gauge,
     pub replicas_held: Gauge,
     pub items_under_replicated: Gauge,
+    /// Items kept as `ec:K+M` with a column missing at the last placement: each of their
+    /// stripes is below the repair threshold (K + M).
+    pub striped_items_below_threshold: Gauge,
+    /// Columns of striped items held here for the network.
+    pub columns_held: Gauge,
     /// What the node is for (`resident` or `temporary`), 1 on its one label.
     pub role: Family<RoleLabel, Gauge>,
     /// Background tasks besides the swarm's loop: 1 while one runs, 0 once it has ended.
@@ -138,6 +143,8 @@ impl Default for Counters {
             items_pinned: Gauge::default(),
             replicas_held: Gauge::default(),
             items_under_replicated: Gauge::default(),
+            striped_items_below_threshold: Gauge::default(),
+            columns_held: Gauge::default(),
             role: Family::default(),
             hole_punches: Family::default(),
             // 10 ms to about 40 s.
@@ -331,6 +338,16 @@ impl Counters {
             "Items below their replication at the last repair round",
             self.items_under_replicated.clone(),
         );
+        r.register(
+            "striped_items_below_threshold",
+            "Items kept as ec:K+M that had a column missing at their last placement",
+            self.striped_items_below_threshold.clone(),
+        );
+        r.register(
+            "columns_held",
+            "Columns of striped items held whole for the network",
+            self.columns_held.clone(),
+        );
     }
 }
 
@@ -389,9 +406,13 @@ impl Metrics {
         if let Ok(r) = store.replicas() {
             c.replicas_held
                 .set(r.iter().filter(|r| r.complete).count() as i64);
+            c.columns_held
+                .set(r.iter().filter(|r| r.complete && r.shard.is_some()).count() as i64);
         }
         c.items_under_replicated
             .set(replicator.under_replicated() as i64);
+        c.striped_items_below_threshold
+            .set(replicator.striped_below_threshold() as i64);
     }
 
     /// The Prometheus text format (OpenMetrics).

@@ -37,7 +37,8 @@ mod tasks;
 pub use fetch::{begin_session, fetch, fetch_in, FetchOptions, FetchProgress, FetchReport};
 pub use metrics::{Counters, Metrics};
 pub use replicate::{
-    ItemRepair, RepairReport, ReplicationConfig, Replicator, ScrubReport, ScrubTotals,
+    HolderHealth, ItemHealth, ItemRepair, RepairReport, ReplicationConfig, Replicator, ScrubReport,
+    ScrubTotals,
 };
 pub use republish::regions::KeyspaceMap;
 pub use republish::{RepublishReport, Republisher};

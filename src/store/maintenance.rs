@@ -102,6 +102,8 @@ struct HoldingRef {
     name: String,
     root: Result<BlockAddress, crate::content::ContentError>,
     partial: bool,
+    /// A striped item's map and what of it is held here.
+    stripes: Option<super::StripesHeld>,
 }
 
 /// Why an item's manifests could not be walked.
@@ -147,6 +149,28 @@ impl Store {
         Ok(())
     }
 
+    /// Adds what holding `h` keeps to `live`: everything reachable from its root, and for a
+    /// striped item its map and parity (the blocks of other columns a column holder does not
+    /// keep are marked too: harmless, as GC only removes what is held).
+    fn mark_holding(
+        &self,
+        h: &HoldingRef,
+        live: &mut HashSet<BlockAddress>,
+    ) -> Result<(), Unwalkable> {
+        let root = h
+            .root
+            .as_ref()
+            .map_err(|e| Unwalkable(format!("holding record: {e}")))?;
+        self.mark(root, live)?;
+        if let Some(held) = h.stripes {
+            let blocks = self
+                .holding_blocks(root, Some(held))
+                .map_err(|e| Unwalkable(format!("stripe map {}: {e}", held.map())))?;
+            live.extend(blocks);
+        }
+        Ok(())
+    }
+
     /// Every holding (pins, then replicas), named as a person knows it: a pin by its content
     /// ID, a replica by its root address.
     fn holdings(&self) -> Result<Vec<HoldingRef>> {
@@ -158,6 +182,7 @@ impl Store {
             .map(|p| HoldingRef {
                 root: p.id.parse::<ContentId>().map(|id| id.root),
                 partial: p.partial,
+                stripes: p.stripe_map.map(super::StripesHeld::Coded),
                 name: p.id,
             })
             .collect();
@@ -170,6 +195,7 @@ impl Store {
                     name: r.root.to_string(),
                     root: Ok(r.root),
                     partial: !r.complete,
+                    stripes: r.shard.map(super::StripesHeld::Column),
                 }),
         );
         Ok(out)
@@ -242,17 +268,42 @@ impl Store {
     /// (which claims them), setting corrupt ones aside. `pace` is told each block's size, to
     /// bound the rate. Returns what it checked and the blocks now lacking (corrupt or
     /// missing); the blocks under a lacking manifest are not reached until it is fetched again.
+    ///
+    /// A column holder (`shard`) checks the item's manifests, the stripe map and its own
+    /// column's blocks only.
     pub fn check_item(
         &self,
         session: &super::Session,
         root: &BlockAddress,
+        shard: Option<&crate::content::stripe::ShardOf>,
         pace: &mut dyn FnMut(u64),
     ) -> Result<CheckedItem> {
         let mut out = CheckedItem::default();
         let mut seen = HashSet::new();
         let mut stack = vec![(*root, LinkKind::Manifest)];
+        // A column holder's own blocks, once its map is checked.
+        let mut column: Option<HashSet<BlockAddress>> = None;
+        if let Some(s) = shard {
+            session.claim([s.map]);
+            match self.check_block(&s.map)? {
+                BlockCheck::Good(n) => {
+                    out.checked_blocks += 1;
+                    out.checked_bytes += n;
+                    pace(n);
+                    let map = self.stripe_map(&s.map, root)?;
+                    column = Some(map.column(s.column as usize).map(|(_, a, _)| a).collect());
+                }
+                BlockCheck::SetAside | BlockCheck::Missing => {
+                    out.lacking.push(s.map);
+                    return Ok(out);
+                }
+            }
+        }
         while let Some((a, kind)) = stack.pop() {
             if !seen.insert(a) {
+                continue;
+            }
+            if kind != LinkKind::Manifest && column.as_ref().is_some_and(|c| !c.contains(&a)) {
                 continue;
             }
             session.claim([a]);
@@ -275,6 +326,18 @@ impl Store {
                     reason: e.to_string(),
                 })?;
                 stack.extend(links.into_iter().map(|l| (l.address, l.kind)));
+            }
+        }
+        // A parity column's blocks are in no manifest.
+        for a in column.into_iter().flatten().filter(|a| !seen.contains(a)) {
+            session.claim([a]);
+            match self.check_block(&a)? {
+                BlockCheck::Good(n) => {
+                    out.checked_blocks += 1;
+                    out.checked_bytes += n;
+                    pace(n);
+                }
+                BlockCheck::SetAside | BlockCheck::Missing => out.lacking.push(a),
             }
         }
         Ok(out)
@@ -307,11 +370,7 @@ impl Store {
         // sweep ends (released claims are kept too: `released_during_gc`).
         let mut live = HashSet::new();
         for h in self.holdings()? {
-            let walked = match h.root {
-                Ok(root) => self.mark(&root, &mut live),
-                Err(e) => Err(Unwalkable(format!("holding record: {e}"))),
-            };
-            if let Err(Unwalkable(why)) = walked {
+            if let Err(Unwalkable(why)) = self.mark_holding(&h, &mut live) {
                 report.unwalkable_items.push((h.name, why));
             }
         }
@@ -492,14 +551,14 @@ impl Store {
         report.adopted = adopt.len() as u64;
         self.parts.index.add_blocks(&adopt)?;
         for h in self.holdings()? {
-            let mut reached = HashSet::new();
-            let walked = match h.root {
-                Ok(root) => self.mark(&root, &mut reached),
-                Err(e) => Err(Unwalkable(e.to_string())),
+            let walked = match (&h.root, h.stripes) {
+                (Ok(root), stripes) => self
+                    .holding_blocks(root, stripes)
+                    .map_err(|e| Unwalkable(e.to_string())),
+                (Err(e), _) => Err(Unwalkable(e.to_string())),
             };
             let lacking = match walked {
-                Ok(()) => {
-                    let reached: Vec<BlockAddress> = reached.into_iter().collect();
+                Ok(reached) => {
                     let held = self.parts.index.have_blocks(&reached)?;
                     held.iter().filter(|h| !**h).count() as u64
                 }

@@ -23,6 +23,7 @@ pub mod maintenance;
 pub mod packs;
 pub mod rows;
 pub mod session;
+pub mod stripes;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use index::StoreStats;
 pub use maintenance::{BlockCheck, CheckedItem, GcReport, VerifyReport};
 pub use rows::{DhtTable, Holding, PinRecord, ReplicaRecord, SessionKind, SessionRecord};
 pub use session::{BlockWriter, Session};
+pub use stripes::StripesHeld;
 
 /// File in the data dir that holds the convergence secret (64 hex digits).
 pub const SECRET_FILE: &str = "convergence-secret";
@@ -278,6 +280,11 @@ impl Store {
 
     pub fn pins(&self) -> Result<Vec<PinRecord>> {
         self.parts.index.pins()
+    }
+
+    /// Stored sizes of `blocks` (`None` for one not held).
+    pub fn block_sizes(&self, blocks: &[BlockAddress]) -> Result<Vec<Option<u64>>> {
+        self.parts.index.block_sizes(blocks)
     }
 
     pub fn stats(&self) -> Result<StoreStats> {

@@ -100,6 +100,17 @@ pub struct PinRecord {
     /// user: held, provided and replicated like any pin, but not listed by `ls` or the page.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub internal: bool,
+    /// How the network keeps it (`add --durability`), when not the node's `--durability`.
+    /// `replicas` above is the older way of saying `replicas:R` and gives way to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "ec:10+6")]
+    pub durability: Option<crate::content::stripe::Durability>,
+    /// Its stripe map (`stripes-v1.md`) once this node has coded it into stripes: the map
+    /// and every parity block are kept with the pin, so that this node can hand any column
+    /// to a new holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub stripe_map: Option<BlockAddress>,
 }
 
 /// An item held as a replica for the network, as `ls --replicas` shows it. Holders never
@@ -125,6 +136,12 @@ pub struct ReplicaRecord {
     /// leases, given the node's default lease at its next repair round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until: Option<u64>,
+    /// A column of a striped item rather than a whole copy: which column (data columns
+    /// first, then parity) and the stripe map that lists its blocks. `replication` is then
+    /// the item's K + M.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub shard: Option<crate::content::stripe::ShardOf>,
 }
 
 /// What keeps an item here: the user's pin, or a replica held for the network.

@@ -46,14 +46,19 @@ fn replicate_request() -> impl Strategy<Value = ReplicateRequest> {
             address(),
             1u8..=16,
             any::<u64>(),
-            proptest::option::of(any::<u64>())
+            proptest::option::of(any::<u64>()),
+            proptest::option::of((address(), any::<u8>())),
         )
-            .prop_map(|(root, replication, bytes, lease_until)| {
+            .prop_map(|(root, replication, bytes, lease_until, shard)| {
                 ReplicateRequest::Hold {
                     root,
                     replication,
                     bytes,
                     lease_until,
+                    shard: shard.map(|(map, c)| storgo::content::stripe::ShardOf {
+                        map,
+                        column: c % replication,
+                    }),
                 }
             }),
     ]
@@ -63,8 +68,16 @@ fn replicate_response() -> impl Strategy<Value = ReplicateResponse> {
     prop_oneof![
         Just(ReplicateResponse::Accepted),
         Just(ReplicateResponse::NotHeld),
-        (any::<bool>(), any::<bool>())
-            .prop_map(|(complete, pinned)| ReplicateResponse::Holding { complete, pinned }),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of((address(), proptest::option::of(0u8..16)))
+        )
+            .prop_map(|(complete, pinned, stripes)| ReplicateResponse::Holding {
+                complete,
+                pinned,
+                stripes: stripes.map(|(map, column)| storgo::network::HeldStripes { map, column }),
+            }),
         (refuse_reason(), "[ -~]{0,100}")
             .prop_map(|(reason, message)| ReplicateResponse::Refused { reason, message }),
     ]

@@ -123,12 +123,24 @@ fn code_matches_every_vector() {
                         replication: 3,
                         bytes: 1_048_576,
                         lease_until: None,
+                        shard: None,
                     },
                     "request-hold-lease" => ReplicateRequest::Hold {
                         root,
                         replication: 3,
                         bytes: 1_048_576,
                         lease_until: Some(1_700_000_000),
+                        shard: None,
+                    },
+                    "request-hold-column" => ReplicateRequest::Hold {
+                        root,
+                        replication: 16,
+                        bytes: 1_048_576,
+                        lease_until: Some(1_700_000_000),
+                        shard: Some(storgo::content::stripe::ShardOf {
+                            map: BlockAddress::from_digest([0x11; 32]),
+                            column: 12,
+                        }),
                     },
                     "request-query" => ReplicateRequest::Query { root },
                     _ => panic!("unknown vector {name}"),
@@ -146,6 +158,23 @@ fn code_matches_every_vector() {
                     "response-holding" => ReplicateResponse::Holding {
                         complete: true,
                         pinned: false,
+                        stripes: None,
+                    },
+                    "response-holding-column" => ReplicateResponse::Holding {
+                        complete: true,
+                        pinned: false,
+                        stripes: Some(storgo::network::HeldStripes {
+                            map: BlockAddress::from_digest([0x11; 32]),
+                            column: Some(12),
+                        }),
+                    },
+                    "response-holding-coder" => ReplicateResponse::Holding {
+                        complete: true,
+                        pinned: true,
+                        stripes: Some(storgo::network::HeldStripes {
+                            map: BlockAddress::from_digest([0x11; 32]),
+                            column: None,
+                        }),
                     },
                     "response-not-held" => ReplicateResponse::NotHeld,
                     _ => panic!("unknown vector {name}"),

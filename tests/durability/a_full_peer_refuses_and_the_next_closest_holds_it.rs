@@ -42,7 +42,7 @@ async fn a_full_peer_refuses_and_the_next_closest_holds_it() {
 
     let report = adder
         .replicator
-        .repair_item(id.root, R)
+        .repair_item(id.root, storgo::content::stripe::Durability::Replicas(R))
         .await
         .expect("place");
     assert_eq!(report.refused.len(), 1, "{report:?}");

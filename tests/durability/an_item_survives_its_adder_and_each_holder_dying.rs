@@ -42,7 +42,7 @@ async fn an_item_survives_its_adder_and_each_holder_dying() {
 
     adder
         .replicator
-        .repair_item(id.root, R)
+        .repair_item(id.root, storgo::content::stripe::Durability::Replicas(R))
         .await
         .expect("place replicas");
     let whole = adder

@@ -77,7 +77,10 @@ async fn churn_at_scale_keeps_every_item_whole_on_r_live_holders() {
         let len = (1024f64 * 8192f64.powf(rng.gen::<f64>())) as usize;
         let at = Arc::clone(&nodes[rng.gen_range(0..nodes.len())]);
         let (id, data) = add_random(&at, &files, &format!("item-{i}"), len, seed ^ i as u64).await;
-        at.replicator.repair_item(id.root, r).await.expect("place");
+        at.replicator
+            .repair_item(id.root, storgo::content::stripe::Durability::Replicas(r))
+            .await
+            .expect("place");
         items.push((id, data));
     }
     settle(&nodes).await;

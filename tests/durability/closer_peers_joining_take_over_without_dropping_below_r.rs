@@ -34,7 +34,11 @@ async fn closer_peers_joining_take_over_without_dropping_below_r() {
         wait_routing(n, 3).await;
     }
     let (id, _) = add_random(&adder, tmp.path(), "syllabus.pdf", 1 << 20, 4).await;
-    adder.replicator.repair_item(id.root, R).await.unwrap();
+    adder
+        .replicator
+        .repair_item(id.root, storgo::content::stripe::Durability::Replicas(R))
+        .await
+        .unwrap();
     adder
         .replicator
         .wait_for_replicas(id.root, R, Duration::from_secs(60), &|_| {})

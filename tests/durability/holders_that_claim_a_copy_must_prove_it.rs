@@ -39,7 +39,11 @@ async fn a_holder_keeps_its_copy_when_closer_claims_are_empty() {
         wait_routing(p, 3).await;
     }
     let (id, _) = add_random(&adder, tmp.path(), "notes.pdf", 3 << 20, 9).await;
-    adder.replicator.repair_item(id.root, 3).await.unwrap();
+    adder
+        .replicator
+        .repair_item(id.root, storgo::content::stripe::Durability::Replicas(3))
+        .await
+        .unwrap();
     let whole = adder
         .replicator
         .wait_for_replicas(id.root, 3, Duration::from_secs(60), &|_| {})
@@ -65,7 +69,11 @@ async fn a_holder_keeps_its_copy_when_closer_claims_are_empty() {
         }
     }
 
-    let report = honest.replicator.repair_item(id.root, 2).await.unwrap();
+    let report = honest
+        .replicator
+        .repair_item(id.root, storgo::content::stripe::Durability::Replicas(2))
+        .await
+        .unwrap();
     assert!(
         !report.handed_off,
         "handed off to holders without the data: {report:?}"

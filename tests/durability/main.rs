@@ -10,9 +10,11 @@ mod a_full_peer_refuses_and_the_next_closest_holds_it;
 mod an_item_survives_its_adder_and_each_holder_dying;
 mod churn_at_scale_keeps_every_item;
 mod closer_peers_joining_take_over_without_dropping_below_r;
+mod columns_outlive_their_adder_and_m_holders;
 mod holders_that_claim_a_copy_must_prove_it;
 mod replicas_are_leases_renewed_by_pinners;
 mod scrub_replaces_a_corrupt_chunk_from_another_holder;
+mod stripes_against_copies_under_churn;
 
 use std::sync::Arc;
 use std::time::Duration;

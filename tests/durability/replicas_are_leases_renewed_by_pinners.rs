@@ -58,7 +58,11 @@ async fn a_pinner_renews_and_an_unpinned_item_is_let_go() {
         wait_routing(p, 2).await;
     }
     let (id, _) = add_random(&adder, tmp.path(), "slides.pdf", 1 << 20, 21).await;
-    adder.replicator.repair_item(id.root, 2).await.unwrap();
+    adder
+        .replicator
+        .repair_item(id.root, storgo::content::stripe::Durability::Replicas(2))
+        .await
+        .unwrap();
     adder
         .replicator
         .wait_for_replicas(id.root, 2, Duration::from_secs(60), &|_| {})

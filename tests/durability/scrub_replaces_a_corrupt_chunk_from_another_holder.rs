@@ -28,7 +28,11 @@ async fn scrub_replaces_a_corrupt_chunk_from_another_holder() {
         wait_routing(p, 2).await;
     }
     let (id, data) = add_random(&adder, tmp.path(), "notes.pdf", 3 << 20, 5).await;
-    adder.replicator.repair_item(id.root, R).await.unwrap();
+    adder
+        .replicator
+        .repair_item(id.root, storgo::content::stripe::Durability::Replicas(R))
+        .await
+        .unwrap();
     adder
         .replicator
         .wait_for_replicas(id.root, R, Duration::from_secs(60), &|_| {})
@@ -71,7 +75,11 @@ async fn a_scrub_that_cannot_repair_leaves_the_replica_partial() {
     let holder = start_replicating_node(&tmp.path().join("n1"), vec![addr(&adder)], None, 1).await;
     wait_routing(&holder, 1).await;
     let (id, _) = add_random(&adder, tmp.path(), "notes.pdf", 3 << 20, 6).await;
-    adder.replicator.repair_item(id.root, 1).await.unwrap();
+    adder
+        .replicator
+        .repair_item(id.root, storgo::content::stripe::Durability::Replicas(1))
+        .await
+        .unwrap();
     adder
         .replicator
         .wait_for_replicas(id.root, 1, Duration::from_secs(60), &|_| {})

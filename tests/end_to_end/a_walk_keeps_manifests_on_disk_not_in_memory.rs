@@ -125,6 +125,8 @@ fn craft(dir: &std::path::Path, leaf_file: &std::path::Path) -> (ContentId, u64)
             for_reading: false,
             replicas: None,
             internal: false,
+            durability: None,
+            stripe_map: None,
         })
         .unwrap();
     (id, manifest_bytes)

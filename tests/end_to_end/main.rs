@@ -14,6 +14,7 @@ mod a_fetch_keeps_looking_until_its_timeout;
 mod a_full_disk_fails_cleanly_and_the_node_keeps_serving;
 mod a_killed_node_resumes_without_refetching;
 mod a_walk_keeps_manifests_on_disk_not_in_memory;
+mod columns_outlive_a_killed_adder_and_two_holders;
 mod health_checks_and_json_logs;
 mod lan_discovery_across_namespaces;
 mod nat;

@@ -62,6 +62,8 @@ async fn a_folder_of_shared_subtrees_is_fetched_once_per_manifest() {
                 for_reading: false,
                 replicas: None,
                 internal: false,
+                durability: None,
+                stripe_map: None,
             })
             .unwrap();
         below

@@ -172,6 +172,8 @@ async fn an_unpin_during_a_read_is_not_undone() {
             for_reading: false,
             replicas: None,
             internal: false,
+            durability: None,
+            stripe_map: None,
         }))
         .unwrap();
     drop(session);

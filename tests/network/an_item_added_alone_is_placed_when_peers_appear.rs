@@ -49,10 +49,15 @@ async fn an_item_added_before_any_peer_is_placed_when_peers_appear() {
     assert_eq!(metric(&alone).await, "storgo_items_under_replicated 0");
     let (id, _) = add_random(&alone, tmp.path(), "week1.pdf", 300_000, 11).await;
     // What an add through the API or the web page does next: provide, then place.
-    let place =
-        storgo::node::items::provide_then_place(&alone.client, &alone.replicator, id.root, None)
-            .await
-            .expect("provide");
+    let place = storgo::node::items::provide_then_place(
+        &alone.client,
+        &alone.replicator,
+        id.root,
+        None,
+        None,
+    )
+    .await
+    .expect("provide");
     place.await;
     assert_eq!(alone.replicator.under_replicated(), 1, "no peer: short");
     assert_eq!(metric(&alone).await, "storgo_items_under_replicated 1");

@@ -120,6 +120,7 @@ async fn a_peer_cannot_ask_for_more_than_its_hourly_intake() {
                     replication: 3,
                     bytes: 2 << 20,
                     lease_until: None,
+                    shard: None,
                 },
             )
             .await

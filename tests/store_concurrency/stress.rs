@@ -172,6 +172,7 @@ pub async fn add_sources(
             recursive: false,
             pin: true,
             replicas: None,
+            durability: None,
             compress: true,
         };
         let r: AddResponse = api.post("/add", &req).await.expect("add a source item");
@@ -361,6 +362,7 @@ impl ClientLoop {
                     recursive: false,
                     pin: true,
                     replicas: None,
+                    durability: None,
                     compress: true,
                 };
                 let r: AddResponse = self.api.post("/add", &req).await.map_err(e)?;

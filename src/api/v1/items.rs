@@ -44,6 +44,11 @@ pub struct AddRequest {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 16)]
     pub replicas: Option<u8>,
+    /// How the network keeps it, `replicas:R` or `ec:K+M` (default: the node's
+    /// `--durability`); given with `replicas`, this wins.
+    #[serde(default)]
+    #[schema(example = "ec:4+2")]
+    pub durability: Option<String>,
     /// Compress chunks that shrink (default on).
     #[serde(default = "yes")]
     pub compress: bool,
@@ -51,6 +56,14 @@ pub struct AddRequest {
 
 fn yes() -> bool {
     true
+}
+
+/// A `durability` parameter: `replicas:R` or `ec:K+M`.
+fn durability_param(
+    d: Option<&str>,
+) -> Result<Option<crate::content::stripe::Durability>, ApiError> {
+    d.map(|s| s.parse().map_err(ApiError::bad_request))
+        .transpose()
 }
 
 /// What an add or upload made.
@@ -73,15 +86,17 @@ pub(super) async fn add(
 ) -> Result<Json<AddResponse>, ApiError> {
     local_only(&api)?;
     within("replicas", req.replicas, REPLICAS)?;
+    let durability = durability_param(req.durability.as_deref())?;
     let store = Arc::clone(&api.store);
     let opts = AddOptions {
         recursive: req.recursive,
         pin: req.pin,
         replicas: req.replicas,
+        durability,
         compress: req.compress,
         internal: false,
     };
-    let pin = opts.pin.then_some(req.replicas);
+    let pin = opts.pin.then_some((req.replicas, durability));
     let added = blocking(move || Ok(files::add_path(&store, &req.path, &opts, &|_| {})?)).await?;
     announce_added(&api, added, pin).await
 }
@@ -92,14 +107,15 @@ pub(super) async fn add(
 async fn announce_added(
     api: &Api,
     added: files::Added,
-    pin: Option<Option<u8>>,
+    pin: Option<(Option<u8>, Option<crate::content::stripe::Durability>)>,
 ) -> Result<Json<AddResponse>, ApiError> {
-    if let Some(replicas) = pin {
+    if let Some((replicas, durability)) = pin {
         let place = crate::node::items::provide_then_place(
             &api.client,
             &api.replicator,
             added.id.root,
             replicas,
+            durability,
         )
         .await?;
         tokio::spawn(place);
@@ -127,6 +143,10 @@ pub(super) struct UploadQuery {
     #[serde(default)]
     #[param(minimum = 1, maximum = 16)]
     replicas: Option<u8>,
+    /// How the network keeps it, `replicas:R` or `ec:K+M` (default: the node's
+    /// `--durability`).
+    #[serde(default)]
+    durability: Option<String>,
     /// Compress chunks that shrink (default true).
     #[serde(default = "yes")]
     compress: bool,
@@ -148,6 +168,7 @@ pub(super) async fn upload(
     request: axum::extract::Request,
 ) -> Result<Json<AddResponse>, ApiError> {
     within("replicas", q.replicas, REPLICAS)?;
+    let durability = durability_param(q.durability.as_deref())?;
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -157,10 +178,11 @@ pub(super) async fn upload(
         recursive: false,
         pin: q.pin,
         replicas: q.replicas,
+        durability,
         compress: q.compress,
         internal: false,
     };
-    let pin = opts.pin.then_some(q.replicas);
+    let pin = opts.pin.then_some((q.replicas, durability));
     let added = if multipart {
         let mut form = Multipart::from_request(request, &())
             .await

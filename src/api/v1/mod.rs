@@ -97,6 +97,7 @@ pub(super) fn router() -> OpenApiRouter<Api> {
         .routes(routes!(events::events))
         .routes(routes!(node::replicas))
         .routes(routes!(node::wait_replicas))
+        .routes(routes!(node::item_health))
         .routes(routes!(node::repair))
         .routes(routes!(items::gc))
         .routes(routes!(items::verify))

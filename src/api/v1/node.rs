@@ -46,6 +46,12 @@ pub struct Status {
 pub struct ReplicationStatus {
     /// Copies the network keeps of each item this node adds.
     pub replication: u8,
+    /// How items added here are kept unless their add said: `replicas:R` or `ec:K+M`.
+    #[serde(default)]
+    pub durability: String,
+    /// Items kept as `ec:K+M` that had a column missing at their last placement.
+    #[serde(default)]
+    pub striped_below_threshold: usize,
     /// Items this node pins or holds that are short of their copies now (their last placement
     /// found fewer than R holders, or could not run for want of peers).
     #[serde(default)]
@@ -85,6 +91,8 @@ pub(super) async fn status(State(api): State<Api>) -> Result<Json<Status>, ApiEr
     let whole = held.iter().filter(|r| r.complete).count() as u64;
     let replication = ReplicationStatus {
         replication: api.replicator.config().replication,
+        durability: api.replicator.config().durability().to_string(),
+        striped_below_threshold: api.replicator.striped_below_threshold(),
         under_replicated: api.replicator.under_replicated(),
         replicas_held: whole,
         replicas_arriving: api.replicator.intakes_in_progress() as u64,
@@ -270,6 +278,20 @@ fn default_wait() -> u64 {
     120
 }
 
+/// What the network holds of an item now: who holds what (pins, copies, columns) and, for an
+/// item kept as `ec:K+M`, the shards alive in each stripe, the worst stripe and its margin.
+/// Asks the item's closest peers.
+#[utoipa::path(get, path = "/replicas/{id}/health", tag = "replication",
+    params(("id" = String, Path, description = "content ID")),
+    responses((status = 200, body = crate::node::ItemHealth), (status = 400, body = ErrorBody)))]
+pub(super) async fn item_health(
+    State(api): State<Api>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<crate::node::ItemHealth>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(api.replicator.health(id.root).await?))
+}
+
 /// One line of the newline-delimited JSON `/replicas/{id}/wait` streams back.
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -301,7 +323,6 @@ pub(super) async fn wait_replicas(
     let id = parse_id(&id)?;
     within("replicas", q.replicas, REPLICAS)?;
     within("timeout_secs", Some(q.timeout_secs), 1..=3600)?;
-    let wanted = q.replicas.unwrap_or(api.replicator.config().replication);
     let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
     let line = |l: &ReplicaLine| {
         let mut v = serde_json::to_vec(l).unwrap_or_default();
@@ -310,16 +331,37 @@ pub(super) async fn wait_replicas(
     };
     tokio::spawn(async move {
         let r = &api.replicator;
-        let ptx = tx.clone();
-        let progress = move |n| {
-            let _ = ptx.try_send(line(&ReplicaLine::Progress {
-                confirmed: n,
-                wanted,
-            }));
+        // Asked for R copies, or kept as its pin says (copies or columns).
+        let durability = match q.replicas {
+            Some(n) => crate::content::stripe::Durability::Replicas(n),
+            None => {
+                let (store, root) = (Arc::clone(&api.store), id.root);
+                let pin = tokio::task::spawn_blocking(move || store.pin_of(&root))
+                    .await
+                    .ok()
+                    .and_then(|p| p.ok())
+                    .flatten();
+                match pin {
+                    Some(p) => r.config().durability_of(&p),
+                    None => r.config().durability(),
+                }
+            }
         };
         let wait = Duration::from_secs(q.timeout_secs);
-        let result = match r.repair_item(id.root, wanted).await {
-            Ok(_) => r.wait_for_replicas(id.root, wanted, wait, &progress).await,
+        let mut wanted = durability.holders() as u8;
+        let result = match r.repair_item(id.root, durability).await {
+            Ok(placed) => {
+                // Copies or columns, as the placement decided (a small item: copies).
+                wanted = placed.replication;
+                let ptx = tx.clone();
+                let progress = move |n| {
+                    let _ = ptx.try_send(line(&ReplicaLine::Progress {
+                        confirmed: n,
+                        wanted,
+                    }));
+                };
+                r.wait_for_replicas(id.root, wanted, wait, &progress).await
+            }
             Err(e) => Err(e),
         };
         let last = match result {

@@ -374,6 +374,17 @@ function health(item) {
   const p = providers.get(item.id);
   if (p?.state === 'waiting') return { label: 'placing copies…', level: 'unknown', hint: 'Copies are being placed on peers' };
   if (p?.state === 'error') return { label: 'could not check', level: 'unknown', hint: p.error };
+  // A striped item: its worst stripe's shards, from /replicas/{id}/health.
+  if (p?.health) {
+    const hh = p.health;
+    const w = hh.worst_stripe;
+    const hint = w === null || w === undefined
+      ? `${hh.holders.length} holders. Click to check again.`
+      : `Kept as ${hh.durability}: ${hh.stripes_alive.length} stripes; the worst, stripe ${w}, has ${hh.stripes_alive[w]} of its shards alive and needs ${hh.stripes_need[w]}. Click to check again.`;
+    if (hh.margin < 0) return { label: 'cannot be read', level: 'bad', hint };
+    const label = `${hh.durability} · ${hh.margin} to spare`;
+    return { label, level: hh.margin > 0 ? 'good' : 'warn', hint };
+  }
   // While a background re-check runs, the last answer stays up.
   if (!p?.peers) return { label: 'checking…', level: 'unknown', hint: 'Asking the network who holds it' };
   const others = p.peers.filter((id) => id !== state.self).length;
@@ -411,8 +422,13 @@ function pumpProviders() {
     const id = providerQueue.shift();
     providersRunning++;
     providers.set(id, { ...providers.get(id), state: 'pending' });
-    api(`/providers/${enc(id)}?timeout_secs=10`)
-      .then((peers) => providers.set(id, { state: 'done', peers, at: Date.now() }))
+    const item = state.items.find((i) => i.id === id);
+    const striped = (item?.durability ?? state.status?.replication?.durability ?? '').startsWith('ec:');
+    const ask = striped
+      ? api(`/replicas/${enc(id)}/health`).then((health) => ({ health, peers: health.holders.map((x) => x.peer) }))
+      : api(`/providers/${enc(id)}?timeout_secs=10`).then((peers) => ({ peers }));
+    ask
+      .then((got) => providers.set(id, { state: 'done', ...got, at: Date.now() }))
       .catch((e) => providers.set(id, { state: 'error', error: e.message, at: Date.now() }))
       .finally(() => { providersRunning--; refreshHealth(id); pumpProviders(); });
   }
@@ -514,7 +530,9 @@ function replicaRow(r) {
       h('div', { class: 'item-meta muted small' },
         `${fmtBytes(r.bytes)} · encrypted blocks, no name or key · since ${timeAgo(r.since)}`)),
     h('div', { class: 'item-badges' },
-      h('span', { class: 'badge replica', title: `The network keeps ${r.replication} copies of it` }, 'replica'),
+      r.shard
+        ? h('span', { class: 'badge replica', title: `One column (shard ${r.shard.column}) of ${r.replication}: the network keeps it as stripes` }, `column ${r.shard.column}`)
+        : h('span', { class: 'badge replica', title: `The network keeps ${r.replication} copies of it` }, 'replica'),
       healthBadge(r)),
     // A holder has no key: nothing to open or download, only the block address.
     h('div', { class: 'item-actions' }, copyButton(r.root, 'Copy root')));

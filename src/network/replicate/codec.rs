@@ -9,8 +9,10 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    RefuseReason, ReplicateRequest, ReplicateResponse, MAX_FRAME, MAX_MESSAGE, MAX_REPLICATION,
+    HeldStripes, RefuseReason, ReplicateRequest, ReplicateResponse, MAX_FRAME, MAX_MESSAGE,
+    MAX_REPLICATION,
 };
+use crate::content::stripe::ShardOf;
 use crate::content::BlockAddress;
 use crate::network::framing::{frame, invalid, unframe, MapCodec, MapMessages};
 
@@ -33,6 +35,12 @@ struct RequestMap {
     bytes: Option<u64>,
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     lease_until: Option<u64>,
+    /// The stripe map (CID bytes) of a column hold.
+    #[serde(rename = "sm", default, skip_serializing_if = "Option::is_none")]
+    map: Option<serde_bytes::ByteBuf>,
+    /// The column to hold.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    column: Option<u8>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -47,29 +55,51 @@ struct ResponseMap {
     reason: Option<u8>,
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     message: Option<String>,
+    /// The stripe map (CID bytes) of a striped item held.
+    #[serde(rename = "sm", default, skip_serializing_if = "Option::is_none")]
+    map: Option<serde_bytes::ByteBuf>,
+    /// The column held (absent with `sm`: every column).
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    column: Option<u8>,
+}
+
+fn cid(a: &BlockAddress) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(a.to_cid_bytes().to_vec())
+}
+
+/// A column number a `K + M` of at most [`MAX_REPLICATION`] can have.
+fn column_in_range(c: u8) -> io::Result<u8> {
+    if c >= MAX_REPLICATION {
+        return Err(invalid(format!("column {c} outside 0..{MAX_REPLICATION}")));
+    }
+    Ok(c)
 }
 
 pub fn encode_request(req: &ReplicateRequest) -> Vec<u8> {
-    let root = |a: &BlockAddress| serde_bytes::ByteBuf::from(a.to_cid_bytes().to_vec());
     frame(&match req {
         ReplicateRequest::Hold {
             root: r,
             replication,
             bytes,
             lease_until,
+            shard,
         } => RequestMap {
             op: OP_HOLD,
-            root: root(r),
+            root: cid(r),
             replication: Some(*replication),
             bytes: Some(*bytes),
             lease_until: *lease_until,
+            map: shard.map(|s| cid(&s.map)),
+            column: shard.map(|s| s.column),
         },
         ReplicateRequest::Query { root: r } => RequestMap {
             op: OP_QUERY,
-            root: root(r),
+            root: cid(r),
             replication: None,
             bytes: None,
             lease_until: None,
+            map: None,
+            column: None,
         },
     })
 }
@@ -85,11 +115,29 @@ pub fn decode_request(map: &[u8]) -> io::Result<ReplicateRequest> {
                     "replication {replication} outside 1..={MAX_REPLICATION}"
                 )));
             }
+            let shard = match (m.map, m.column) {
+                (None, None) => None,
+                (Some(map), Some(column)) => {
+                    let column = column_in_range(column)?;
+                    if column >= replication {
+                        return Err(invalid(format!(
+                            "column {column} of a {replication}-column item"
+                        )));
+                    }
+                    Some(ShardOf {
+                        map: BlockAddress::from_cid_bytes(&map)
+                            .map_err(|e| invalid(format!("sm: {e}")))?,
+                        column,
+                    })
+                }
+                _ => return Err(invalid("a column hold needs both sm and x")),
+            };
             Ok(ReplicateRequest::Hold {
                 root,
                 replication,
                 bytes: m.bytes.ok_or_else(|| invalid("hold without b"))?,
                 lease_until: m.lease_until,
+                shard,
             })
         }
         OP_QUERY => Ok(ReplicateRequest::Query { root }),
@@ -104,6 +152,8 @@ pub fn encode_response(resp: &ReplicateResponse) -> Vec<u8> {
         pinned: None,
         reason: None,
         message: None,
+        map: None,
+        column: None,
     };
     frame(&match resp {
         ReplicateResponse::Accepted => plain(ST_ACCEPTED),
@@ -112,9 +162,15 @@ pub fn encode_response(resp: &ReplicateResponse) -> Vec<u8> {
             message: Some(message.chars().take(MAX_MESSAGE).collect()),
             ..plain(ST_REFUSED)
         },
-        ReplicateResponse::Holding { complete, pinned } => ResponseMap {
+        ReplicateResponse::Holding {
+            complete,
+            pinned,
+            stripes,
+        } => ResponseMap {
             complete: Some(*complete),
             pinned: Some(*pinned),
+            map: stripes.map(|s| cid(&s.map)),
+            column: stripes.and_then(|s| s.column),
             ..plain(ST_HOLDING)
         },
         ReplicateResponse::NotHeld => plain(ST_NOT_HELD),
@@ -141,6 +197,15 @@ pub fn decode_response(map: &[u8]) -> io::Result<ReplicateResponse> {
         ST_HOLDING => Ok(ReplicateResponse::Holding {
             complete: m.complete.ok_or_else(|| invalid("holding without c"))?,
             pinned: m.pinned.unwrap_or(false),
+            stripes: match (m.map, m.column) {
+                (None, None) => None,
+                (Some(map), column) => Some(HeldStripes {
+                    map: BlockAddress::from_cid_bytes(&map)
+                        .map_err(|e| invalid(format!("sm: {e}")))?,
+                    column: column.map(column_in_range).transpose()?,
+                }),
+                (None, Some(_)) => return Err(invalid("a column without its stripe map")),
+            },
         }),
         ST_NOT_HELD => Ok(ReplicateResponse::NotHeld),
         s => Err(invalid(format!("unknown status {s}"))),
@@ -199,12 +264,24 @@ mod tests {
                 replication: 3,
                 bytes: 1 << 40,
                 lease_until: None,
+                shard: None,
             },
             ReplicateRequest::Hold {
                 root: root(),
                 replication: 3,
                 bytes: 1,
                 lease_until: Some(1_700_000_000),
+                shard: None,
+            },
+            ReplicateRequest::Hold {
+                root: root(),
+                replication: 16,
+                bytes: 1,
+                lease_until: Some(1_700_000_000),
+                shard: Some(ShardOf {
+                    map: BlockAddress::from_digest([9; 32]),
+                    column: 15,
+                }),
             },
             ReplicateRequest::Query { root: root() },
         ] {
@@ -219,10 +296,28 @@ mod tests {
             ReplicateResponse::Holding {
                 complete: true,
                 pinned: false,
+                stripes: None,
             },
             ReplicateResponse::Holding {
                 complete: false,
                 pinned: true,
+                stripes: None,
+            },
+            ReplicateResponse::Holding {
+                complete: true,
+                pinned: false,
+                stripes: Some(HeldStripes {
+                    map: BlockAddress::from_digest([9; 32]),
+                    column: Some(3),
+                }),
+            },
+            ReplicateResponse::Holding {
+                complete: true,
+                pinned: true,
+                stripes: Some(HeldStripes {
+                    map: BlockAddress::from_digest([9; 32]),
+                    column: None,
+                }),
             },
             ReplicateResponse::NotHeld,
         ] {
@@ -240,6 +335,7 @@ mod tests {
             replication: 0,
             bytes: 1,
             lease_until: None,
+            shard: None,
         });
         assert!(decode_request_frame(&zero).is_err());
         let big = encode_request(&ReplicateRequest::Hold {
@@ -247,11 +343,34 @@ mod tests {
             replication: MAX_REPLICATION + 1,
             bytes: 1,
             lease_until: None,
+            shard: None,
         });
         assert!(decode_request_frame(&big).is_err());
         let mut over = (MAX_FRAME as u32 + 1).to_be_bytes().to_vec();
         over.extend(vec![0; MAX_FRAME + 1]);
         assert!(decode_request_frame(&over).is_err());
         assert!(decode_response_frame(&[0, 0]).is_err());
+        // A column past the item's K + M, and a column without its map.
+        let past = encode_request(&ReplicateRequest::Hold {
+            root: root(),
+            replication: 6,
+            bytes: 1,
+            lease_until: None,
+            shard: Some(ShardOf {
+                map: root(),
+                column: 6,
+            }),
+        });
+        assert!(decode_request_frame(&past).is_err());
+        let lone = frame(&RequestMap {
+            op: OP_HOLD,
+            root: cid(&root()),
+            replication: Some(6),
+            bytes: Some(1),
+            lease_until: None,
+            map: None,
+            column: Some(1),
+        });
+        assert!(decode_request_frame(&lone).is_err());
     }
 }

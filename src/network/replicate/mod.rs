@@ -9,6 +9,7 @@
 
 pub mod codec;
 
+use crate::content::stripe::ShardOf;
 use crate::content::BlockAddress;
 
 pub use codec::ReplicateCodec;
@@ -30,11 +31,14 @@ pub enum ReplicateRequest {
     /// `lease_until` (Unix seconds) is how long the copy is wanted: a pinner grants it and
     /// renews it; a holder re-pushing the item passes on its own lease, never a longer one.
     /// `None` (a peer of before leases): the holder's default lease from now.
+    /// `shard`: hold one column of the striped item (`replication` is then its K + M), not a
+    /// whole copy.
     Hold {
         root: BlockAddress,
         replication: u8,
         bytes: u64,
         lease_until: Option<u64>,
+        shard: Option<ShardOf>,
     },
     /// Do you hold the item rooted at `root`, and is it whole?
     Query { root: BlockAddress },
@@ -66,6 +70,14 @@ impl RefuseReason {
     }
 }
 
+/// What a holder of a striped item holds of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldStripes {
+    pub map: BlockAddress,
+    /// One column, or every column (`None`).
+    pub column: Option<u8>,
+}
+
 /// A peer's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicateResponse {
@@ -80,7 +92,13 @@ pub enum ReplicateResponse {
     /// `Query`: the peer holds the item; `complete` once every block is there; `pinned` when
     /// its own user pinned it (a pin is kept whatever the network needs, so it does not count
     /// as one of the item's R replicas).
-    Holding { complete: bool, pinned: bool },
+    /// `stripes`: the item's stripe map, and the column held (`None`: every column — the
+    /// pinner that coded it).
+    Holding {
+        complete: bool,
+        pinned: bool,
+        stripes: Option<HeldStripes>,
+    },
     /// `Query`: the peer does not hold it.
     NotHeld,
 }

@@ -315,6 +315,7 @@ impl Collections {
             &self.inner.replicator,
             added.id.root,
             None,
+            None,
         )
         .await?;
         self.spawn(place);

@@ -23,6 +23,7 @@
 
 pub(crate) mod output;
 pub(crate) mod resume;
+pub(crate) mod stripes;
 pub(crate) mod transfer;
 pub(crate) mod walk;
 
@@ -153,6 +154,8 @@ pub async fn fetch_in(
             for_reading: false,
             replicas: already.as_ref().and_then(|p| p.replicas),
             internal: opts.internal && already.as_ref().is_none_or(|p| p.internal),
+            durability: already.as_ref().and_then(|p| p.durability),
+            stripe_map: already.as_ref().and_then(|p| p.stripe_map),
         };
         let partial = |w: &walk::Walked| pin_partial.then(|| Holding::Pin(record(w)));
         let what = Bring {
@@ -171,6 +174,7 @@ pub async fn fetch_in(
                 id: *id,
                 output,
             }),
+            shard: None,
         };
         let brought = bring(client, session, what).await?;
         let (walked, pulled, mut dropped) = (brought.walked, brought.pulled, brought.dropped);

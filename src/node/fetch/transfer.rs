@@ -5,10 +5,14 @@
 //! matching the address is dropped; new providers join as discovery finds them. Every block
 //! is hashed (on the blocking pool) before it is written through the session, so memory is
 //! bounded by the windows and the writer's queue, not by the item's size.
+//!
+//! Each worker first asks its provider what it holds (`Query`): a striped item's column
+//! holder is asked only for its column, and a block no live provider serves is rebuilt from
+//! other shards of its stripe (`stripes`, degraded reads).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
@@ -16,32 +20,57 @@ use futures::StreamExt;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, Notify};
 
-use crate::content::{BlockAddress, BlockKey, ContentId};
+use crate::content::stripe::ShardOf;
+use crate::content::{BlockAddress, BlockKey, ContentId, MAX_BLOCK_SIZE};
 use crate::files::{self, FilesError, Output};
-use crate::network::{ChunkRequest, ChunkResponse};
+use crate::network::{ChunkRequest, ChunkResponse, ReplicateRequest, ReplicateResponse};
 use crate::store::{Holding, Session, Store, StoreError};
+
+use crate::node::fetch::stripes::{Decoder, Serves, StripeCtx, MAX_DECODING};
 
 use crate::node::fetch::output::{Arrivals, EndOnDrop, OUTPUT_BUDGET};
 use crate::node::fetch::walk::{walk, ProviderPool, Walked};
 use crate::node::swarm::reputation::Offence;
 use crate::node::{blocking, Client, FetchProgress, NodeError};
 
+/// One block to bring: its address, its largest length when known, and whether it is only a
+/// helper (another shard of a stripe being rebuilt: gathered in memory, not kept).
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    address: BlockAddress,
+    len: Option<usize>,
+    helper: bool,
+}
+
 /// Shared state of the chunk download.
 struct Transfer {
-    queue: Mutex<VecDeque<(BlockAddress, Option<usize>)>>,
+    root: BlockAddress,
+    queue: Mutex<VecDeque<Job>>,
     changed: Notify,
+    /// Blocks wanted (not helpers) not yet brought or rebuilt.
     remaining: AtomicUsize,
     bytes_done: AtomicU64,
     /// Bytes the pull may bring in all (a replica's declared size).
     budget: u64,
     /// Set when a block would take the pull past `budget`: it is not written, and the pull stops.
     over: AtomicBool,
+    /// The item's chunk addresses: a stripe map a provider names must list exactly these.
+    chunks: HashSet<BlockAddress>,
+    /// The item's stripe map, once known (given, or learnt from a provider).
+    stripes: OnceLock<Arc<StripeCtx>>,
+    /// What each live worker's provider serves, once it said.
+    serves: Mutex<HashMap<PeerId, Serves>>,
+    /// Workers still asking their provider what it serves.
+    learning: AtomicUsize,
+    /// Stripes being gathered for a rebuild, and stripes rebuilt.
+    decoding: Mutex<HashSet<usize>>,
+    rebuilt: Mutex<HashSet<usize>>,
 }
 
 impl Transfer {
     /// Puts a job back at the front: the queue is in item order, and a fetch writing its
     /// output as chunks arrive waits for the earliest one.
-    fn requeue(&self, job: (BlockAddress, Option<usize>)) {
+    fn requeue(&self, job: Job) {
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -49,11 +78,93 @@ impl Transfer {
         self.changed.notify_waiters();
     }
 
-    /// The first queued job not known to be missing at this peer.
-    fn take(&self, skip: &HashSet<BlockAddress>) -> Option<(BlockAddress, Option<usize>)> {
+    /// The first queued job this peer serves and is not known to lack; helpers of stripes
+    /// already rebuilt are dropped on the way.
+    fn take(&self, skip: &HashSet<BlockAddress>, serves: Serves) -> Option<Job> {
+        let ctx = self.stripes.get().map(Arc::as_ref);
+        let rebuilt = self
+            .rebuilt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let i = q.iter().position(|(a, _)| !skip.contains(a))?;
+        if !rebuilt.is_empty() {
+            q.retain(|j| {
+                !j.helper
+                    || ctx
+                        .and_then(|c| c.locate(&j.address))
+                        .is_none_or(|(s, _)| !rebuilt.contains(&s))
+            });
+        }
+        let i = q
+            .iter()
+            .position(|j| !skip.contains(&j.address) && serves.covers(ctx, &j.address))?;
         q.remove(i)
+    }
+}
+
+/// Asks `peer` what it holds of the item: a striped item's map is learnt here (fetched from
+/// the peer, checked against its address, its item and the item's chunks) the first time a
+/// provider names one.
+async fn learn(client: &Client, peer: PeerId, t: &Transfer) -> Serves {
+    let asked = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.replicate(peer, ReplicateRequest::Query { root: t.root }),
+    )
+    .await;
+    let Ok(Ok(ReplicateResponse::Holding {
+        stripes: Some(held),
+        ..
+    })) = asked
+    else {
+        return Serves::Data;
+    };
+    if t.stripes.get().is_none() {
+        let got = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.request(peer, ChunkRequest::GetChunk(held.map)),
+        )
+        .await;
+        let Ok(Ok(ChunkResponse::Block(bytes))) = got else {
+            return Serves::Data;
+        };
+        let map = if held.map.matches(&bytes) {
+            crate::store::stripes::decode_map(&held.map, &t.root, &bytes).ok()
+        } else {
+            None
+        };
+        match map.map(|m| StripeCtx::new(m, held.map)) {
+            Some(ctx) if ctx.covers(&t.chunks) => {
+                let _ = t.stripes.set(Arc::new(ctx));
+            }
+            _ => {
+                tracing::warn!(peer = %peer, cid = %t.root, map = %held.map, "a provider named a stripe map that is not this item's");
+                client.report(peer, Offence::BadBlock).await;
+                return Serves::Data;
+            }
+        }
+    }
+    match (t.stripes.get(), held.column) {
+        (Some(ctx), _) if ctx.address != held.map => Serves::Data,
+        (_, None) => Serves::All,
+        (_, Some(c)) => Serves::Column(c),
+    }
+}
+
+/// Takes a worker's provider out of [`Transfer::serves`] however the worker ends.
+struct Serving<'a> {
+    t: &'a Transfer,
+    peer: PeerId,
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.t
+            .serves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.peer);
+        self.t.changed.notify_waiters();
     }
 }
 
@@ -71,10 +182,17 @@ enum Outcome {
     Failed(String),
 }
 
-/// What the workers hand to the store writer.
+/// What the workers (and the pull) hand to the store writer.
 enum ToWriter {
     /// A verified block.
     Block(BlockAddress, Vec<u8>),
+    /// A verified helper shard: offered to the decoder, not kept.
+    Helper(BlockAddress, Vec<u8>),
+    /// Stripe `stripe` is to be rebuilt for these (stripe-local) columns.
+    Decode {
+        stripe: usize,
+        targets: HashSet<usize>,
+    },
 }
 
 /// Why a provider's worker stopped.
@@ -85,6 +203,10 @@ enum WorkerEnd {
     /// not the provider's fault, and not booked against it.
     RelayCut(PeerId, Option<PeerId>),
 }
+
+/// How long a pull waits for providers to be found before it rebuilds blocks nobody it
+/// knows serves.
+const ORPHANS_AFTER: Duration = Duration::from_secs(2);
 
 /// "Not found" answers after which a provider that has sent nothing in this fetch stops being
 /// asked (one that has sent some chunks keeps being asked for the others it may hold).
@@ -98,12 +220,23 @@ async fn worker(
     window: usize,
     claims_whole: bool,
 ) -> WorkerEnd {
+    t.learning.fetch_add(1, Ordering::AcqRel);
+    let serves = learn(&client, peer, &t).await;
+    t.serves
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(peer, serves);
+    t.learning.fetch_sub(1, Ordering::AcqRel);
+    let _serving = Serving { t: &t, peer };
+    // A column holder provides the root but holds one column: its "not found" for another
+    // column's block would be honest, and it is never asked for one.
+    let claims_whole = claims_whole && !matches!(serves, Serves::Column(_));
     let mut inflight = FuturesUnordered::new();
-    let mut jobs: HashMap<BlockAddress, Option<usize>> = HashMap::new();
+    let mut jobs: HashMap<BlockAddress, Job> = HashMap::new();
     let mut missing_here = HashSet::new();
     let (mut failures, mut not_found, mut delivered) = (0u32, 0u32, 0u64);
-    let drop_peer = |jobs: HashMap<BlockAddress, Option<usize>>, why| {
-        for j in jobs {
+    let drop_peer = |jobs: HashMap<BlockAddress, Job>, why| {
+        for j in jobs.into_values() {
             t.requeue(j);
         }
         WorkerEnd::Dropped(peer, why)
@@ -113,13 +246,13 @@ async fn worker(
             return WorkerEnd::Done;
         }
         while inflight.len() < window {
-            let Some(job) = t.take(&missing_here) else {
+            let Some(job) = t.take(&missing_here, serves) else {
                 break;
             };
-            jobs.insert(job.0, job.1);
+            jobs.insert(job.address, job);
             let c = client.clone();
-            inflight
-                .push(async move { (job.0, c.request(peer, ChunkRequest::GetChunk(job.0)).await) });
+            let a = job.address;
+            inflight.push(async move { (a, c.request(peer, ChunkRequest::GetChunk(a)).await) });
         }
         if inflight.is_empty() {
             // Nothing this peer can do now; wait for requeued work or the end.
@@ -129,9 +262,10 @@ async fn worker(
         let Some((address, result)) = inflight.next().await else {
             continue;
         };
-        let Some(len) = jobs.remove(&address) else {
+        let Some(job) = jobs.remove(&address) else {
             continue;
         };
+        let len = job.len;
         // Hash on the blocking pool: on a current-thread runtime, hashing here would stall the
         // event loop that is receiving the next chunks.
         let outcome = match result {
@@ -156,6 +290,14 @@ async fn worker(
             Err(e) => Outcome::Failed(e.to_string()),
         };
         match outcome {
+            Outcome::Good(b) if job.helper => {
+                failures = 0;
+                delivered += 1;
+                client.add_fetched(b.len() as u64);
+                if writer.send(ToWriter::Helper(address, b)).await.is_err() {
+                    return WorkerEnd::Done;
+                }
+            }
             Outcome::Good(b) => {
                 failures = 0;
                 delivered += 1;
@@ -179,13 +321,13 @@ async fn worker(
             }
             Outcome::Corrupt => {
                 tracing::warn!(peer = %peer, cid = %address, "peer sent bytes that do not match the chunk address; dropping it");
-                jobs.insert(address, len);
+                jobs.insert(address, job);
                 client.report(peer, Offence::BadBlock).await;
                 return drop_peer(jobs, Offence::BadBlock);
             }
             Outcome::NotHere => {
                 missing_here.insert(address);
-                t.requeue((address, len));
+                t.requeue(job);
                 not_found += 1;
                 // A DHT record claims the whole item: lacking a block of it is booked, once
                 // per fetch. A "have" answer claims only the root (a peer may still be
@@ -198,15 +340,15 @@ async fn worker(
                 }
             }
             Outcome::Busy => {
-                t.requeue((address, len));
+                t.requeue(job);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Outcome::Rerouted => t.requeue((address, len)),
+            Outcome::Rerouted => t.requeue(job),
             Outcome::RelayCut(relay) => {
                 // Every request in flight on the circuit fails with it: the provider is
                 // given up at once, its jobs left to others, and the pull says why.
-                jobs.insert(address, len);
-                for j in jobs {
+                jobs.insert(address, job);
+                for j in jobs.into_values() {
                     t.requeue(j);
                 }
                 return WorkerEnd::RelayCut(peer, relay);
@@ -214,7 +356,7 @@ async fn worker(
             Outcome::Failed(why) => {
                 tracing::debug!(peer = %peer, cid = %address, error = %why, "chunk request failed");
                 failures += 1;
-                t.requeue((address, len));
+                t.requeue(job);
             }
         }
         if failures >= 3 {
@@ -240,30 +382,100 @@ pub(crate) struct PullPlan<'a> {
     pub progress: &'a (dyn Fn(FetchProgress) + Send + Sync),
     /// Gets every block once it is stored (a fetch writing its output as chunks arrive).
     pub arrivals: Option<Arc<Arrivals>>,
-    /// Bytes of chunks the pull may bring; past them it stops with `OverDeclared`.
+    /// Bytes of chunks the pull may bring; past them it stops with `OverDeclared`. Helper
+    /// shards gathered to rebuild a block are not counted: they are not kept.
     pub max_bytes: Option<u64>,
+    /// The item's chunks (a stripe map a provider names must list exactly these).
+    pub chunks: HashSet<BlockAddress>,
+    /// The item's stripe map when it is known already (a column intake).
+    pub stripes: Option<Arc<StripeCtx>>,
 }
 
 /// Stores what the workers deliver; hands each block to `arrivals` once it is stored and
 /// lands the current batch early when the reader there waits for a block in it.
+///
+/// Stripes being rebuilt are gathered here too (degraded reads): the blocks of such a stripe
+/// that arrive or are stored already, and the helper shards, until K of them rebuild the
+/// missing ones, which are then stored like any block.
 fn store_blocks(
     session: &Session,
     mut rx: mpsc::Receiver<ToWriter>,
     arrivals: Option<&Arrivals>,
+    t: &Transfer,
 ) -> Result<(), StoreError> {
     // What arrived is landed at least this often, so that a killed node resumes from about
     // where it stopped (DESIGN.md, "What a kill costs").
     const LAND_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
     let mut w = session.writer();
     let mut landed = std::time::Instant::now();
-    while let Some(ToWriter::Block(a, b)) = rx.blocking_recv() {
-        w.put(a, &b)?;
+    let mut decoder: Option<Decoder> = None;
+    while let Some(msg) = rx.blocking_recv() {
+        let (stored, offered) = match msg {
+            ToWriter::Block(a, b) => {
+                w.put(a, &b)?;
+                let offered = match decoder.as_mut() {
+                    Some(d) => d.offer(&a, &b).map_err(|e| stripe_error(t, e))?,
+                    None => Vec::new(),
+                };
+                (Some((a, b)), offered)
+            }
+            ToWriter::Helper(a, b) => match decoder.as_mut() {
+                Some(d) => (None, d.offer(&a, &b).map_err(|e| stripe_error(t, e))?),
+                None => (None, Vec::new()),
+            },
+            ToWriter::Decode { stripe, targets } => {
+                let Some(ctx) = t.stripes.get() else {
+                    continue;
+                };
+                // What this writer holds back must be readable before it is gathered.
+                w.flush()?;
+                let d = decoder.get_or_insert_with(|| Decoder::new(Arc::clone(ctx)));
+                let parts = session.parts();
+                let rebuilt = d
+                    .start(stripe, targets, |a| {
+                        parts
+                            .index
+                            .has_block(a)
+                            .ok()
+                            .filter(|h| *h)
+                            .and_then(|_| parts.read_verified(a, MAX_BLOCK_SIZE).ok())
+                    })
+                    .map_err(|e| stripe_error(t, e))?;
+                (None, rebuilt)
+            }
+        };
+        if let Some((a, b)) = stored {
+            if let Some(o) = arrivals {
+                o.arrived(a, b);
+            }
+        }
+        if !offered.is_empty() {
+            let stripes: HashSet<usize> = offered
+                .iter()
+                .filter_map(|(a, _)| t.stripes.get().and_then(|c| c.locate(a)).map(|(s, _)| s))
+                .collect();
+            tracing::debug!(cid = %t.root, blocks = offered.len(), "rebuilt blocks from their stripes");
+            for (a, b) in offered {
+                w.put(a, &b)?;
+                t.remaining.fetch_sub(1, Ordering::AcqRel);
+                if let Some(o) = arrivals {
+                    o.arrived(a, b);
+                }
+            }
+            let mut decoding = t.decoding.lock().unwrap_or_else(|e| e.into_inner());
+            let mut rebuilt = t.rebuilt.lock().unwrap_or_else(|e| e.into_inner());
+            for s in stripes {
+                decoding.remove(&s);
+                rebuilt.insert(s);
+            }
+            drop((decoding, rebuilt));
+            t.changed.notify_waiters();
+        }
         if landed.elapsed() >= LAND_EVERY {
             w.land()?;
             landed = std::time::Instant::now();
         }
         if let Some(o) = arrivals {
-            o.arrived(a, b);
             if o.take_flush_request() {
                 w.flush()?;
                 o.flushed();
@@ -271,6 +483,66 @@ fn store_blocks(
         }
     }
     w.finish().map(|_| ())
+}
+
+/// A stripe that cannot be rebuilt from shards that each matched their address: its map lies
+/// about them.
+fn stripe_error(t: &Transfer, e: crate::content::stripe::StripeError) -> StoreError {
+    StoreError::Corrupt {
+        address: t.stripes.get().map(|c| c.address).unwrap_or(t.root),
+        path: std::path::PathBuf::from("(stripe map)"),
+        reason: e.to_string(),
+    }
+}
+
+/// Blocks of the queue no live provider serves, taken out to be rebuilt from their stripe:
+/// the first such stripe (the earliest in the item, which a streaming output waits for), its
+/// orphaned columns, and helper jobs for its other shards that a live provider serves and
+/// nothing brings already. Only once every worker has said what it serves, and while fewer
+/// than [`MAX_DECODING`] stripes are gathered.
+fn orphans(t: &Transfer) -> Option<(usize, HashSet<usize>)> {
+    let ctx = t.stripes.get()?;
+    if t.learning.load(Ordering::Acquire) > 0 {
+        return None;
+    }
+    let serves: Vec<Serves> = t
+        .serves
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .copied()
+        .collect();
+    if serves.is_empty() {
+        return None;
+    }
+    let mut decoding = t.decoding.lock().unwrap_or_else(|e| e.into_inner());
+    let served = |a: &BlockAddress| serves.iter().any(|s| s.covers(Some(ctx), a));
+    let mut q = t.queue.lock().unwrap_or_else(|e| e.into_inner());
+    let stripe = q
+        .iter()
+        .filter(|j| !j.helper && !served(&j.address))
+        .filter_map(|j| ctx.locate(&j.address).map(|(s, _)| s))
+        .find(|s| decoding.contains(s) || decoding.len() < MAX_DECODING)?;
+    let mut targets = HashSet::new();
+    q.retain(|j| match ctx.locate(&j.address) {
+        Some((s, c)) if s == stripe && !j.helper && !served(&j.address) => {
+            targets.insert(c);
+            false
+        }
+        _ => true,
+    });
+    let coming: HashSet<BlockAddress> = q.iter().map(|j| j.address).collect();
+    for (c, a, len) in ctx.shards(stripe) {
+        if !targets.contains(&c) && !coming.contains(&a) && served(&a) {
+            q.push_back(Job {
+                address: a,
+                len: Some(len as usize),
+                helper: true,
+            });
+        }
+    }
+    decoding.insert(stripe);
+    Some((stripe, targets))
 }
 
 /// Pulls `missing` blocks into `session` from the providers `pool` finds. Every block that
@@ -291,24 +563,47 @@ pub(crate) async fn pull(
         progress,
         arrivals,
         max_bytes,
+        chunks,
+        stripes,
     } = plan;
     let total_missing = missing.len();
     // Unknown lengths (a keyless walk) count as the largest a chunk may be.
     let bytes_total: u64 = missing.iter().map(|(_, l)| l.unwrap_or(0) as u64).sum();
+    let known = OnceLock::new();
+    if let Some(ctx) = stripes {
+        let _ = known.set(ctx);
+    }
     let t = Arc::new(Transfer {
-        queue: Mutex::new(missing),
+        root,
+        queue: Mutex::new(
+            missing
+                .into_iter()
+                .map(|(address, len)| Job {
+                    address,
+                    len,
+                    helper: false,
+                })
+                .collect(),
+        ),
         changed: Notify::new(),
         remaining: AtomicUsize::new(total_missing),
         bytes_done: AtomicU64::new(0),
         budget: max_bytes.unwrap_or(u64::MAX),
         over: AtomicBool::new(false),
+        chunks,
+        stripes: known,
+        serves: Mutex::default(),
+        learning: AtomicUsize::new(0),
+        decoding: Mutex::default(),
+        rebuilt: Mutex::default(),
     });
 
     let (wtx, wrx) = mpsc::channel::<ToWriter>(8);
     let s = Arc::clone(session);
     let to_output = arrivals.clone();
+    let tw = Arc::clone(&t);
     let mut writer =
-        tokio::task::spawn_blocking(move || store_blocks(&s, wrx, to_output.as_deref()));
+        tokio::task::spawn_blocking(move || store_blocks(&s, wrx, to_output.as_deref(), &tw));
     // Set when the writer stops before the pull ends: it failed (a full disk, say), and the
     // pull stops with its error at once instead of stalling on a closed queue.
     let mut written_early = None;
@@ -332,6 +627,7 @@ pub(crate) async fn pull(
         }
     }
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let pull_started = Instant::now();
     while t.remaining.load(Ordering::Acquire) > 0 {
         if t.over.load(Ordering::Acquire) {
             outcome = Err(NodeError::OverDeclared {
@@ -390,6 +686,15 @@ pub(crate) async fn pull(
                 break;
             }
             _ = tick.tick() => {
+                // Once discovery has had its chance to find a provider of everything.
+                let settled = pool.rx.is_none() || pull_started.elapsed() > ORPHANS_AFTER;
+                while let Some((stripe, targets)) = settled.then(|| orphans(&t)).flatten() {
+                    tracing::info!(cid = %root, stripe, blocks = targets.len(), "no provider holds these blocks: rebuilding them from their stripe");
+                    if wtx.send(ToWriter::Decode { stripe, targets }).await.is_err() {
+                        break;
+                    }
+                    t.changed.notify_waiters();
+                }
                 progress(FetchProgress {
                     bytes_done: t.bytes_done.load(Ordering::Relaxed),
                     bytes_total,
@@ -452,6 +757,8 @@ pub(crate) struct Bring<'a> {
     pub pace: Pace,
     pub progress: &'a (dyn Fn(FetchProgress) + Send + Sync),
     pub streaming: Option<Streaming>,
+    /// Bring one column of a striped item (and its manifests and stripe map), not the whole.
+    pub shard: Option<ShardOf>,
 }
 
 impl<'a> Bring<'a> {
@@ -468,7 +775,14 @@ impl<'a> Bring<'a> {
             pace,
             progress: &|_| {},
             streaming: None,
+            shard: None,
         }
+    }
+
+    /// A column of someone else's striped item.
+    pub fn column(mut self, shard: Option<ShardOf>) -> Self {
+        self.shard = shard;
+        self
     }
 }
 
@@ -494,6 +808,73 @@ pub(crate) async fn bring(
                 })?
         }
     }
+}
+
+/// The stripe map `address` of `root`: from the store when it is here, else from the first
+/// provider that sends it. It must match its address, name `root`, and list exactly the
+/// item's `chunks`.
+async fn stripe_map(
+    client: &Client,
+    session: &Arc<Session>,
+    pool: &mut ProviderPool,
+    root: BlockAddress,
+    address: BlockAddress,
+    chunks: &HashSet<BlockAddress>,
+    stall_timeout: Duration,
+) -> Result<StripeCtx, NodeError> {
+    let s = Arc::clone(session);
+    let local = blocking(move || -> Result<Option<Vec<u8>>, StoreError> {
+        if !s.claim_present(&[address])?[0] {
+            return Ok(None);
+        }
+        s.parts()
+            .read_verified(&address, crate::content::stripe::MAX_MAP_BLOCK)
+            .map(Some)
+    })
+    .await?
+    .ok()
+    .flatten();
+    let mut bytes = local;
+    // The providers known, then each one discovery finds, until one sends it (the records
+    // of holders that have left come first as often as not).
+    pool.drain();
+    let mut asked = HashSet::new();
+    let deadline = Instant::now() + stall_timeout;
+    while bytes.is_none() {
+        let next = match pool.known.iter().find(|p| !asked.contains(*p)) {
+            Some(p) => *p,
+            None => match pool.next_new(deadline).await {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        asked.insert(next);
+        let got = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request(next, ChunkRequest::GetChunk(address)),
+        )
+        .await;
+        match got {
+            Ok(Ok(ChunkResponse::Block(b))) if address.matches(&b) => bytes = Some(b),
+            Ok(Ok(ChunkResponse::Block(_))) => client.report(next, Offence::BadBlock).await,
+            _ => {}
+        }
+    }
+    let bytes = bytes.ok_or(NodeError::NoProviders {
+        item: address.into(),
+        secs: stall_timeout.as_secs(),
+    })?;
+    let map = crate::store::stripes::decode_map(&address, &root, &bytes)?;
+    let ctx = StripeCtx::new(map, address);
+    if !ctx.covers(chunks) {
+        return Err(StoreError::Corrupt {
+            address,
+            path: std::path::PathBuf::from("(stripe map)"),
+            reason: format!("it does not list exactly the chunks of {root}"),
+        }
+        .into());
+    }
+    Ok(ctx)
 }
 
 /// How a transfer paces itself and when it gives up.
@@ -523,6 +904,7 @@ async fn bring_unbounded(
         pace,
         progress,
         streaming,
+        shard,
     } = what;
     let Pace {
         window,
@@ -542,9 +924,30 @@ async fn bring_unbounded(
         &mut dropped,
     )
     .await?;
+    let chunks: HashSet<BlockAddress> = walked.chunks.iter().map(|(a, _)| *a).collect();
+    // A column: its stripe map first, kept with the manifests before the partial holding
+    // names it.
+    let stripes = match &shard {
+        Some(s) => Some(Arc::new(
+            stripe_map(
+                client,
+                session,
+                &mut pool,
+                root,
+                s.map,
+                &chunks,
+                stall_timeout,
+            )
+            .await?,
+        )),
+        None => None,
+    };
     {
         let s = Arc::clone(session);
-        let manifests = std::mem::take(&mut walked.new_manifests);
+        let mut manifests = std::mem::take(&mut walked.new_manifests);
+        if let Some(ctx) = &stripes {
+            manifests.push((ctx.address, ctx.map.encode()));
+        }
         let holding = partial(&walked);
         blocking(move || -> Result<(), StoreError> {
             let mut w = s.writer();
@@ -559,13 +962,21 @@ async fn bring_unbounded(
         })
         .await??;
     }
-    let addrs: Vec<BlockAddress> = walked.chunks.iter().map(|(a, _)| *a).collect();
+    // What to bring: the chunks, or one column's blocks (data or parity).
+    let wanted: Vec<(BlockAddress, Option<usize>)> = match (&shard, &stripes) {
+        (Some(s), Some(ctx)) => ctx
+            .map
+            .column(s.column as usize)
+            .map(|(_, a, len)| (a, Some(len as usize)))
+            .collect(),
+        _ => walked.chunks.clone(),
+    };
+    let addrs: Vec<BlockAddress> = wanted.iter().map(|(a, _)| *a).collect();
     let have = {
         let s = Arc::clone(session);
         blocking(move || s.claim_present(&addrs)).await??
     };
-    let missing: VecDeque<(BlockAddress, Option<usize>)> = walked
-        .chunks
+    let missing: VecDeque<(BlockAddress, Option<usize>)> = wanted
         .iter()
         .zip(have)
         .filter(|(_, h)| !h)
@@ -584,6 +995,8 @@ async fn bring_unbounded(
         max_bytes: pace
             .max_bytes
             .map(|m| m.saturating_sub(walked.new_manifest_bytes)),
+        chunks,
+        stripes,
     };
     let pulling = pull(client, session, &mut pool, missing, plan, &mut dropped);
     let pulled = match (streaming, arrivals) {

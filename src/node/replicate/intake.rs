@@ -23,7 +23,16 @@ use crate::node::fetch::walk::Walked;
 use crate::node::{blocking, now_secs, NodeError, Offence};
 use crate::store::{Holding, ReplicaRecord, SessionKind};
 
-use super::{held_here, Held, InboundReplicate, Replicator};
+use super::{held_here, stripes_here, Held, InboundReplicate, Replicator};
+use crate::content::stripe::ShardOf;
+
+/// What a `Hold` asks of this node.
+struct Ask {
+    replication: u8,
+    bytes: u64,
+    lease: u64,
+    shard: Option<ShardOf>,
+}
 
 /// Counts one announcement in [`Replicator::announcing`] while it lives.
 struct Announcing(Arc<std::sync::atomic::AtomicUsize>);
@@ -90,7 +99,9 @@ impl Replicator {
                 let lease = r
                     .lease_until
                     .unwrap_or_else(|| now_secs() + me.cfg.replica_lease.as_secs());
-                let taken = me.take_in(r.root, r.replication, r.bytes, lease).await;
+                let taken = me
+                    .take_in(r.root, r.replication, r.bytes, lease, r.shard)
+                    .await;
                 drop(held);
                 match taken {
                     Ok(announcing) => me.announce_taken(r.root, announcing).await,
@@ -131,11 +142,18 @@ impl Replicator {
                     replication,
                     bytes,
                     lease_until,
+                    shard,
                 } => {
                     // Never longer than this node's own lease from now.
                     let most = now_secs() + self.cfg.replica_lease.as_secs();
                     let lease = lease_until.unwrap_or(most).min(most);
-                    self.hold(peer, root, replication, bytes, lease).await
+                    let ask = Ask {
+                        replication,
+                        bytes,
+                        lease,
+                        shard,
+                    };
+                    self.hold(peer, root, ask).await
                 }
             };
             if self
@@ -151,8 +169,11 @@ impl Replicator {
 
     async fn query(&self, root: BlockAddress) -> ReplicateResponse {
         let store = Arc::clone(&self.store);
-        match blocking(move || held_here(&store, &root)).await {
-            Ok(Ok(h)) => h.response(),
+        let here = blocking(move || -> Result<_, crate::store::StoreError> {
+            Ok((held_here(&store, &root)?, stripes_here(&store, &root)?))
+        });
+        match here.await {
+            Ok(Ok((h, stripes))) => h.response(stripes),
             _ => ReplicateResponse::Refused {
                 reason: RefuseReason::Busy,
                 message: "store unavailable".into(),
@@ -160,14 +181,13 @@ impl Replicator {
         }
     }
 
-    async fn hold(
-        &self,
-        peer: PeerId,
-        root: BlockAddress,
-        replication: u8,
-        bytes: u64,
-        lease: u64,
-    ) -> ReplicateResponse {
+    async fn hold(&self, peer: PeerId, root: BlockAddress, ask: Ask) -> ReplicateResponse {
+        let Ask {
+            replication,
+            bytes,
+            lease,
+            shard,
+        } = ask;
         let refuse = |reason, message: String| ReplicateResponse::Refused { reason, message };
         if self.client.stopping() {
             return refuse(RefuseReason::ShuttingDown, "stopping".into());
@@ -244,7 +264,7 @@ impl Replicator {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let taken = me.take_in(root, replication, bytes, lease).await;
+            let taken = me.take_in(root, replication, bytes, lease, shard).await;
             drop((permit, arriving));
             match taken {
                 Ok(announcing) => me.announce_taken(root, announcing).await,
@@ -280,6 +300,7 @@ impl Replicator {
         replication: u8,
         bytes: u64,
         lease: u64,
+        shard: Option<ShardOf>,
     ) -> Result<Announcing, NodeError> {
         let session = begin_session(&self.store, SessionKind::Replica, root.to_string()).await?;
         let since = now_secs();
@@ -291,9 +312,10 @@ impl Replicator {
             complete,
             last_verified: complete.then(now_secs),
             lease_until: Some(lease),
+            shard,
         };
         let partial = |_: &Walked| Some(Holding::Replica(record(false)));
-        let what = Bring::copy(root, &partial, self.pace(Some(bytes)));
+        let what = Bring::copy(root, &partial, self.pace(Some(bytes))).column(shard);
         let brought = bring(&self.client, &session, what).await;
         if let Err(e) = brought {
             // Nothing keeps a failed intake: the next repair round pushes it again.
@@ -303,7 +325,12 @@ impl Replicator {
         }
         let s = Arc::clone(&session);
         blocking(move || s.commit(&Holding::Replica(record(true)))).await??;
-        tracing::info!(cid = %root, replication, "holding a replica");
+        match shard {
+            Some(s) => {
+                tracing::info!(cid = %root, column = s.column, map = %s.map, "holding a column")
+            }
+            None => tracing::info!(cid = %root, replication, "holding a replica"),
+        }
         Ok(Announcing::begin(&self.announcing))
     }
 }

@@ -26,6 +26,8 @@
 //! This module decides what to place where; it must not touch the Swarm (it talks to the
 //! event loop through the [`Client`]) nor block the async threads on the store.
 
+mod columns;
+mod health;
 mod intake;
 mod placement;
 mod scrub;
@@ -40,9 +42,11 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::content::stripe::Durability;
 use crate::content::BlockAddress;
-use crate::network::{ReplicateRequest, ReplicateResponse};
+use crate::network::{HeldStripes, ReplicateRequest, ReplicateResponse};
 use crate::store::Store;
+pub use health::{HolderHealth, ItemHealth};
 
 use super::fetch::transfer::Pace;
 use super::republish::regions::KeyspaceMap;
@@ -55,6 +59,9 @@ use super::{blocking, now_secs, Client};
 pub struct ReplicationConfig {
     /// Copies the network keeps of each item besides the adder's pin (`--replication`).
     pub replication: u8,
+    /// How items added here are kept when their pin does not say (`--durability`): `None`
+    /// keeps `replication` copies.
+    pub durability: Option<Durability>,
     /// Time between repair rounds, jittered by ±25% so that nodes do not repair in step
     /// (`--repair-interval`); `None` runs rounds only when asked (`storgo repair`).
     pub repair_interval: Option<Duration>,
@@ -84,10 +91,27 @@ pub struct ReplicationConfig {
     pub replica_lease: Duration,
 }
 
+impl ReplicationConfig {
+    /// How an item added here is kept when its pin does not say.
+    pub fn durability(&self) -> Durability {
+        self.durability
+            .unwrap_or(Durability::Replicas(self.replication))
+    }
+
+    /// How the pinned item `pin` is kept: its own durability, its older `replicas`, or the
+    /// node's.
+    pub fn durability_of(&self, pin: &crate::store::PinRecord) -> Durability {
+        pin.durability
+            .or(pin.replicas.map(Durability::Replicas))
+            .unwrap_or_else(|| self.durability())
+    }
+}
+
 impl Default for ReplicationConfig {
     fn default() -> Self {
         Self {
             replication: 3,
+            durability: None,
             // Reasoned in DESIGN.md: a laptop closing its lid is noticed within the hour.
             repair_interval: Some(Duration::from_secs(30 * 60)),
             max_intake: 4,
@@ -124,7 +148,9 @@ enum Held {
 impl Held {
     fn from_response(r: &ReplicateResponse) -> Option<Held> {
         match r {
-            ReplicateResponse::Holding { complete, pinned } => Some(if *complete {
+            ReplicateResponse::Holding {
+                complete, pinned, ..
+            } => Some(if *complete {
                 Held::Whole { pinned: *pinned }
             } else {
                 Held::Partial { pinned: *pinned }
@@ -145,16 +171,18 @@ impl Held {
         matches!(self, Held::Whole { .. })
     }
 
-    fn response(self) -> ReplicateResponse {
+    fn response(self, stripes: Option<HeldStripes>) -> ReplicateResponse {
         match self {
             Held::No => ReplicateResponse::NotHeld,
             Held::Partial { pinned } => ReplicateResponse::Holding {
                 complete: false,
                 pinned,
+                stripes,
             },
             Held::Whole { pinned } => ReplicateResponse::Holding {
                 complete: true,
                 pinned,
+                stripes,
             },
         }
     }
@@ -176,11 +204,33 @@ fn held_here(store: &Store, root: &BlockAddress) -> Result<Held, crate::store::S
     })
 }
 
+/// What this node holds of a striped `root`: every column (it coded the item and pins it)
+/// or one.
+fn stripes_here(
+    store: &Store,
+    root: &BlockAddress,
+) -> Result<Option<HeldStripes>, crate::store::StoreError> {
+    if let Some(map) = store.pin_of(root)?.and_then(|p| p.stripe_map) {
+        return Ok(Some(HeldStripes { map, column: None }));
+    }
+    Ok(store
+        .replica_of(root)?
+        .and_then(|r| r.shard)
+        .map(|s| HeldStripes {
+            map: s.map,
+            column: Some(s.column),
+        }))
+}
+
 /// What one [`Replicator::repair_item`] did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ItemRepair {
     pub root: String,
+    /// Holders wanted besides the pinners: R copies, or K + M columns.
     pub replication: u8,
+    /// `replicas:R` or `ec:K+M`.
+    #[serde(default)]
+    pub durability: String,
     /// Whole replicas among the target set before this round's pushes.
     pub whole_before: usize,
     /// Peers asked to hold it that accepted.
@@ -257,9 +307,10 @@ pub struct Replicator {
     /// let go: a DHT walk must not keep other pushers' items waiting as Busy).
     announcing: Arc<std::sync::atomic::AtomicUsize>,
     /// Items this node pins or holds whose last placement left them short of their R copies
-    /// (or could not run: no peers yet), by root, with their R. `storgo_items_under_replicated`
-    /// counts them, and a peer joining the routing table has them placed at once.
-    short: Arc<Mutex<HashMap<BlockAddress, u8>>>,
+    /// or K + M columns (or could not run: no peers yet), by root, with how they are kept.
+    /// `storgo_items_under_replicated` counts them, and a peer joining the routing table has
+    /// them placed at once.
+    short: Arc<Mutex<HashMap<BlockAddress, Durability>>>,
 }
 
 impl Replicator {
@@ -289,11 +340,21 @@ impl Replicator {
         self.short.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// Items kept as stripes whose last placement left a column missing.
+    pub fn striped_below_threshold(&self) -> usize {
+        self.short
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|d| matches!(d, Durability::Stripes(_)))
+            .count()
+    }
+
     /// Notes how a placement of `root` ended: short of R (or failed), or not.
-    pub(super) fn note_placement(&self, root: BlockAddress, replication: u8, short: bool) {
+    pub(super) fn note_placement(&self, root: BlockAddress, durability: Durability, short: bool) {
         let mut known = self.short.lock().unwrap_or_else(|e| e.into_inner());
         if short {
-            known.insert(root, replication);
+            known.insert(root, durability);
         } else {
             known.remove(&root);
         }
@@ -349,24 +410,25 @@ impl Replicator {
             Err(e) => report.failed.push(("(leases)".into(), e.to_string())),
         }
         let store = Arc::clone(&self.store);
-        let default_r = self.cfg.replication;
+        let cfg = self.cfg.clone();
         let items = blocking(
-            move || -> Result<Vec<(BlockAddress, u8)>, crate::store::StoreError> {
-                let mut v: Vec<(BlockAddress, u8)> = store
+            move || -> Result<Vec<(BlockAddress, Durability)>, crate::store::StoreError> {
+                let mut v: Vec<(BlockAddress, Durability)> = store
                     .pins()?
                     .into_iter()
                     .filter(|p| !p.partial)
                     .filter_map(|p| {
                         let id = p.id.parse::<crate::content::ContentId>().ok()?;
-                        Some((id.root, p.replicas.unwrap_or(default_r)))
+                        Some((id.root, cfg.durability_of(&p)))
                     })
                     .collect();
+                // A column holder's item is placed by its map, whatever is passed here.
                 v.extend(
                     store
                         .replicas()?
                         .into_iter()
                         .filter(|r| r.complete)
-                        .map(|r| (r.root, r.replication)),
+                        .map(|r| (r.root, Durability::Replicas(r.replication))),
                 );
                 Ok(v)
             },
@@ -384,7 +446,7 @@ impl Replicator {
             }
         };
         report.items = items.len();
-        let wanted: HashMap<BlockAddress, u8> = items.iter().copied().collect();
+        let wanted: HashMap<BlockAddress, Durability> = items.iter().copied().collect();
         // One map of the key space for every item instead of a DHT walk per item.
         let roots: Vec<BlockAddress> = items.iter().map(|(root, _)| *root).collect();
         let map = match KeyspaceMap::build(&self.client, &roots, crate::network::DHT_K).await {
@@ -414,7 +476,13 @@ impl Replicator {
                 Err(_) => true,
             };
             if is_short {
-                short.insert(*root, wanted.get(root).copied().unwrap_or(default_r));
+                // As placed: a column holder's item is striped whatever its row said.
+                let asked = wanted
+                    .get(root)
+                    .copied()
+                    .unwrap_or_else(|| self.cfg.durability());
+                let placed = result.as_ref().ok().and_then(|i| i.durability.parse().ok());
+                short.insert(*root, placed.unwrap_or(asked));
             }
         }
         // The round saw every item held: what it found short is the whole list.
@@ -471,7 +539,7 @@ impl Replicator {
             // Peers come in bursts (a bootstrap peer, then its neighbours): one placement
             // for the burst, after it settles.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let short: Vec<(BlockAddress, u8)> = self
+            let short: Vec<(BlockAddress, Durability)> = self
                 .short
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

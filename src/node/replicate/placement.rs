@@ -18,17 +18,19 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::PeerId;
 
+use crate::content::stripe::Durability;
 use crate::content::BlockAddress;
 use crate::network::{
     distance_order, ChunkRequest, ChunkResponse, RefuseReason, ReplicateRequest, ReplicateResponse,
 };
 use crate::node::{blocking, now_secs, NodeError, Offence};
+use crate::store::StripesHeld;
 
 use super::{held_here, Held, ItemRepair, Replicator};
 
 /// How a peer answered a `Hold`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Asked {
+pub(super) enum Asked {
     Accepted,
     /// Refused, with the reason as the report shows it; a busy peer is asked again.
     Refused {
@@ -108,6 +110,19 @@ impl Replicator {
     /// Asks `peers` what they hold of `root`, at most eight at a time; unreachable peers
     /// are left out.
     async fn survey(&self, root: BlockAddress, peers: &[PeerId]) -> Vec<(PeerId, Held)> {
+        self.survey_answers(root, peers)
+            .await
+            .into_iter()
+            .filter_map(|(p, r)| Held::from_response(&r).map(|h| (p, h)))
+            .collect()
+    }
+
+    /// Every answer of `peers` to a `Query` for `root`, at most eight asked at a time.
+    pub(super) async fn survey_answers(
+        &self,
+        root: BlockAddress,
+        peers: &[PeerId],
+    ) -> Vec<(PeerId, ReplicateResponse)> {
         let asks: Vec<_> = peers
             .iter()
             .copied()
@@ -120,7 +135,7 @@ impl Replicator {
                     )
                     .await;
                     match r {
-                        Ok(Ok(resp)) => Held::from_response(&resp).map(|h| (p, h)),
+                        Ok(Ok(resp)) => Some((p, resp)),
                         _ => None,
                     }
                 }
@@ -133,27 +148,76 @@ impl Replicator {
             .await
     }
 
-    /// Places `root` on the R peers closest to it (found with a DHT walk); see the module docs.
-    /// Notes whether it is left short of copies (see `Replicator::under_replicated`).
+    /// Places `root` on the peers closest to it (found with a DHT walk), as copies or as
+    /// columns; see the module docs. Notes whether it is left short (see
+    /// `Replicator::under_replicated`).
     pub async fn repair_item(
         &self,
         root: BlockAddress,
-        replication: u8,
+        durability: Durability,
     ) -> Result<ItemRepair, NodeError> {
         let placed = async {
             let closest = self.client.closest_peers(root).await?;
-            self.place(root, replication, closest).await
+            self.place(root, durability, closest).await
         }
         .await;
         let short = placed
             .as_ref()
             .map_or(true, |i| i.under_replicated && !i.handed_off);
-        self.note_placement(root, replication, short);
+        let kept = placed
+            .as_ref()
+            .ok()
+            .and_then(|i| i.durability.parse().ok())
+            .unwrap_or(durability);
+        self.note_placement(root, kept, short);
         placed
     }
 
-    /// Places `root` given the live peers closest to it, closest first.
+    /// Places `root` given the live peers closest to it, closest first: by its stripe map
+    /// when this node holds one (it coded the item, or holds a column), after coding it when
+    /// this node pins it whole and it is to be kept as `ec:K+M`, else as copies.
     pub(super) async fn place(
+        &self,
+        root: BlockAddress,
+        durability: Durability,
+        closest: Vec<PeerId>,
+    ) -> Result<ItemRepair, NodeError> {
+        let store = Arc::clone(&self.store);
+        let (pin, replica) = blocking(move || -> Result<_, crate::store::StoreError> {
+            Ok((store.pin_of(&root)?, store.replica_of(&root)?))
+        })
+        .await??;
+        let held = match (&pin, &replica) {
+            (Some(p), _) if p.stripe_map.is_some() && !p.partial => {
+                p.stripe_map.map(StripesHeld::Coded)
+            }
+            (_, Some(r)) if r.complete => r.shard.map(StripesHeld::Column),
+            _ => None,
+        };
+        if let Some(held) = held {
+            return self.place_columns(root, held, closest).await;
+        }
+        match durability {
+            Durability::Stripes(shape) if pin.as_ref().is_some_and(|p| !p.partial) => {
+                let store = Arc::clone(&self.store);
+                match blocking(move || store.code_stripes(&root, shape)).await?? {
+                    Some(map) => {
+                        self.place_columns(root, StripesHeld::Coded(map.address()), closest)
+                            .await
+                    }
+                    // One chunk (or a map too large to keep): M + 1 copies.
+                    None => {
+                        let copies = durability.for_chunks(1).holders() as u8;
+                        self.place_copies(root, copies, closest).await
+                    }
+                }
+            }
+            d => self.place_copies(root, d.holders() as u8, closest).await,
+        }
+    }
+
+    /// Places `root` as `replication` whole copies.
+    pub(super) async fn place_copies(
         &self,
         root: BlockAddress,
         replication: u8,
@@ -184,6 +248,7 @@ impl Replicator {
         let mut report = ItemRepair {
             root: root.to_string(),
             replication,
+            durability: Durability::Replicas(replication).to_string(),
             whole_before: plan.whole_before,
             ..ItemRepair::default()
         };
@@ -201,6 +266,7 @@ impl Replicator {
                 replication,
                 bytes,
                 lease_until: grant,
+                shard: None,
             };
             let filled = self.push_copies(root, &ask, &targets, r, &mut report).await;
             report.under_replicated = filled < r;
@@ -226,6 +292,7 @@ impl Replicator {
                     replication,
                     bytes,
                     lease_until: grant,
+                    shard: None,
                 };
                 if let Err(e) = self.client.replicate(p, renew).await {
                     tracing::debug!(peer = %p, cid = %root, error = %e, "lease renewal failed");
@@ -284,7 +351,12 @@ impl Replicator {
         filled
     }
 
-    async fn ask_to_hold(&self, root: BlockAddress, p: PeerId, ask: &ReplicateRequest) -> Asked {
+    pub(super) async fn ask_to_hold(
+        &self,
+        root: BlockAddress,
+        p: PeerId,
+        ask: &ReplicateRequest,
+    ) -> Asked {
         tracing::debug!(cid = %root, peer = %p, "asking to hold");
         match self.client.replicate(p, ask.clone()).await {
             Ok(ReplicateResponse::Accepted) => Asked::Accepted,

@@ -45,6 +45,11 @@ impl Replicator {
         // pass, so up to three passes with a fetch between them.
         let mut marked_partial = false;
         let mut pass = 0;
+        // A column holder checks and fetches again its own column only.
+        let store = Arc::clone(&self.store);
+        let shard = blocking(move || store.replica_of(&root))
+            .await??
+            .and_then(|r| r.shard);
         loop {
             let (store, s) = (Arc::clone(&self.store), Arc::clone(&session));
             let checked = blocking(move || {
@@ -53,7 +58,7 @@ impl Replicator {
                         std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
                     }
                 };
-                store.check_item(&s, &root, &mut pace)
+                store.check_item(&s, &root, shard.as_ref(), &mut pace)
             })
             .await??;
             report.checked_blocks += checked.checked_blocks;
@@ -74,7 +79,7 @@ impl Replicator {
                     total: checked.lacking.len(),
                 })
             } else {
-                let what = Bring::copy(root, &|_| None, self.pace(None));
+                let what = Bring::copy(root, &|_| None, self.pace(None)).column(shard);
                 bring(&self.client, &session, what).await
             };
             match brought {

@@ -299,6 +299,32 @@ impl Index {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Records the stripe map of the whole pin `root`, in one transaction so that an unpin
+    /// meanwhile is not undone. Returns whether such a pin exists.
+    pub fn set_stripe_map(&self, root: &BlockAddress, map: BlockAddress) -> Result<bool> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let found = {
+            let mut t = tx.open_table(PINS).map_err(|e| self.err(e))?;
+            let pin = match t.get(root.digest()).map_err(|e| self.err(e))? {
+                Some(v) => Some(self.decode_pin(v.value())?),
+                None => None,
+            };
+            match pin {
+                Some(mut p) if !p.partial => {
+                    p.stripe_map = Some(map);
+                    let mut bytes = Vec::new();
+                    ciborium::into_writer(&p, &mut bytes).map_err(|e| self.err(e))?;
+                    t.insert(root.digest(), bytes.as_slice())
+                        .map_err(|e| self.err(e))?;
+                    true
+                }
+                _ => false,
+            }
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(found)
+    }
+
     /// Extends the lease of the replica `root` to `until` (never shortens it), in one
     /// transaction so that a renewal and an intake's commit cannot undo each other. Returns
     /// whether the replica exists.

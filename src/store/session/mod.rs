@@ -37,7 +37,7 @@ use super::blocks::BlockFiles;
 use super::index::Index;
 use super::lock::DirLock;
 use super::packs::Packs;
-use super::rows::{Holding, PackedAt, PinRecord, SessionKind, SessionRecord};
+use super::rows::{Holding, PackedAt, PinRecord, ReplicaRecord, SessionKind, SessionRecord};
 use super::{Result, StoreError};
 
 pub mod writer;
@@ -337,7 +337,19 @@ impl Session {
         let ending = if holding.is_partial() {
             None
         } else {
-            let missing = self.claim_item(&root)?;
+            let missing = match holding {
+                Holding::Replica(ReplicaRecord {
+                    shard: Some(shard), ..
+                }) => self.claim_column(&root, shard)?,
+                Holding::Pin(PinRecord {
+                    stripe_map: Some(map),
+                    ..
+                }) => {
+                    self.claim_parity(&root, map)?;
+                    self.claim_item(&root)?
+                }
+                _ => self.claim_item(&root)?,
+            };
             if !missing.is_empty() {
                 return Err(StoreError::Incomplete {
                     root,
