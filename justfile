@@ -20,9 +20,12 @@ bench size_mib="1024":
     scripts/bench-local.sh {{size_mib}}
 
 # Erasure coding at 10+6 with 1 MiB shards on one core: encode and decode MB/s, the code alone
-# and with storgo's address checks (Criterion).
-bench-ec:
+# and with storgo's address checks (Criterion); then twenty-six in-process nodes: a 1 GiB add placed
+# as replicas:3 and as ec:10+6 (time, bytes stored by others), a healthy and a degraded fetch,
+# and the repair of six lost columns.
+bench-ec mib="1024":
     cargo bench --bench ec
+    STORGO_BENCH_MIB={{mib}} cargo test --release --test durability bench_ec -- --ignored --nocapture
 
 # Regenerate the protocol test vectors (only when a format deliberately changes).
 vectors:

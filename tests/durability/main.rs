@@ -8,6 +8,7 @@ mod nodes;
 
 mod a_full_peer_refuses_and_the_next_closest_holds_it;
 mod an_item_survives_its_adder_and_each_holder_dying;
+mod bench_ec_placement_and_degraded_fetch;
 mod churn_at_scale_keeps_every_item;
 mod closer_peers_joining_take_over_without_dropping_below_r;
 mod columns_outlive_their_adder_and_m_holders;

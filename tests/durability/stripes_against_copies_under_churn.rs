@@ -113,7 +113,7 @@ async fn run(
     let files = tmp.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     let mut made = 0;
-    let mut dir = |made: &mut usize| {
+    let dir = |made: &mut usize| {
         *made += 1;
         tmp.path().join(format!("d{made}"))
     };

@@ -19,8 +19,10 @@ use std::sync::Arc;
 use crate::content::stripe::{self, StripeError, StripeMap};
 use crate::content::BlockAddress;
 
-/// Stripes gathered for a rebuild at once: a stripe is at most K + M blocks of at most 4 MiB.
-pub(crate) const MAX_DECODING: usize = 2;
+/// Stripes gathered for a rebuild at once: a stripe is at most K + M blocks of at most 4 MiB
+/// (64 MiB at 10+6 with 1 MiB chunks). Two kept the workers idle while each stripe waited for
+/// its slowest helper (a degraded fetch at 0.2 of a healthy one); four keep them busy.
+pub(crate) const MAX_DECODING: usize = 4;
 
 /// A striped item's map, indexed by block.
 pub(crate) struct StripeCtx {

@@ -65,6 +65,9 @@ struct Transfer {
     /// Stripes being gathered for a rebuild, and stripes rebuilt.
     decoding: Mutex<HashSet<usize>>,
     rebuilt: Mutex<HashSet<usize>>,
+    /// Helper shards asked for so far (each is asked once: a helper that fails goes back in
+    /// the queue like any job).
+    helpers: Mutex<HashSet<BlockAddress>>,
 }
 
 impl Transfer {
@@ -531,9 +534,27 @@ fn orphans(t: &Transfer) -> Option<(usize, HashSet<usize>)> {
         }
         _ => true,
     });
+    decoding.insert(stripe);
+    drop(q);
+    helpers_for(t, ctx, stripe, &targets, &serves);
+    Some((stripe, targets))
+}
+
+/// Asks for the shards of `stripe` (other than `targets`) that a live provider serves, that
+/// nothing brings already and that were not asked for before.
+fn helpers_for(
+    t: &Transfer,
+    ctx: &StripeCtx,
+    stripe: usize,
+    targets: &HashSet<usize>,
+    serves: &[Serves],
+) {
+    let mut asked = t.helpers.lock().unwrap_or_else(|e| e.into_inner());
+    let mut q = t.queue.lock().unwrap_or_else(|e| e.into_inner());
     let coming: HashSet<BlockAddress> = q.iter().map(|j| j.address).collect();
     for (c, a, len) in ctx.shards(stripe) {
-        if !targets.contains(&c) && !coming.contains(&a) && served(&a) {
+        let served = serves.iter().any(|s| s.covers(Some(ctx), &a));
+        if !targets.contains(&c) && !coming.contains(&a) && served && asked.insert(a) {
             q.push_back(Job {
                 address: a,
                 len: Some(len as usize),
@@ -541,8 +562,43 @@ fn orphans(t: &Transfer) -> Option<(usize, HashSet<usize>)> {
             });
         }
     }
-    decoding.insert(stripe);
-    Some((stripe, targets))
+}
+
+/// Stripes being gathered ask for the shards of providers that joined since (a holder found
+/// late by discovery): a stripe whose helpers were all asked of providers that then left
+/// would otherwise wait forever.
+fn top_up(t: &Transfer) {
+    let Some(ctx) = t.stripes.get() else {
+        return;
+    };
+    let decoding: Vec<usize> = t
+        .decoding
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    if decoding.is_empty() {
+        return;
+    }
+    let serves: Vec<Serves> = t
+        .serves
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .copied()
+        .collect();
+    for s in decoding {
+        // Its targets are not known here; they are never queued as helpers because they are
+        // not served (that is why they are rebuilt).
+        let targets: HashSet<usize> = ctx
+            .shards(s)
+            .iter()
+            .filter(|(_, a, _)| !serves.iter().any(|x| x.covers(Some(ctx), a)))
+            .map(|(c, _, _)| *c)
+            .collect();
+        helpers_for(t, ctx, s, &targets, &serves);
+    }
 }
 
 /// Pulls `missing` blocks into `session` from the providers `pool` finds. Every block that
@@ -596,6 +652,7 @@ pub(crate) async fn pull(
         learning: AtomicUsize::new(0),
         decoding: Mutex::default(),
         rebuilt: Mutex::default(),
+        helpers: Mutex::default(),
     });
 
     let (wtx, wrx) = mpsc::channel::<ToWriter>(8);
@@ -688,6 +745,9 @@ pub(crate) async fn pull(
             _ = tick.tick() => {
                 // Once discovery has had its chance to find a provider of everything.
                 let settled = pool.rx.is_none() || pull_started.elapsed() > ORPHANS_AFTER;
+                if settled {
+                    top_up(&t);
+                }
                 while let Some((stripe, targets)) = settled.then(|| orphans(&t)).flatten() {
                     tracing::info!(cid = %root, stripe, blocks = targets.len(), "no provider holds these blocks: rebuilding them from their stripe");
                     if wtx.send(ToWriter::Decode { stripe, targets }).await.is_err() {
