@@ -225,6 +225,7 @@ async fn worker(
 ) -> WorkerEnd {
     t.learning.fetch_add(1, Ordering::AcqRel);
     let serves = learn(&client, peer, &t).await;
+    tracing::debug!(peer = %peer, cid = %t.root, serves = ?serves, "provider says what it serves");
     t.serves
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -534,8 +535,20 @@ fn orphans(t: &Transfer) -> Option<(usize, HashSet<usize>)> {
         }
         _ => true,
     });
-    decoding.insert(stripe);
     drop(q);
+    if decoding.insert(stripe) {
+        // A stripe gathered again (a target of it was in flight at a provider that then left
+        // while the rest was rebuilt): its helper shards were not kept, so they are asked for
+        // again.
+        let mut asked = t.helpers.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, a, _) in ctx.shards(stripe) {
+            asked.remove(&a);
+        }
+        t.rebuilt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&stripe);
+    }
     helpers_for(t, ctx, stripe, &targets, &serves);
     Some((stripe, targets))
 }
@@ -685,6 +698,7 @@ pub(crate) async fn pull(
     }
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let pull_started = Instant::now();
+    let mut last_new_provider = Instant::now();
     while t.remaining.load(Ordering::Acquire) > 0 {
         if t.over.load(Ordering::Acquire) {
             outcome = Err(NodeError::OverDeclared {
@@ -717,6 +731,7 @@ pub(crate) async fn pull(
         tokio::select! {
             p = pool.next_new(Instant::now() + Duration::from_secs(3600)), if pool.rx.is_some() => {
                 if let Some(p) = p {
+                    last_new_provider = Instant::now();
                     if used.insert(p) {
                         let whole = pool.claim_whole.contains(&p);
                         workers.spawn(worker(client.clone(), p, Arc::clone(&t), wtx.clone(), window, whole));
@@ -744,7 +759,11 @@ pub(crate) async fn pull(
             }
             _ = tick.tick() => {
                 // Once discovery has had its chance to find a provider of everything.
-                let settled = pool.rx.is_none() || pull_started.elapsed() > ORPHANS_AFTER;
+                // Once discovery has had its chance and has gone quiet: holders found late
+                // would otherwise have their columns rebuilt for nothing.
+                let settled = pool.rx.is_none()
+                    || (pull_started.elapsed() > ORPHANS_AFTER
+                        && last_new_provider.elapsed() > ORPHANS_AFTER / 2);
                 if settled {
                     top_up(&t);
                 }
