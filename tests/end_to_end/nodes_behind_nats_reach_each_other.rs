@@ -228,6 +228,8 @@ fn add_and_fetch(
     (id, took)
 }
 
+/// The namespaces of one test: `tag` must be this file's own for each test (they run at once
+/// in one process, and the process ID is the rest of the name).
 fn internet(tag: &str, homes: &[Nat]) -> Option<Internet> {
     let tag = format!("{tag}{}", std::process::id() % 10_000);
     Internet::create(&tag, 1, homes)
@@ -320,7 +322,7 @@ fn hosts_behind_symmetric_nats_fetch_through_the_relay() {
 /// inside its pnet-protected TCP connections, and the fetch completes through them.
 #[test]
 fn a_private_network_behind_symmetric_nats_fetches_through_the_relay() {
-    let Some(net) = internet("np", &[Nat::Symmetric, Nat::Symmetric]) else {
+    let Some(net) = internet("nv", &[Nat::Symmetric, Nat::Symmetric]) else {
         cannot_run("NAT namespaces need root, iproute2 and iptables");
         return;
     };
@@ -564,7 +566,7 @@ fn holds(net: &Internet, site: &Site, root: &str) -> bool {
 fn an_item_added_behind_a_nat_outlives_its_adder_on_holders_behind_nats() {
     use Nat::{PortPreserving as Pp, Symmetric as Sy};
     // h1 adds; h2..h5 may hold; h6 arrives later to fetch. The public node takes nothing.
-    let Some(net) = internet("nd", &[Pp, Sy, Pp, Sy, Pp, Sy]) else {
+    let Some(net) = internet("nh", &[Pp, Sy, Pp, Sy, Pp, Sy]) else {
         cannot_run("NAT namespaces need root, iproute2 and iptables");
         return;
     };

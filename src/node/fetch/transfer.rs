@@ -500,10 +500,11 @@ fn stripe_error(t: &Transfer, e: crate::content::stripe::StripeError) -> StoreEr
 }
 
 /// Blocks of the queue no live provider serves, taken out to be rebuilt from their stripe:
-/// the first such stripe (the earliest in the item, which a streaming output waits for), its
-/// orphaned columns, and helper jobs for its other shards that a live provider serves and
-/// nothing brings already. Only once every worker has said what it serves, and while fewer
-/// than [`MAX_DECODING`] stripes are gathered.
+/// the first such stripe (the earliest in the item, which a streaming output waits for) and
+/// its orphaned columns. Only once every worker has said what it serves, and while fewer
+/// than [`MAX_DECODING`] stripes are gathered. The caller tells the writer, and only then asks
+/// for the helper shards ([`helpers_for`]): a helper that reached the writer before the
+/// stripe did would be dropped, and it is asked for once.
 fn orphans(t: &Transfer) -> Option<(usize, HashSet<usize>)> {
     let ctx = t.stripes.get()?;
     if t.learning.load(Ordering::Acquire) > 0 {
@@ -549,8 +550,22 @@ fn orphans(t: &Transfer) -> Option<(usize, HashSet<usize>)> {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&stripe);
     }
-    helpers_for(t, ctx, stripe, &targets, &serves);
     Some((stripe, targets))
+}
+
+/// Asks for the helper shards of `stripe` (see [`orphans`]), once the writer knows of it.
+fn ask_helpers(t: &Transfer, stripe: usize, targets: &HashSet<usize>) {
+    let Some(ctx) = t.stripes.get() else {
+        return;
+    };
+    let serves: Vec<Serves> = t
+        .serves
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .copied()
+        .collect();
+    helpers_for(t, ctx, stripe, targets, &serves);
 }
 
 /// Asks for the shards of `stripe` (other than `targets`) that a live provider serves, that
@@ -769,9 +784,17 @@ pub(crate) async fn pull(
                 }
                 while let Some((stripe, targets)) = settled.then(|| orphans(&t)).flatten() {
                     tracing::info!(cid = %root, stripe, blocks = targets.len(), "no provider holds these blocks: rebuilding them from their stripe");
-                    if wtx.send(ToWriter::Decode { stripe, targets }).await.is_err() {
+                    if wtx
+                        .send(ToWriter::Decode {
+                            stripe,
+                            targets: targets.clone(),
+                        })
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
+                    ask_helpers(&t, stripe, &targets);
                     t.changed.notify_waiters();
                 }
                 progress(FetchProgress {

@@ -136,7 +136,16 @@ impl Replicator {
         }) = rx.recv().await
         {
             let response = match request {
-                ReplicateRequest::Query { root } => self.query(root).await,
+                // Read-only and asked by every fetch and intake of an item, once per provider:
+                // answered beside the holds, not queued behind them.
+                ReplicateRequest::Query { root } => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let answer = me.query(root).await;
+                        let _ = me.client.respond_replicate(channel, answer).await;
+                    });
+                    continue;
+                }
                 ReplicateRequest::Hold {
                     root,
                     replication,
