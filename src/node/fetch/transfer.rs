@@ -71,6 +71,16 @@ struct Transfer {
 }
 
 impl Transfer {
+    /// What each live worker's provider serves, as a snapshot.
+    fn serving(&self) -> Vec<Serves> {
+        self.serves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .collect()
+    }
+
     /// Puts a job back at the front: the queue is in item order, and a fetch writing its
     /// output as chunks arrive waits for the earliest one.
     fn requeue(&self, job: Job) {
@@ -510,13 +520,7 @@ fn orphans(t: &Transfer) -> Option<(usize, HashSet<usize>)> {
     if t.learning.load(Ordering::Acquire) > 0 {
         return None;
     }
-    let serves: Vec<Serves> = t
-        .serves
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .copied()
-        .collect();
+    let serves = t.serving();
     if serves.is_empty() {
         return None;
     }
@@ -558,13 +562,7 @@ fn ask_helpers(t: &Transfer, stripe: usize, targets: &HashSet<usize>) {
     let Some(ctx) = t.stripes.get() else {
         return;
     };
-    let serves: Vec<Serves> = t
-        .serves
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .copied()
-        .collect();
+    let serves = t.serving();
     helpers_for(t, ctx, stripe, targets, &serves);
 }
 
@@ -609,13 +607,7 @@ fn top_up(t: &Transfer) {
     if decoding.is_empty() {
         return;
     }
-    let serves: Vec<Serves> = t
-        .serves
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .copied()
-        .collect();
+    let serves = t.serving();
     for s in decoding {
         // Its targets are not known here; they are never queued as helpers because they are
         // not served (that is why they are rebuilt).
